@@ -1,0 +1,1 @@
+"""thinkling bench (filled by its issue)."""

@@ -1,0 +1,1 @@
+"""thinkling convert (filled by its issue)."""

@@ -1,0 +1,1 @@
+"""thinkling mobile_bridge (filled by its issue)."""

@@ -1,0 +1,25 @@
+"""thinkling runtime: run small distilled reasoning students on-device.
+
+Public entry points::
+
+    from runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
+    with Engine("gemma-3-270m") as engine:
+        for chunk in engine.stream(GenerationRequest(messages=[Message("user", "Hi")])):
+            print(chunk.text, end="")
+
+Layers (data flows one way): edges -> ``engine`` -> ``thinking`` -> ``generate``
+-> ``backends``.
+"""
+
+from .engine import Engine, EngineConfig, Handle
+from .errors import (Cancelled, ContextLengthExceeded, EngineBusy, EngineClosed, InvalidModelFile,
+                     InvalidRequest, ModelNotFound, ThinklingError)
+from .types import Chunk, GenerationRequest, GenerationResult, Message, SamplingParams, Timings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Engine", "EngineConfig", "Handle", "Chunk", "GenerationRequest", "GenerationResult", "Message",
+    "SamplingParams", "Timings", "ThinklingError", "ModelNotFound", "InvalidModelFile",
+    "ContextLengthExceeded", "InvalidRequest", "Cancelled", "EngineBusy", "EngineClosed",
+]

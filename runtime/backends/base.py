@@ -1,0 +1,58 @@
+"""The backend contract: the small surface every inference engine implements.
+
+llama.cpp and onnxruntime are two equal implementations. Everything above the
+backend (sampling, stop strings, detokenization, prefix reuse, timings) lives
+once in ``runtime.generate`` so both behave the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """Load-time options shared by all backends."""
+
+    n_ctx: int = 4096
+    n_threads: int | None = None  # None: the machine's physical cores
+    n_batch: int = 512
+    cpu_affinity: tuple[int, ...] | None = None  # pin the process (phone emulation)
+    extra: dict = field(default_factory=dict)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A loaded model plus its KV cache for one sequence.
+
+    ``eval`` appends tokens to the cache and returns the next-token logits
+    (float32, shape ``[n_vocab]``; the view is valid until the next call).
+    ``kv_tokens`` is what the cache holds, so the generation loop can reuse a
+    shared prefix with ``truncate``.
+    """
+
+    name: str
+    n_ctx: int
+    n_vocab: int
+
+    @property
+    def kv_tokens(self) -> list[int]: ...
+
+    def tokenize(self, text: str, *, add_special: bool, parse_special: bool = True) -> list[int]: ...
+
+    def token_bytes(self, token_id: int) -> bytes: ...
+
+    def is_eog(self, token_id: int) -> bool: ...
+
+    def eval(self, tokens: list[int]) -> np.ndarray: ...
+
+    def truncate(self, n_keep: int) -> None: ...
+
+    def metadata(self) -> dict[str, str]: ...
+
+    def chat_template(self) -> str | None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,222 @@
+"""llama.cpp backend over llama-cpp-python's low-level C bindings.
+
+We use the C API (``llama_cpp.llama_cpp``) rather than the high-level ``Llama``
+class so that sampling, detokenization and prefix reuse live once in
+``runtime.generate`` for every backend, logits are read in place (no copy of
+an n_ctx x n_vocab score matrix), and native handles are freed exactly when
+``close()`` is called.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InvalidModelFile
+from .base import BackendOptions
+
+log = logging.getLogger(__name__)
+
+
+# ggml_log_level: NONE=0, DEBUG=1, INFO=2, WARN=3, ERROR=4, CONT=5 (continues the last line)
+_GGML_LEVELS = {0: logging.CRITICAL, 1: logging.DEBUG, 2: logging.DEBUG, 3: logging.INFO,
+                4: logging.ERROR}
+_native_log = logging.getLogger("runtime.llama_cpp.native")
+_LOG_CALLBACK = None  # module-level so ctypes keeps the callback alive
+
+
+def _lib():
+    import llama_cpp.llama_cpp as C  # noqa: N812 - the C API module
+
+    global _LOG_CALLBACK
+    if _LOG_CALLBACK is None:
+        # llama-cpp-python's default callback prints to stderr whatever our
+        # logging says; route llama.cpp's log into Python logging instead
+        # (its warnings become INFO: they are about model files, not errors).
+        def _route(level, text, _user):
+            lvl = _GGML_LEVELS.get(level, logging.DEBUG)
+            if _native_log.isEnabledFor(lvl):
+                _native_log.log(lvl, text.decode("utf-8", errors="replace").rstrip())
+
+        _LOG_CALLBACK = C.llama_log_callback(_route)
+        C.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
+    return C
+
+
+_BACKEND_READY = False
+
+
+def _init_once(C) -> None:
+    global _BACKEND_READY
+    if not _BACKEND_READY:
+        C.llama_backend_init()
+        _BACKEND_READY = True
+
+
+def build_info() -> str:
+    """llama.cpp build string, for benchmark fingerprints."""
+    import llama_cpp
+
+    C = _lib()
+    info = C.llama_print_system_info()
+    return f"llama-cpp-python {llama_cpp.__version__}; {info.decode(errors='replace').strip()}"
+
+
+class LlamaCppBackend:
+    """One llama.cpp model + context holding a single sequence's KV cache."""
+
+    name = "llama_cpp"
+
+    def __init__(self, path: str, options: BackendOptions):
+        C = _lib()
+        _init_once(C)
+        self._C = C
+        self.path = str(path)
+        if options.cpu_affinity and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, set(options.cpu_affinity))
+        mparams = C.llama_model_default_params()
+        mparams.use_mmap = True
+        self._model = C.llama_model_load_from_file(self.path.encode(), mparams)
+        if not self._model:
+            raise InvalidModelFile(self.path, "llama.cpp could not load it (see the log for the reason)")
+        self._vocab = C.llama_model_get_vocab(self._model)
+        cparams = C.llama_context_default_params()
+        n_ctx_train = C.llama_model_n_ctx_train(self._model)
+        self.n_ctx = min(options.n_ctx, n_ctx_train) if n_ctx_train > 0 else options.n_ctx
+        cparams.n_ctx = self.n_ctx
+        cparams.n_batch = min(options.n_batch, self.n_ctx)
+        cparams.n_ubatch = cparams.n_batch
+        threads = options.n_threads or os.cpu_count() or 1
+        cparams.n_threads = threads
+        cparams.n_threads_batch = threads
+        self.n_threads = threads
+        self._ctx = C.llama_init_from_model(self._model, cparams)
+        if not self._ctx:
+            C.llama_model_free(self._model)
+            self._model = None
+            raise InvalidModelFile(self.path, "llama.cpp could not create a context for it")
+        self._mem = C.llama_get_memory(self._ctx)
+        self.n_batch = cparams.n_batch
+        self._batch = C.llama_batch_init(self.n_batch, 0, 1)
+        self.n_vocab = C.llama_vocab_n_tokens(self._vocab)
+        self._kv: list[int] = []
+        self._piece_cache: dict[int, bytes] = {}
+        self._meta: dict[str, str] | None = None
+
+    # --- vocabulary -----------------------------------------------------
+    @property
+    def kv_tokens(self) -> list[int]:
+        return self._kv
+
+    def tokenize(self, text: str, *, add_special: bool, parse_special: bool = True) -> list[int]:
+        C = self._C
+        data = text.encode("utf-8")
+        cap = len(data) + 8
+        buf = (C.llama_token * cap)()
+        n = C.llama_tokenize(self._vocab, data, len(data), buf, cap, add_special, parse_special)
+        if n < 0:
+            cap = -n
+            buf = (C.llama_token * cap)()
+            n = C.llama_tokenize(self._vocab, data, len(data), buf, cap, add_special, parse_special)
+        return list(buf[:n])
+
+    def token_bytes(self, token_id: int) -> bytes:
+        piece = self._piece_cache.get(token_id)
+        if piece is None:
+            C = self._C
+            buf = ctypes.create_string_buffer(64)
+            n = C.llama_token_to_piece(self._vocab, token_id, buf, 64, 0, True)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = C.llama_token_to_piece(self._vocab, token_id, buf, -n, 0, True)
+            piece = buf.raw[:n]
+            self._piece_cache[token_id] = piece
+        return piece
+
+    def is_eog(self, token_id: int) -> bool:
+        return bool(self._C.llama_vocab_is_eog(self._vocab, token_id))
+
+    # --- evaluation -------------------------------------------------------
+    def truncate(self, n_keep: int) -> None:
+        """Drop KV entries from position ``n_keep`` on (prefix reuse keeps the rest)."""
+        if n_keep < len(self._kv):
+            self._C.llama_memory_seq_rm(self._mem, 0, n_keep, -1)
+            del self._kv[n_keep:]
+
+    def eval(self, tokens: list[int]) -> np.ndarray:
+        """Append ``tokens`` to the cache in batches; return the last position's logits."""
+        C, b = self._C, self._batch
+        for start in range(0, len(tokens), self.n_batch):
+            part = tokens[start:start + self.n_batch]
+            b.n_tokens = len(part)
+            pos0 = len(self._kv)
+            for i, tok in enumerate(part):
+                b.token[i] = tok
+                b.pos[i] = pos0 + i
+                b.n_seq_id[i] = 1
+                b.seq_id[i][0] = 0
+                b.logits[i] = i == len(part) - 1
+            rc = C.llama_decode(self._ctx, b)
+            if rc != 0:
+                # leave the cache consistent with what we believe it holds
+                self._C.llama_memory_seq_rm(self._mem, 0, pos0, -1)
+                raise RuntimeError(f"llama_decode failed with code {rc}")
+            self._kv.extend(part)
+        ptr = C.llama_get_logits_ith(self._ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+
+    # --- metadata ---------------------------------------------------------
+    def metadata(self) -> dict[str, str]:
+        if self._meta is None:
+            C, meta = self._C, {}
+            buf = ctypes.create_string_buffer(1 << 16)
+            for i in range(C.llama_model_meta_count(self._model)):
+                C.llama_model_meta_key_by_index(self._model, i, buf, len(buf))
+                key = buf.value.decode("utf-8", errors="replace")
+                n = C.llama_model_meta_val_str_by_index(self._model, i, buf, len(buf))
+                if n >= len(buf):
+                    big = ctypes.create_string_buffer(n + 1)
+                    C.llama_model_meta_val_str_by_index(self._model, i, big, n + 1)
+                    meta[key] = big.value.decode("utf-8", errors="replace")
+                else:
+                    meta[key] = buf.value.decode("utf-8", errors="replace")
+            bos = C.llama_vocab_bos(self._vocab)
+            eos = C.llama_vocab_eos(self._vocab)
+            if bos >= 0:
+                meta["thinkling.bos_text"] = self.token_bytes(bos).decode("utf-8", errors="replace")
+            if eos >= 0:
+                meta["thinkling.eos_text"] = self.token_bytes(eos).decode("utf-8", errors="replace")
+            self._meta = meta
+        return self._meta
+
+    def chat_template(self) -> str | None:
+        return self.metadata().get("tokenizer.chat_template") or None
+
+    def close(self) -> None:
+        """Free the batch, the context and the model now (not at GC time)."""
+        C = getattr(self, "_C", None)
+        if C is None:
+            return
+        if getattr(self, "_batch", None) is not None:
+            C.llama_batch_free(self._batch)
+            self._batch = None
+        if getattr(self, "_ctx", None):
+            C.llama_free(self._ctx)
+            self._ctx = None
+        if getattr(self, "_model", None):
+            C.llama_model_free(self._model)
+            self._model = None
+        self._kv = []
+
+    def __del__(self):
+        self.close()
+
+
+def open_backend(path: str, options: BackendOptions) -> LlamaCppBackend:
+    if not Path(path).is_file():
+        raise InvalidModelFile(path, "no such file")
+    return LlamaCppBackend(path, options)

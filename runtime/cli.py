@@ -1,0 +1,65 @@
+"""``thinkling`` command line: the edge that parses flags, calls the library and
+translates typed errors into one line on stderr and a non-zero exit code.
+
+Subcommands that belong to other subsystems (serve, convert, calibrate) live in
+their own modules and register themselves through ``register(subparsers)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+
+from .errors import ThinklingError
+
+EXIT_CODES = {"model_not_found": 3, "invalid_model_file": 4, "context_length_exceeded": 5,
+              "invalid_request": 2, "cancelled": 130, "busy": 6}
+
+# subcommand modules owned by other subsystems; each has register(subparsers)
+_EXTERNAL = ["runtime.cli_ask", "runtime.server.cli", "convert.cli", "runtime.calibrate_cli"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="thinkling",
+                                     description="On-device runtime for small distilled reasoning students.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in _EXTERNAL:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as e:
+            missing = getattr(e, "name", "") or ""
+            if missing and (missing == name or name.startswith(missing)):
+                continue  # subsystem not present in this install
+            raise
+        module.register(sub)
+    return parser
+
+
+def fail(message: str, code: int = 1) -> int:
+    print(f"thinkling: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except ThinklingError as e:
+        return fail(e.message, EXIT_CODES.get(e.code, 1))
+    except KeyboardInterrupt:
+        return fail("interrupted", 130)
+    except BrokenPipeError:
+        return 0
+    except OSError as e:
+        return fail(str(e), 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""The engine: owns one loaded model and serves requests one at a time.
+
+One worker thread owns the backend (native handles are never touched from two
+threads); requests wait in a bounded queue (``EngineBusy`` past it);
+cancellation and deadlines are checked between tokens. ``close()`` stops the
+worker and frees the native model deterministically.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from . import models
+from .backends import BackendOptions, open_backend
+from .errors import EngineBusy, EngineClosed, InvalidRequest
+from .generate import join_stream
+from .hardware import physical_cores
+from .modelinfo import ModelInfo, check_gguf, gguf_info
+from .thinking import ThinkingController
+from .types import Chunk, GenerationRequest, GenerationResult, Timings, THINK_MODES
+
+log = logging.getLogger(__name__)
+_DONE = object()
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Engine settings. ``n_threads=None`` means the machine's physical cores."""
+
+    n_ctx: int = 4096
+    n_threads: int | None = None
+    n_batch: int = 512
+    queue_size: int = 8
+    cpu_affinity: tuple[int, ...] | None = None
+
+
+def validate_request(req: GenerationRequest) -> None:
+    """Reject requests no layer could serve; edges validate too, but the engine
+    never trusts them (the bridge and library callers reach it directly)."""
+    if (req.prompt is None) == (req.messages is None):
+        raise InvalidRequest("exactly one of prompt or messages must be given", param="prompt")
+    if req.prompt is not None and not isinstance(req.prompt, str):
+        raise InvalidRequest("prompt must be a string", param="prompt")
+    if not isinstance(req.max_tokens, int) or req.max_tokens < 1:
+        raise InvalidRequest("max_tokens must be a positive integer", param="max_tokens")
+    s = req.sampling
+    checks = [
+        (s.temperature >= 0, "temperature", "temperature must be >= 0"),
+        (0 < s.top_p <= 1, "top_p", "top_p must be in (0, 1]"),
+        (s.top_k >= 0, "top_k", "top_k must be >= 0"),
+        (0 <= s.min_p <= 1, "min_p", "min_p must be in [0, 1]"),
+        (s.repeat_penalty > 0, "repeat_penalty", "repeat_penalty must be > 0"),
+        (req.think in THINK_MODES, "think", f"think must be one of {THINK_MODES}"),
+        (req.reasoning_budget is None or req.reasoning_budget >= 0, "reasoning_budget",
+         "reasoning_budget must be >= 0"),
+        (req.deadline_s is None or req.deadline_s > 0, "deadline_ms", "deadline must be > 0"),
+    ]
+    for ok, param, msg in checks:
+        if not ok:
+            raise InvalidRequest(msg, param=param)
+
+
+class Handle:
+    """A submitted request: iterate it for chunks, ``cancel()`` to stop it.
+
+    Iteration re-raises a typed error the worker hit (e.g. ContextLengthExceeded)
+    before any chunk was produced.
+    """
+
+    def __init__(self, request: GenerationRequest):
+        self.request = request
+        self._cancel = threading.Event()
+        self._out: queue.Queue = queue.Queue()
+        self.started = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def stop_reason(self) -> str | None:
+        if self._cancel.is_set():
+            return "cancelled"
+        r = self.request
+        if r.deadline_s is not None and time.perf_counter() - r.submitted_at > r.deadline_s:
+            return "deadline"
+        return None
+
+    def get(self, timeout: float | None = None):
+        """Next chunk, or None at the end; raises the worker's error; ``queue.Empty`` on timeout."""
+        item = self._out.get(timeout=timeout)
+        if item is _DONE:
+            self._out.put(_DONE)  # keep returning None on later calls
+            return None
+        if isinstance(item, BaseException):
+            self._out.put(_DONE)
+            raise item
+        return item
+
+    def __iter__(self) -> Iterator[Chunk]:
+        while (chunk := self.get()) is not None:
+            yield chunk
+
+
+class Engine:
+    """Load a model once and serve generation requests through one worker.
+
+    >>> with Engine("gemma-3-270m") as eng:
+    ...     print(eng.generate(GenerationRequest(prompt="The capital of France is")).text)
+    """
+
+    def __init__(self, model: str | None = None, config: EngineConfig | None = None):
+        self.config = config or EngineConfig()
+        self.ref = models.resolve(model)
+        if self.ref.backend == "llama_cpp":
+            check_gguf(self.ref.path)
+        t0 = time.perf_counter()
+        opts = BackendOptions(n_ctx=self.config.n_ctx,
+                              n_threads=self.config.n_threads or physical_cores(),
+                              n_batch=self.config.n_batch, cpu_affinity=self.config.cpu_affinity)
+        self.backend = open_backend(self.ref.backend, str(self.ref.path), opts)
+        self.load_ms = (time.perf_counter() - t0) * 1000
+        self._pending_load_ms = self.load_ms  # reported on the first request
+        self.controller = ThinkingController(self.backend, self.ref)
+        self._queue: queue.Queue = queue.Queue(maxsize=self.config.queue_size)
+        self._closed = False
+        self._busy = threading.Event()
+        self._current: Handle | None = None
+        self.stats = {"completed": 0, "cancelled": 0, "errors": 0}
+        self._worker = threading.Thread(target=self._run, name="thinkling-engine", daemon=True)
+        self._worker.start()
+
+    @property
+    def model_name(self) -> str:
+        return self.ref.name
+
+    def info(self) -> ModelInfo:
+        if self.ref.backend == "llama_cpp":
+            return gguf_info(self.ref.name, self.ref.path, self.ref.file_entry)
+        return ModelInfo(name=self.ref.name, path=str(self.ref.path), format="onnx",
+                         size_bytes=self.ref.path.stat().st_size)
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting plus the one running."""
+        return self._queue.qsize() + (1 if self._busy.is_set() else 0)
+
+    def submit(self, request: GenerationRequest) -> Handle:
+        """Queue ``request``; raises ``InvalidRequest`` or ``EngineBusy`` at once."""
+        if self._closed:
+            raise EngineClosed()
+        validate_request(request)
+        request.submitted_at = time.perf_counter()
+        handle = Handle(request)
+        try:
+            self._queue.put_nowait(handle)
+        except queue.Full:
+            raise EngineBusy(self.config.queue_size) from None
+        return handle
+
+    def stream(self, request: GenerationRequest) -> Iterator[Chunk]:
+        """Submit and yield chunks; closing the iterator early cancels the request."""
+        handle = self.submit(request)
+        try:
+            yield from handle
+        finally:
+            handle.cancel()
+
+    def generate(self, request: GenerationRequest) -> GenerationResult:
+        """Blocking call: the joined stream."""
+        return join_stream(self.stream(request), self.model_name)
+
+    def _serve(self, handle: Handle) -> None:
+        req = handle.request
+        queue_ms = (time.perf_counter() - req.submitted_at) * 1000
+        early = handle.stop_reason()
+        if early:
+            handle._out.put(Chunk(finish_reason=early, timings=Timings(queue_ms=queue_ms)))
+            return
+        for chunk in self.controller.stream(req, should_stop=handle.stop_reason):
+            if chunk.timings is not None:
+                chunk.timings.queue_ms = queue_ms
+                chunk.timings.load_ms, self._pending_load_ms = self._pending_load_ms, 0.0
+                self.stats["cancelled" if chunk.finish_reason == "cancelled" else "completed"] += 1
+            handle._out.put(chunk)
+
+    def _run(self) -> None:
+        while True:
+            handle = self._queue.get()
+            if handle is None:
+                return
+            self._busy.set()
+            self._current = handle
+            handle.started.set()
+            try:
+                self._serve(handle)
+            except Exception as e:  # delivered to the caller, the worker lives on
+                self.stats["errors"] += 1
+                if not hasattr(e, "code"):
+                    log.exception("generation failed")
+                handle._out.put(e)
+            finally:
+                handle._out.put(_DONE)
+                self._current = None
+                self._busy.clear()
+
+    def close(self) -> None:
+        """Stop the worker (cancelling queued requests) and free the model."""
+        if self._closed:
+            return
+        self._closed = True
+        while True:
+            try:
+                h = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if h is not None:
+                h.cancel()
+                h._out.put(Chunk(finish_reason="cancelled", timings=Timings()))
+                h._out.put(_DONE)
+        if self._current is not None:
+            self._current.cancel()  # stops within one token
+        self._queue.put(None)
+        self._worker.join()
+        self.backend.close()
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

