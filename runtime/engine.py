@@ -77,6 +77,7 @@ class Handle:
         self._cancel = threading.Event()
         self._out: queue.Queue = queue.Queue()
         self.started = threading.Event()
+        self.tokens_emitted = 0  # written by the worker; lets callers see how far it got
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -189,6 +190,7 @@ class Engine:
                 chunk.timings.queue_ms = queue_ms
                 chunk.timings.load_ms, self._pending_load_ms = self._pending_load_ms, 0.0
                 self.stats["cancelled" if chunk.finish_reason == "cancelled" else "completed"] += 1
+            handle.tokens_emitted += len(chunk.token_ids)
             handle._out.put(chunk)
 
     def _run(self) -> None:

@@ -1,0 +1,57 @@
+"""The `thinkling` CLI as a user runs it: a real subprocess."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "runtime.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_ask_json_has_documented_keys():
+    p = run("ask", "The sky is", "--raw", "--json", "--temperature", "0", "--max-tokens", "5",
+            "--threads", "2", "--ctx", "256")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert {"text", "tokens", "finish_reason", "model", "timings"} <= out.keys()
+    assert out["model"] == "gemma-3-270m" and len(out["tokens"]) == 5
+    assert {"ttft_ms", "decode_tok_s", "load_ms", "prompt_tokens", "cached_tokens", "prompt_ms",
+            "completion_tokens", "total_ms"} <= out["timings"].keys()
+
+
+def test_ask_streams_text_and_prints_timings():
+    p = run("ask", "Hello", "--temperature", "0", "--max-tokens", "4", "--threads", "2", "--ctx", "256")
+    assert p.returncode == 0, p.stderr
+    assert "ttft=" in p.stderr and "decode=" in p.stderr
+
+
+@pytest.mark.parametrize("args,code", [
+    (["ask", "hi", "--model", "no-such-model"], 3),
+    (["ask", "hi", "--model", "/tmp/definitely/missing.gguf"], 3),
+    (["ask", "hi", "--max-tokens", "0"], 2),
+])
+def test_error_paths_exit_nonzero_without_traceback(args, code):
+    p = run(*args)
+    assert p.returncode == code
+    assert "Traceback" not in p.stderr and p.stderr.startswith("thinkling: error:")
+    assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_truncated_model_file_is_one_line_error(tmp_path, default_model_path):
+    bad = tmp_path / "cut.gguf"
+    bad.write_bytes(default_model_path.read_bytes()[:10_000_000])
+    p = run("ask", "hi", "--model", str(bad))
+    assert p.returncode == 4 and "Traceback" not in p.stderr and "invalid model file" in p.stderr
+
+
+def test_models_lists_default_with_metadata():
+    p = run("models", "--json")
+    assert p.returncode == 0, p.stderr
+    rows = {r["name"]: r for r in json.loads(p.stdout)}
+    g = rows["gemma-3-270m"]
+    assert g["architecture"] == "gemma3" and g["quantization"] == "Q4_K_M"
+    assert 250e6 < g["parameters"] < 300e6 and g["size_bytes"] > 0

@@ -1,0 +1,155 @@
+"""The runtime core on the real embedded model through real llama.cpp."""
+
+import threading
+
+import pytest
+
+from runtime import (ContextLengthExceeded, Engine, EngineBusy, EngineConfig, GenerationRequest,
+                     InvalidModelFile, InvalidRequest, Message, ModelNotFound, SamplingParams)
+from runtime.generate import join_stream
+
+GREEDY = SamplingParams(temperature=0.0)
+
+
+def req(prompt="The three primary colors are", **kw):
+    kw.setdefault("max_tokens", 12)
+    kw.setdefault("sampling", GREEDY)
+    return GenerationRequest(prompt=prompt, **kw)
+
+
+def test_greedy_is_deterministic(engine):
+    a = engine.generate(req())
+    engine.backend.truncate(0)  # cold cache the second time: same tokens regardless
+    b = engine.generate(req())
+    assert a.tokens == b.tokens and a.text == b.text and len(a.tokens) > 0
+
+
+def test_stream_join_equals_non_streaming(engine):
+    chunks = list(engine.stream(req("Water boils at")))
+    joined = join_stream(iter(chunks), engine.model_name)
+    whole = engine.generate(req("Water boils at"))
+    assert joined.tokens == whole.tokens and joined.text == whole.text
+    assert chunks[-1].finish_reason is not None and chunks[-1].timings is not None
+    assert all(c.finish_reason is None for c in chunks[:-1])
+
+
+def test_max_tokens_is_honoured(engine):
+    r = engine.generate(req(max_tokens=3))
+    assert r.finish_reason == "length" and len(r.tokens) == 3 and r.timings.completion_tokens == 3
+
+
+def test_stop_string_is_honoured_and_not_emitted(engine):
+    full = engine.generate(req("Count: one, two, three, four, five,", max_tokens=16))
+    words = [w for w in full.text.split() if w.strip(",")]
+    assert len(words) >= 2, full.text
+    stop = words[1]  # a string the model really produces
+    r = engine.generate(req("Count: one, two, three, four, five,", max_tokens=16, stop=[stop]))
+    assert r.finish_reason == "stop" and stop not in r.text
+    assert full.text.startswith(r.text)
+
+
+def test_context_overflow_raises_and_engine_keeps_serving(engine):
+    with pytest.raises(ContextLengthExceeded) as e:
+        engine.generate(req("word " * 2000))
+    assert e.value.prompt_tokens > e.value.limit == engine.backend.n_ctx
+    assert engine.generate(req(max_tokens=2)).timings.completion_tokens == 2
+
+
+def test_prefix_reuse_shows_in_cached_tokens(engine):
+    base = "The history of the bicycle begins in the early nineteenth century, when"
+    engine.generate(req(base, max_tokens=2))
+    r = engine.generate(req(base + " inventors", max_tokens=2))
+    assert r.timings.cached_tokens >= r.timings.prompt_tokens - 3
+    assert r.timings.cached_tokens > 5
+
+
+def test_cancel_stops_within_one_token(engine):
+    handle = engine.submit(req("Once upon a time", max_tokens=200))
+    first = handle.get(timeout=60)
+    assert first is not None
+    handle.cancel()
+    at_cancel = handle.tokens_emitted
+    chunks = [first] + list(handle)
+    last = chunks[-1]
+    assert last.finish_reason == "cancelled"
+    assert last.timings.completion_tokens <= at_cancel + 1
+    assert engine.generate(req(max_tokens=2)).timings.completion_tokens == 2
+
+
+def test_deadline_ends_generation(engine):
+    r = engine.generate(req("Once upon a time", max_tokens=200, deadline_s=0.05))
+    assert r.finish_reason == "deadline" and r.timings.completion_tokens < 200
+
+
+def test_queue_full_is_busy():
+    with Engine("gemma-3-270m", EngineConfig(n_ctx=256, n_threads=2, queue_size=1)) as eng:
+        running = eng.submit(req(max_tokens=64))
+        running.started.wait(60)
+        queued = eng.submit(req(max_tokens=1))
+        with pytest.raises(EngineBusy):
+            eng.submit(req(max_tokens=1))
+        running.cancel()
+        list(running), list(queued)
+
+
+def test_concurrent_submitters_are_served_one_at_a_time(engine):
+    results, errors = [], []
+
+    def worker(i):
+        try:
+            results.append(engine.generate(req(f"Item {i}:", max_tokens=3)))
+        except EngineBusy as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    [t.start() for t in threads]
+    [t.join(120) for t in threads]
+    assert len(results) + len(errors) == 4 and results
+
+
+def test_timings_are_complete(engine):
+    t = engine.generate(req(max_tokens=4)).timings.to_dict()
+    for key in ("load_ms", "prompt_tokens", "cached_tokens", "prompt_ms", "ttft_ms",
+                "completion_tokens", "decode_tok_s", "total_ms"):
+        assert key in t
+    assert t["prompt_tokens"] > 0 and t["total_ms"] >= t["ttft_ms"] > 0
+
+
+def test_chat_uses_plain_fallback_for_base_model(engine):
+    r = engine.generate(GenerationRequest(messages=[Message("user", "Say hello.")], max_tokens=8,
+                                          sampling=GREEDY))
+    assert r.decision["mode"] == "off" and r.decision["family"] == "plain"
+    assert "User:" not in r.text
+
+
+@pytest.mark.parametrize("bad", [
+    dict(max_tokens=0), dict(max_tokens=-1), dict(sampling=SamplingParams(temperature=-1)),
+    dict(sampling=SamplingParams(top_p=0)), dict(think="maybe"), dict(reasoning_budget=-3),
+])
+def test_invalid_requests_are_rejected_before_queueing(engine, bad):
+    with pytest.raises(InvalidRequest):
+        engine.submit(req(**bad))
+
+
+def test_missing_model_is_model_not_found():
+    with pytest.raises(ModelNotFound):
+        Engine("no-such-model")
+    with pytest.raises(ModelNotFound):
+        Engine("/nonexistent/dir/model.gguf")
+
+
+@pytest.mark.parametrize("keep", [3, 2000, 0.5])
+def test_truncated_gguf_is_invalid_model_file(tmp_path, default_model_path, keep):
+    data = default_model_path.read_bytes()
+    n = int(len(data) * keep) if isinstance(keep, float) else keep
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(data[:n])
+    with pytest.raises(InvalidModelFile):
+        Engine(str(bad))
+
+
+def test_garbage_file_is_invalid_model_file(tmp_path):
+    bad = tmp_path / "garbage.gguf"
+    bad.write_bytes(b"GGUF" + bytes(range(256)) * 50)
+    with pytest.raises(InvalidModelFile):
+        Engine(str(bad))
