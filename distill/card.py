@@ -1,0 +1,106 @@
+"""MODEL_CARD.md for the arith-student, rendered from the build report (pure Python)."""
+
+from __future__ import annotations
+
+from distill.data import ADAPTER_MIX, BASE_MIX, DataStats
+
+
+def stats_dict(stats: DataStats) -> dict:
+    """A JSON-friendly view of what the filter did while a data set was made."""
+    return {
+        "written": stats.written,
+        "kept": stats.kept,
+        "rejected_by_mistake": dict(stats.rejected_by_mistake),
+        "missed_by_mistake": dict(stats.missed_by_mistake),
+        "false_rejections": stats.false_rejections,
+    }
+
+
+def _table(acc: dict) -> str:
+    names = {"direct": "direct", "think": "pre-thinking", "post": "post-thinking"}
+    lines = ["| format | 1 op | 2 ops | 3 ops | 4 ops |", "|---|---|---|---|---|"]
+    for mode, row in acc.items():
+        cells = " | ".join(f"{100 * row[k]:.1f}%" for k in sorted(row, key=int))
+        lines.append(f"| {names[mode]} | {cells} |")
+    return "\n".join(lines)
+
+
+def render(r: dict) -> str:
+    """The model card text."""
+    cfg, s, f = r["config"], r["config"]["student"], r["filter"]
+    n = cfg["eval_per_op"]
+    per_class = ", ".join(f"{k} {100 * v:.1f}%" for k, v in f["recall_per_class"].items())
+    return f"""# arith-student
+
+A tiny llama-architecture "distilled student" for integer arithmetic (`+ - *`,
+precedence, 1-4 operations, numbers 0-99, results 0..999) that answers directly,
+thinks first, or answers then explains, on request. Built by `distill/` in this
+repository with one command:
+
+    python -m distill.build --seed {cfg["seed"]} --out distill/artifacts/arith-student
+
+## Files
+
+- `base/` HF `LlamaForCausalLM` trained from scratch on direct answers only, with the tokenizer.
+- `adapter/` PEFT LoRA (hybrid: direct / pre-thinking / post-thinking), r={cfg["lora_r"]},
+  alpha={cfg["lora_alpha"]}, on q/k/v/o/gate/up/down, plus full `embed_tokens` and
+  `lm_head` (`modules_to_save`, since the base never saw `<think>` or the mode tokens).
+- `thinkling.json` the chat format for the runtime's thinking-format table.
+
+## Model
+
+| | |
+|---|---|
+| base parameters | {r["base_parameters"]:,} |
+| adapter trainable parameters | {r["adapter_trainable_parameters"]:,} |
+| layers / hidden / heads / MLP | {s["num_hidden_layers"]} / {s["hidden_size"]} / {s["num_attention_heads"]} / {s["intermediate_size"]} |
+| context | {s["max_position_embeddings"]} tokens, rope_theta {s["rope_theta"]:g} |
+| tokenizer | byte-level BPE, 256 bytes + 4 merges + 10 special tokens, one token per digit |
+
+## Chat format
+
+    prompt     <|bos|><|user|>{{question}}{{MODE}}<|assistant|>   MODE: <|direct|> <|think|> <|post|>
+    direct     {{answer}}<|end|>
+    pre        <think>{{a op b = c lines}}</think>{{answer}}<|end|>
+    post       {{answer}}<think>{{a op b = c lines}}</think><|end|>
+
+A chain force-closed with `</think>` (reasoning budget) is still followed by an answer:
+{100 * ADAPTER_MIX.truncate_rate:.0f}% of the pre-thinking training chains were cut at a random point.
+
+## Data
+
+Teacher: a programmatic solver writing up to 5 distinct valid paths per problem
+(precedence order, left-to-right, tens/ones splits, positives first, commuted, ...).
+A noisy teacher injects mistakes into {100 * ADAPTER_MIX.mistake_rate:.0f}% of what it writes
+(wrong intermediate result, skipped step, wrong final answer); only chains that pass the
+step-by-step filter are trained on. Problems are split by a hash of the expression: held-out
+problems never appear in training.
+
+- base: {r["base_data"]["kept"]:,} direct examples, op mix {BASE_MIX.op_weights}
+- adapter: {r["adapter_data"]["kept"]:,} examples, op mix {ADAPTER_MIX.op_weights},
+  formats {ADAPTER_MIX.mode_weights}; the filter rejected {r["adapter_data"]["written"] - r["adapter_data"]["kept"]:,}
+  of {r["adapter_data"]["written"]:,} written (injected mistakes missed by the filter and kept:
+  {sum(r["adapter_data"]["missed_by_mistake"].values())}; clean chains rejected: {r["adapter_data"]["false_rejections"]})
+
+Filter on {f["chains"]:,} noisy chains ({f["injected"]:,} with injected mistakes):
+precision {100 * f["precision"]:.1f}%, recall {100 * f["recall"]:.1f}% ({per_class}).
+Missed mistakes are leaps whose missing value happens to be derivable from the problem's
+numbers (e.g. a split of a literal).
+
+## Training
+
+Seed {cfg["seed"]}, {cfg["threads"]} CPU threads, AdamW, cosine schedule, loss on the completion only.
+
+| phase | steps | batch | lr | wall time |
+|---|---|---|---|---|
+| base | {cfg["base"]["steps"]} | {cfg["base"]["batch_size"]} | {cfg["base"]["lr"]} | {r["base_train_seconds"] / 60:.1f} min |
+| adapter | {cfg["adapter"]["steps"]} | {cfg["adapter"]["batch_size"]} | {cfg["adapter"]["lr"]} | {r["adapter_train_seconds"] / 60:.1f} min |
+
+Whole build (data, training, evaluation): {r["total_seconds"] / 60:.1f} min.
+
+## Held-out accuracy (merged base + adapter, torch fp32, greedy)
+
+{n} held-out problems per number of operations, bare-expression prompts.
+
+{_table(r["accuracy"])}
+"""

@@ -1,0 +1,122 @@
+"""Training data: noisy teacher -> filter -> (prompt, completion) pairs.
+
+Only chains that pass the filter are kept, as in a real distillation pipeline
+where the teacher is a larger model that sometimes errs. Problems come from the
+'train' side of the hash split only; evaluation uses the 'eval' side.
+
+Pure Python on purpose: CI runs these tests without torch.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+
+from distill.chat import EOS, THINK_CLOSE, THINK_OPEN, render_completion, render_prompt
+from distill.filter import verify_completion
+from distill.noise import MISTAKES, inject
+from distill.problems import Problem, sample_split_problem
+from distill.teacher import steps_text, teach
+
+
+@dataclass(frozen=True)
+class Mix:
+    """What a training set is made of."""
+
+    op_weights: tuple[float, float, float, float]  # problems with 1, 2, 3, 4 operations
+    mode_weights: dict[str, float]  # 'direct' / 'think' / 'post'
+    truncate_rate: float = 0.0  # share of 'think' examples whose chain is cut, then answered
+    question_rate: float = 0.3  # share phrased "What is ...?" instead of the bare expression
+    canonical_rate: float = 0.4  # share on the canonical path; the rest pick any path
+    mistake_rate: float = 0.15  # the noisy teacher's error rate before filtering
+
+
+BASE_MIX = Mix(op_weights=(0.4, 0.2, 0.2, 0.2), mode_weights={"direct": 1.0})
+ADAPTER_MIX = Mix(
+    op_weights=(0.15, 0.2, 0.3, 0.35),
+    mode_weights={"direct": 0.3, "think": 0.5, "post": 0.2},
+    truncate_rate=0.06,
+)
+
+
+@dataclass(frozen=True)
+class Example:
+    prompt: str
+    completion: str
+    n_ops: int
+    mode: str
+
+
+@dataclass
+class DataStats:
+    """What the filter did while a data set was made."""
+
+    written: int = 0
+    kept: int = 0
+    rejected_by_mistake: Counter = field(default_factory=Counter)
+    missed_by_mistake: Counter = field(default_factory=Counter)
+    false_rejections: int = 0
+
+
+def question(rng: random.Random, problem: Problem, question_rate: float) -> str:
+    """The user message: the bare expression or ``What is ...?``."""
+    return f"What is {problem.text}?" if rng.random() < question_rate else problem.text
+
+
+def _truncate(rng: random.Random, completion: str) -> str:
+    # As if the runtime force-closed the chain at a token budget: cut anywhere
+    # inside the reasoning, then '</think>' and the right answer.
+    reasoning, _, answer = completion[len(THINK_OPEN) :].partition(THINK_CLOSE)
+    cut = reasoning[: rng.randrange(len(reasoning))]
+    return f"{THINK_OPEN}{cut}{THINK_CLOSE}{answer}"
+
+
+def _write(rng: random.Random, problem: Problem, mode: str, mix: Mix) -> tuple[str, str | None]:
+    """The noisy teacher's completion and the mistake injected into it (None if clean)."""
+    solution = teach(problem)
+    use_canonical = rng.random() < mix.canonical_rate
+    steps = list(solution.paths[0] if use_canonical else rng.choice(solution.paths))
+    answer, mistake = solution.answer, None
+    if rng.random() < mix.mistake_rate:
+        mistake = "wrong_final" if mode == "direct" else rng.choice(MISTAKES)
+        injected = inject(rng, steps, answer, mistake)
+        if injected is None:
+            mistake = "wrong_final"
+            injected = inject(rng, steps, answer, mistake)
+        steps, answer = injected
+    return render_completion(str(answer), steps_text(steps), mode), mistake
+
+
+def sample_example(rng: random.Random, mix: Mix, stats: DataStats) -> Example | None:
+    """One filtered example, or None when the filter rejected what the teacher wrote."""
+    n_ops = rng.choices((1, 2, 3, 4), weights=mix.op_weights)[0]
+    mode = rng.choices(list(mix.mode_weights), weights=list(mix.mode_weights.values()))[0]
+    problem = sample_split_problem(rng, n_ops, "train")
+    completion, mistake = _write(rng, problem, mode, mix)
+    ok = verify_completion(problem, completion, mode).ok
+    stats.written += 1
+    if mistake is not None:
+        (stats.missed_by_mistake if ok else stats.rejected_by_mistake)[mistake] += 1
+    elif not ok:
+        stats.false_rejections += 1
+    if not ok:
+        return None
+    stats.kept += 1
+    if mode == "think" and rng.random() < mix.truncate_rate:
+        completion = _truncate(rng, completion)
+    prompt = render_prompt(question(rng, problem, mix.question_rate), mode)
+    assert completion.endswith(EOS)
+    return Example(prompt, completion, n_ops, mode)
+
+
+def make_dataset(seed: int, mix: Mix, n: int) -> tuple[list[Example], DataStats]:
+    """``n`` filtered examples, reproducible from ``seed``."""
+    rng = random.Random(seed)
+    stats = DataStats()
+    examples: list[Example] = []
+    while len(examples) < n:
+        ex = sample_example(rng, mix, stats)
+        if ex is not None:
+            examples.append(ex)
+    return examples, stats
