@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from .backends.base import Backend
 from .errors import ContextLengthExceeded, InvalidRequest
-from .sampling import Sampler, log_softmax_at
+from .sampling import Sampler, entropy, log_softmax_at
 from .textstream import Detokenizer, ReasoningSplitter, StopMatcher
 from .types import Chunk, GenerationResult, SamplingParams, Timings
 
@@ -30,6 +30,9 @@ class ReasoningMarkup:
     close: str | None = "</think>"
     start_in_reasoning: bool = False
     budget: int | None = None
+    # "close": insert the close tag and let the answer follow (pre-thinking);
+    # "stop": end the generation (post-thinking: the answer is already out).
+    on_budget: str = "close"
 
 
 @dataclass
@@ -83,6 +86,7 @@ class _Loop:
         self.history = list(plan.prompt_tokens)
         self.reasoning_tokens = 0
         self.forced = False
+        self.forced_tokens = 0
 
     def emit(self, delta: str, token_ids: list[int], logprobs: list[float]) -> tuple[Chunk, bool]:
         safe, hit = self.stopper.feed(delta)
@@ -100,6 +104,7 @@ class _Loop:
         close = self.plan.markup.close
         toks = self.backend.tokenize(close, add_special=False, parse_special=True)
         self.history.extend(toks)
+        self.forced_tokens = len(toks)
         chunk, _ = self.emit(close, toks, [])
         return chunk, self.backend.eval(toks)
 
@@ -142,22 +147,29 @@ def stream_generate(backend: Backend, plan: GenerationPlan) -> Iterator[Chunk]:
             break
         n_out += 1
         loop.history.append(tok)
-        if loop.splitter.in_reasoning:
-            loop.reasoning_tokens += 1
-        lp = [log_softmax_at(logits, tok)] if plan.logprobs else []
-        chunk, hit = loop.emit(loop.detok.add(tok), [tok], lp)
+        was_reasoning = loop.splitter.in_reasoning
+        chunk, hit = loop.emit(loop.detok.add(tok), [tok], [])
+        if was_reasoning and loop.splitter.in_reasoning:
+            loop.reasoning_tokens += 1  # tokens that open or close the block do not count
+        if plan.logprobs:
+            chunk.logprobs, chunk.entropies = [log_softmax_at(logits, tok)], [entropy(logits)]
         yield chunk
         if hit:
             reason = "stop"
             break
         if n_out >= max_new:
             break
-        logits = backend.eval([tok])
         if loop.budget_reached():
+            if plan.markup.on_budget == "stop":
+                reason = "stop"
+                break
+            logits = backend.eval([tok])
             chunk, logits = loop.force_close()
             yield chunk
+            continue
+        logits = backend.eval([tok])
     t_end = time.perf_counter()
-    timings.completion_tokens = n_out
+    timings.completion_tokens = n_out + loop.forced_tokens
     if t_first is not None and n_out > 1:
         timings.decode_ms = (t_end - t_first) * 1000
         timings.decode_tok_s = (n_out - 1) / max(t_end - t_first, 1e-9)

@@ -91,6 +91,7 @@ class Chunk:
     reasoning: str = ""
     token_ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    entropies: list[float] = field(default_factory=list)
     finish_reason: FinishReason | None = None
     timings: Timings | None = None
     decision: dict | None = None

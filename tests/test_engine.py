@@ -118,7 +118,7 @@ def test_timings_are_complete(engine):
 def test_chat_uses_plain_fallback_for_base_model(engine):
     r = engine.generate(GenerationRequest(messages=[Message("user", "Say hello.")], max_tokens=8,
                                           sampling=GREEDY))
-    assert r.decision["mode"] == "off" and r.decision["family"] == "plain"
+    assert r.decision["mode"] == "off" and r.decision["family"] == "fewshot-cot"
     assert "User:" not in r.text
 
 

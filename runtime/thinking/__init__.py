@@ -1,0 +1,8 @@
+"""The thinking layer: family formats, the per-model profile and the controller."""
+
+from .controller import ThinkingController
+from .formats import FORMATS, ThinkingFormat, detect_format
+from .profile import ThinkingProfile, find_profile, probe_features, query_features
+
+__all__ = ["ThinkingController", "FORMATS", "ThinkingFormat", "detect_format", "ThinkingProfile",
+           "find_profile", "probe_features", "query_features"]

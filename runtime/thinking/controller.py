@@ -1,0 +1,166 @@
+"""The adaptive-thinking controller: per request, decide whether the student
+reasons, in which format, and with what budget; then stream the generation.
+
+Modes: ``off`` (direct answer), ``on`` (reasoning, then the answer), ``post``
+(answer first, then the rationale, which a budget can cut or skip), ``auto``
+(decided here). ``auto`` runs a short direct-answer probe and scores it with
+the model's profile; a confident probe *is* the answer (no wasted work),
+otherwise the model reasons. A deadline turns into a reasoning budget from the
+measured speed of this model on this device.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+
+from ..backends.base import Backend
+from ..errors import InvalidRequest
+from ..generate import GenerationPlan, ReasoningMarkup, stream_generate
+from ..models import ModelRef
+from ..prompts import render_chat
+from ..types import Chunk, GenerationRequest, Message
+from .formats import ThinkingFormat, detect_format
+from .profile import Speed, ThinkingProfile, find_profile, probe_features, query_features
+
+log = logging.getLogger(__name__)
+MIN_USEFUL_BUDGET = 4  # below this many reasoning tokens, answering directly is the better bet
+
+
+class ThinkingController:
+    """Chooses the reasoning mode per request and streams the generation."""
+
+    def __init__(self, backend: Backend, ref: ModelRef, profile: ThinkingProfile | None = None):
+        self.backend = backend
+        self.ref = ref
+        self.template = backend.chat_template()
+        self.format: ThinkingFormat = detect_format(ref, self.template)
+        self.profile = profile or find_profile(ref.path)
+        self.speed = Speed(**vars(self.profile.speed)) if self.profile else Speed()
+        meta = backend.metadata()
+        self.bos_token = meta.get("thinkling.bos_text", "")
+        self.eos_token = meta.get("thinkling.eos_text", "")
+
+    # --- planning -----------------------------------------------------------
+    def _plan(self, req: GenerationRequest, mode: str, should_stop, *, max_tokens: int | None = None,
+              budget: int | None = None, logprobs: bool | None = None) -> GenerationPlan:
+        fmt = self.format
+        messages = list(req.messages)
+        for q, a in fmt.fewshot.get(mode, []):
+            messages[-1:-1] = [Message("user", q), Message("assistant", a)]
+        rendered = render_chat(messages, self.template, self.bos_token, self.eos_token,
+                               **fmt.template_vars.get(mode, {}))
+        text = rendered.text + fmt.prompt_suffix.get(mode, "")
+        tokens = self.backend.tokenize(text, add_special=rendered.add_bos, parse_special=True)
+        markup = None
+        if fmt.open and fmt.close:
+            markup = ReasoningMarkup(fmt.open, fmt.close, fmt.start_in_reasoning.get(mode, False),
+                                     budget=budget, on_budget="stop" if mode == "post" else "close")
+        return GenerationPlan(prompt_tokens=tokens, max_tokens=max_tokens or req.max_tokens,
+                              sampling=req.sampling, stops=list(req.stop) + rendered.stops, markup=markup,
+                              logprobs=req.logprobs if logprobs is None else logprobs,
+                              should_stop=should_stop, started_at=req.submitted_at)
+
+    def _deadline_budget(self, req: GenerationRequest, prompt_tokens: int, decision: dict) -> int | None:
+        """Reasoning tokens that fit the deadline, from measured speed; None = no cap."""
+        budget = req.reasoning_budget
+        if req.deadline_s is None:
+            return budget
+        if self.speed.decode_tok_s <= 0 or self.speed.prefill_tok_s <= 0:
+            decision["deadline"] = "speed of this model not measured yet; deadline enforced as a hard stop only"
+            return budget
+        elapsed = time.perf_counter() - req.submitted_at
+        per_tok = 1.0 / self.speed.decode_tok_s
+        answer_tokens = self.profile.mean_answer_tokens if self.profile else 8.0
+        left = req.deadline_s - elapsed - prompt_tokens / self.speed.prefill_tok_s - answer_tokens * per_tok
+        fit = max(0, int(0.8 * left / per_tok))  # 20% margin for noise
+        decision["deadline_budget"] = fit
+        return fit if budget is None else min(budget, fit)
+
+    def choose_mode(self, req: GenerationRequest) -> tuple[str, dict]:
+        """The mode for a non-probed request (explicit, or auto without a profile)."""
+        fmt = self.format
+        decision = {"requested": req.think, "family": fmt.family}
+        if req.think == "auto":
+            mode, why = fmt.default_mode, f"no calibrated profile; {fmt.family} default"
+        elif req.think in fmt.modes:
+            mode, why = req.think, "requested"
+        else:
+            mode, why = fmt.default_mode, f"{fmt.family} does not support {req.think!r}; using its default"
+        decision.update(mode=mode, reason=why)
+        return mode, decision
+
+    # --- the probe --------------------------------------------------------
+    def _probe(self, req: GenerationRequest, should_stop) -> tuple[list[Chunk], dict]:
+        """A short direct answer with token confidences; returns its chunks and features."""
+        plan = self._plan(req, "off", should_stop, max_tokens=min(req.max_tokens, self.profile.probe_max_tokens),
+                          logprobs=True)
+        chunks = list(stream_generate(self.backend, plan))
+        lps = [x for c in chunks for x in c.logprobs]
+        ents = [x for c in chunks for x in c.entropies]
+        question = next((m.content for m in reversed(req.messages) if m.role == "user"), "")
+        feats = query_features(question)
+        feats.update(probe_features(lps, ents, chunks[-1].finish_reason == "stop"))
+        return chunks, feats
+
+    def _auto(self, req: GenerationRequest, should_stop) -> tuple[str, dict, list[Chunk] | None]:
+        t0 = time.perf_counter()
+        chunks, feats = self._probe(req, should_stop)
+        score = self.profile.score(feats)
+        thr = self.profile.threshold
+        decision = {"requested": "auto", "family": self.format.family, "score": round(score, 4),
+                    "threshold": thr, "probe_ms": round((time.perf_counter() - t0) * 1000, 2),
+                    "features": {k: round(v, 4) for k, v in feats.items()}}
+        if chunks[-1].finish_reason in ("cancelled", "deadline"):
+            decision.update(mode="off", reason=f"probe ended: {chunks[-1].finish_reason}")
+            return "off", decision, chunks
+        if score >= thr and feats["probe_finished"]:
+            decision.update(mode="off", reason=f"probe confident (p={score:.2f} >= {thr:.2f}); its answer is returned")
+            return "off", decision, chunks
+        why = "probe unsure" if feats["probe_finished"] else "probe did not finish its answer"
+        decision.update(mode="on", reason=f"{why} (p={score:.2f} < {thr:.2f}); reasoning")
+        return "on", decision, None
+
+    # --- streaming ----------------------------------------------------------
+    def stream(self, req: GenerationRequest, should_stop: Callable[[], str | None]) -> Iterator[Chunk]:
+        """Plan ``req`` and yield its chunks; the last chunk carries the decision."""
+        if req.prompt is not None:
+            yield from self._stream_raw(req, should_stop)
+            return
+        fmt = self.format
+        ready: list[Chunk] | None = None
+        if req.think == "auto" and self.profile and {"off", "on"} <= set(fmt.modes):
+            mode, decision, ready = self._auto(req, should_stop)
+        else:
+            mode, decision = self.choose_mode(req)
+        if ready is None:
+            plan = self._plan(req, mode, should_stop)
+            if mode in ("on", "post") and plan.markup is not None:
+                plan.markup.budget = self._deadline_budget(req, len(plan.prompt_tokens), decision)
+                if mode == "on" and plan.markup.budget is not None and plan.markup.budget < MIN_USEFUL_BUDGET \
+                        and req.reasoning_budget is None and "off" in fmt.modes:
+                    mode = "off"
+                    decision.update(mode="off", reason=decision["reason"] + "; deadline leaves no room to reason")
+                    plan = self._plan(req, "off", should_stop)
+            decision["budget"] = plan.markup.budget if plan.markup else None
+            ready = stream_generate(self.backend, plan)
+        for chunk in ready:
+            if chunk.finish_reason is not None:
+                chunk.decision = decision
+                t = chunk.timings
+                if t is not None and t.prompt_tokens > t.cached_tokens:
+                    self.speed.update(t.prompt_tokens - t.cached_tokens, t.prompt_ms, t.decode_tok_s)
+            yield chunk
+
+    def _stream_raw(self, req: GenerationRequest, should_stop) -> Iterator[Chunk]:
+        if not req.prompt:
+            raise InvalidRequest("prompt must not be empty", param="prompt")
+        tokens = self.backend.tokenize(req.prompt, add_special=True, parse_special=False)
+        plan = GenerationPlan(prompt_tokens=tokens, max_tokens=req.max_tokens, sampling=req.sampling,
+                              stops=list(req.stop), logprobs=req.logprobs, should_stop=should_stop,
+                              started_at=req.submitted_at)
+        for chunk in stream_generate(self.backend, plan):
+            if chunk.finish_reason is not None:
+                chunk.decision = {"mode": "raw", "requested": req.think, "reason": "raw completion prompt"}
+            yield chunk

@@ -1,0 +1,119 @@
+"""Per-model thinking profile: how ``auto`` turns cheap signals into a decision.
+
+The profile is a small logistic model over query features and the confidence
+of a short direct-answer probe; its output is the estimated probability that
+the direct answer is right. At or above ``threshold`` the probe's answer is
+returned at once; below it the model reasons. ``thinkling calibrate`` fits it
+on a labelled task set and writes it as JSON next to the model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+FEATURES = ("bias", "q_chars", "q_numbers", "q_operators", "probe_mean_logprob", "probe_min_logprob",
+            "probe_first_entropy", "probe_max_entropy", "probe_tokens", "probe_finished")
+
+_NUM = re.compile(r"\d+(?:\.\d+)?")
+_OPS = re.compile(r"(?<=[\d\s)])[-+*/×÷^](?=[\s\d(])")
+
+
+def query_features(question: str) -> dict[str, float]:
+    """Cheap features of the question text alone (no model call)."""
+    return {
+        "q_chars": len(question) / 100.0,
+        "q_numbers": float(len(_NUM.findall(question))),
+        "q_operators": float(len(_OPS.findall(question))),
+    }
+
+
+def probe_features(logprobs: list[float], entropies: list[float], finished: bool) -> dict[str, float]:
+    """Confidence of the direct-answer probe from its token log-probs / entropies."""
+    if not logprobs:
+        return {"probe_mean_logprob": -10.0, "probe_min_logprob": -10.0, "probe_first_entropy": 10.0,
+                "probe_max_entropy": 10.0, "probe_tokens": 0.0, "probe_finished": float(finished)}
+    return {
+        "probe_mean_logprob": sum(logprobs) / len(logprobs),
+        "probe_min_logprob": min(logprobs),
+        "probe_first_entropy": entropies[0],
+        "probe_max_entropy": max(entropies),
+        "probe_tokens": float(len(logprobs)),
+        "probe_finished": float(finished),
+    }
+
+
+@dataclass
+class Speed:
+    """Measured speed of this model on this device (for deadline planning)."""
+
+    prefill_tok_s: float = 0.0
+    decode_tok_s: float = 0.0
+    samples: int = 0
+
+    def update(self, prompt_tokens: int, prompt_ms: float, decode_tok_s: float, alpha: float = 0.3) -> None:
+        if prompt_ms > 0 and prompt_tokens > 0:
+            p = prompt_tokens / (prompt_ms / 1000)
+            self.prefill_tok_s = p if not self.samples else (1 - alpha) * self.prefill_tok_s + alpha * p
+        if decode_tok_s > 0:
+            d = decode_tok_s
+            self.decode_tok_s = d if not self.decode_tok_s else (1 - alpha) * self.decode_tok_s + alpha * d
+        self.samples += 1
+
+
+@dataclass
+class ThinkingProfile:
+    """Logistic weights over ``FEATURES`` plus a threshold and usage statistics."""
+
+    weights: dict[str, float] = field(default_factory=dict)
+    threshold: float = 0.5
+    probe_max_tokens: int = 8
+    mean_reasoning_tokens: float = 64.0
+    mean_answer_tokens: float = 4.0
+    speed: Speed = field(default_factory=Speed)
+    fitted_on: str = ""
+    curve: list[dict] = field(default_factory=list)
+
+    def score(self, features: dict[str, float]) -> float:
+        """Estimated probability that the direct answer is correct."""
+        z = self.weights.get("bias", 0.0)
+        for name, w in self.weights.items():
+            if name != "bias":
+                z += w * features.get(name, 0.0)
+        z = max(-60.0, min(60.0, z))
+        return 1.0 / (1.0 + math.exp(-z))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ThinkingProfile":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if isinstance(known.get("speed"), dict):
+            known["speed"] = Speed(**{k: v for k, v in known["speed"].items() if k in Speed.__dataclass_fields__})
+        return cls(**known)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ThinkingProfile":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def profile_path(model_path: str | Path) -> Path:
+    """Where a model's profile lives: ``<model file>.thinking.json``."""
+    p = Path(model_path)
+    return p.with_name(p.name + ".thinking.json")
+
+
+def find_profile(model_path: str | Path) -> ThinkingProfile | None:
+    """The profile next to the model file, or the one for its model directory."""
+    p = Path(model_path)
+    for candidate in (profile_path(p), p.parent / "thinking_profile.json"):
+        if candidate.is_file():
+            try:
+                return ThinkingProfile.load(candidate)
+            except (OSError, ValueError, TypeError):
+                return None
+    return None

@@ -1,0 +1,113 @@
+"""The adaptive-thinking controller's logic on a scripted backend (exact,
+token by token); real-model behaviour is in test_student.py."""
+
+from pathlib import Path
+
+import pytest
+
+from runtime.generate import join_stream
+from runtime.models import ModelRef
+from runtime.thinking import ThinkingController, ThinkingProfile
+from runtime.thinking.profile import Speed
+from runtime.types import GenerationRequest, Message, SamplingParams
+from scripted_backend import ScriptedBackend
+
+REF = ModelRef(name="scripted", path=Path("/nonexistent/scripted.gguf"), backend="scripted",
+               thinking_format={"family": "thinkling-arith"})
+# p(direct correct) rises with probe confidence: confident probes (mean logprob ~0) pass.
+PROFILE = ThinkingProfile(weights={"bias": 2.0, "probe_mean_logprob": 3.0}, threshold=0.5, probe_max_tokens=8)
+
+
+def run(controller, question="12 + 30", **kw):
+    kw.setdefault("max_tokens", 64)
+    req = GenerationRequest(messages=[Message("user", question)], sampling=SamplingParams(temperature=0), **kw)
+    chunks = list(controller.stream(req, should_stop=lambda: None))
+    return chunks, join_stream(iter(chunks), "scripted")
+
+
+@pytest.fixture
+def ctl():
+    return ThinkingController(ScriptedBackend(), REF, profile=PROFILE)
+
+
+def test_off_and_on_formats(ctl):
+    _, off = run(ctl, think="off")
+    assert (off.text, off.reasoning, off.decision["mode"]) == ("42", "", "off")
+    _, on = run(ctl, think="on", max_tokens=30)
+    assert on.decision["mode"] == "on" and on.reasoning.startswith("abcdefghij")
+
+
+def test_budget_forcing_ends_reasoning_exactly_and_still_answers(ctl):
+    for budget in (0, 1, 5, 13):
+        _, r = run(ctl, think="on", reasoning_budget=budget)
+        assert len(r.reasoning) == budget, (budget, r.reasoning)  # one character per token here
+        assert r.text == "42" and r.finish_reason == "stop"
+        assert r.decision["budget"] == budget
+
+
+def test_post_streams_the_answer_before_any_rationale_token(ctl):
+    chunks, r = run(ctl, think="post")
+    first_reasoning = next(i for i, c in enumerate(chunks) if c.reasoning)
+    answer_done = max(i for i, c in enumerate(chunks) if c.text)
+    assert answer_done < first_reasoning
+    assert (r.text, r.reasoning) == ("42", "xyzxyz")
+
+
+@pytest.mark.parametrize("budget,rationale", [(0, ""), (2, "xy")])
+def test_post_rationale_can_be_skipped_or_cut(ctl, budget, rationale):
+    _, r = run(ctl, think="post", reasoning_budget=budget)
+    assert (r.text, r.reasoning) == ("42", rationale)
+
+
+def test_auto_confident_probe_answer_is_returned_without_reasoning(ctl):
+    backend = ctl.backend
+    _, r = run(ctl, think="auto")
+    d = r.decision
+    assert d["mode"] == "off" and d["score"] >= d["threshold"] and "confident" in d["reason"]
+    assert (r.text, r.reasoning) == ("42", "")
+    assert "<|direct|>" in "".join(backend.token_bytes(t).decode() for t in backend.kv_tokens)
+
+
+def test_auto_unsure_probe_reasons(ctl):
+    _, r = run(ctl, "hard 12 + 30", think="auto", reasoning_budget=3)
+    d = r.decision
+    assert d["mode"] == "on" and d["score"] < d["threshold"] and "unsure" in d["reason"]
+    assert r.reasoning == "abc" and r.text == "42"
+    assert {"score", "threshold", "reason", "probe_ms", "features"} <= d.keys()
+
+
+def test_auto_without_profile_uses_family_default():
+    ctl = ThinkingController(ScriptedBackend(), REF, profile=None)
+    _, r = run(ctl, think="auto", max_tokens=10)
+    assert r.decision["mode"] == "on" and "no calibrated profile" in r.decision["reason"]
+
+
+def test_decision_threshold_is_what_decides():
+    strict = ThinkingProfile(weights=PROFILE.weights, threshold=0.999, probe_max_tokens=8)
+    ctl = ThinkingController(ScriptedBackend(), REF, profile=strict)
+    _, r = run(ctl, think="auto", reasoning_budget=2)
+    assert r.decision["mode"] == "on"
+
+
+def test_deadline_becomes_a_budget_from_measured_speed():
+    prof = ThinkingProfile(weights=PROFILE.weights, speed=Speed(prefill_tok_s=1e6, decode_tok_s=100.0, samples=5),
+                           mean_answer_tokens=2)
+    ctl = ThinkingController(ScriptedBackend(), REF, profile=prof)
+    ctl.speed = Speed(prefill_tok_s=1e6, decode_tok_s=100.0, samples=5)  # 10 ms per token, scripted
+    _, r = run(ctl, think="on", deadline_s=0.5)
+    assert 0 < r.decision["budget"] <= int(0.8 * 0.5 * 100)
+    assert len(r.reasoning) == r.decision["budget"] and r.text == "42"
+
+
+def test_tight_deadline_answers_directly():
+    ctl = ThinkingController(ScriptedBackend(), REF, profile=PROFILE)
+    ctl.speed = Speed(prefill_tok_s=1e6, decode_tok_s=10.0, samples=5)  # 100 ms per token
+    _, r = run(ctl, think="on", deadline_s=0.25)
+    assert r.decision["mode"] == "off" and "deadline" in r.decision["reason"] and r.text == "42"
+
+
+def test_profile_score_is_logistic():
+    p = ThinkingProfile(weights={"bias": 0.0, "probe_min_logprob": 1.0})
+    assert p.score({"probe_min_logprob": 0.0}) == pytest.approx(0.5)
+    assert p.score({"probe_min_logprob": -5.0}) < 0.01 < 0.99 < p.score({"probe_min_logprob": 5.0})
+    assert ThinkingProfile.from_dict({**vars(p), "speed": {"decode_tok_s": 3.0}, "junk": 1}).speed.decode_tok_s == 3.0
