@@ -1,0 +1,232 @@
+"""Write ONNX decoders (fp32, int4) with the files ONNX Runtime GenAI loads beside them.
+
+Each quant gets its own folder, loadable on its own by ``thinkling`` and by
+ORT GenAI::
+
+    <out>/<name>-onnx-<quant>/
+        <name>-<quant>.onnx        (+ <name>-<quant>.onnx.data past 2 GB)
+        genai_config.json          decoder inputs/outputs, heads, eos ids
+        tokenizer.json, tokenizer_config.json, ...   copied from the source
+        manifest.json              this folder's entry (the runtime reads it)
+
+Steps, in order: validate the config (refuse before touching weights), build
+the fp32 graph, quantize MatMuls to ``MatMulNBits`` for int4 (onnxruntime's
+own quantizer), save into a temporary folder, hash, rename into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .onnx_spec import DecoderSpec, UnsupportedForOnnx, decoder_spec
+
+log = logging.getLogger(__name__)
+
+ONNX_QUANTS = ("fp32", "int4")
+INT4_BLOCK_SIZE = 32
+EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's hard limit is 2 GiB; stay clear of it
+# Copied from the source folder when present: what a tokenizer and a chat template need.
+SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+              "generation_config.json", "chat_template.jinja", "chat_template.json")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _quantize_int4(model, block_size: int = INT4_BLOCK_SIZE):
+    """Weight-only int4 (symmetric, per-block) of every constant-weight MatMul."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    qlog = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
+    level = qlog.level
+    qlog.setLevel(logging.WARNING)  # it logs every node it visits at INFO
+    try:
+        q = MatMulNBitsQuantizer(model, bits=4, block_size=block_size, is_symmetric=True)
+        q.process()
+    finally:
+        qlog.setLevel(level)
+    return q.model.model
+
+
+def _eos_ids(config: dict, src: Path | None) -> list[int]:
+    ids: list[int] = []
+    gen = {}
+    if src is not None and (src / "generation_config.json").is_file():
+        gen = json.loads((src / "generation_config.json").read_text())
+    for v in (gen.get("eos_token_id"), config.get("eos_token_id")):
+        for x in (v if isinstance(v, list) else [v]):
+            if isinstance(x, int) and x not in ids:
+                ids.append(x)
+    return ids
+
+
+def genai_config(spec: DecoderSpec, config: dict, filename: str, src: Path | None,
+                 context_length: int | None = None) -> dict:
+    """The ``genai_config.json`` ORT GenAI reads (field names are GenAI's)."""
+    eos = _eos_ids(config, src)
+    ctx = context_length or spec.max_positions
+    pad = config.get("pad_token_id")
+    return {
+        "model": {
+            "bos_token_id": config.get("bos_token_id"),
+            "context_length": ctx,
+            "decoder": {
+                "session_options": {"log_id": "onnxruntime-genai", "provider_options": []},
+                "filename": filename,
+                "head_size": spec.head_dim,
+                "hidden_size": spec.hidden,
+                "inputs": {
+                    "input_ids": "input_ids",
+                    "attention_mask": "attention_mask",
+                    "position_ids": "position_ids",
+                    "past_key_names": "past_key_values.%d.key",
+                    "past_value_names": "past_key_values.%d.value",
+                },
+                "outputs": {
+                    "logits": "logits",
+                    "present_key_names": "present.%d.key",
+                    "present_value_names": "present.%d.value",
+                },
+                "num_attention_heads": spec.n_heads,
+                "num_hidden_layers": spec.n_layers,
+                "num_key_value_heads": spec.n_kv_heads,
+            },
+            "eos_token_id": eos[0] if len(eos) == 1 else eos,
+            "pad_token_id": pad if pad is not None else (eos[0] if eos else 0),
+            "type": spec.model_type,
+            "vocab_size": spec.vocab,
+        },
+        "search": {
+            "diversity_penalty": 0.0, "do_sample": False, "early_stopping": True,
+            "length_penalty": 1.0, "max_length": ctx, "min_length": 0,
+            "no_repeat_ngram_size": 0, "num_beams": 1, "num_return_sequences": 1,
+            "past_present_share_buffer": False, "repetition_penalty": 1.0,
+            "temperature": 1.0, "top_k": 1, "top_p": 1.0,
+        },
+    }
+
+
+def _save_model(model, path: Path) -> Path | None:
+    """Save ``model``; weights go to ``<file>.data`` when they would pass 2 GB."""
+    import onnx
+
+    nbytes = sum(len(t.raw_data) for t in model.graph.initializer)
+    if nbytes < EXTERNAL_DATA_BYTES:
+        onnx.save_model(model, str(path))
+        return None
+    data = path.with_name(path.name + ".data")
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=data.name, size_threshold=1024)
+    return data
+
+
+def _carry_thinking_format(src: Path | None, folder: Path) -> None:
+    """Carry ``thinkling.json`` from beside the source (or its parent), where the
+    runtime would look for it next to the source model."""
+    if src is None:
+        return
+    for cand in (src / "thinkling.json", src.parent / "thinkling.json"):
+        if cand.is_file():
+            shutil.copy2(cand, folder / "thinkling.json")
+            return
+
+
+def _write_folder(model, spec: DecoderSpec, config: dict, quant: str, name: str, out: Path,
+                  src: Path | None, attention: str, extra_manifest: dict) -> dict:
+    folder_name = f"{name}-onnx-{quant}"
+    final = out / folder_name
+    tmp = out / f".{folder_name}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        fname = f"{name}-{quant}.onnx"
+        data = _save_model(model, tmp / fname)
+        for side in SIDE_FILES:
+            if src is not None and (src / side).is_file():
+                shutil.copy2(src / side, tmp / side)
+        _carry_thinking_format(src, tmp)
+        (tmp / "genai_config.json").write_text(
+            json.dumps(genai_config(spec, config, fname, src), indent=2) + "\n")
+        size = (tmp / fname).stat().st_size + (data.stat().st_size if data else 0)
+        entry = {"path": f"{folder_name}/{fname}", "format": "onnx", "quant": quant,
+                 "sha256": _sha256(tmp / fname), "size_bytes": size, "attention": attention}
+        if data is not None:
+            entry["external_data"] = {"path": f"{folder_name}/{data.name}", "sha256": _sha256(data),
+                                      "size_bytes": data.stat().st_size}
+        local = dict(extra_manifest, files=[dict(entry, path=fname)])
+        (tmp / "manifest.json").write_text(json.dumps(local, indent=2) + "\n")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return entry
+
+
+def parse_onnx_quants(text: str | Sequence[str] | None) -> list[str]:
+    """``"fp32,int4"`` -> ``["fp32", "int4"]``; unknown names are an error."""
+    if not text:
+        return []
+    items = [s.strip().lower() for s in (text.split(",") if isinstance(text, str) else text) if s.strip()]
+    bad = [s for s in items if s not in ONNX_QUANTS]
+    if bad:
+        raise ValueError(f"unknown ONNX quant {', '.join(bad)} (choose from {', '.join(ONNX_QUANTS)})")
+    return list(dict.fromkeys(items))
+
+
+def check_exportable(config: dict, src: Path | None = None) -> DecoderSpec:
+    """Refuse, before any weight is read, what the ONNX exporter cannot write."""
+    spec = decoder_spec(config)
+    if src is not None and not (src / "tokenizer.json").is_file():
+        raise UnsupportedForOnnx(
+            f"{src} has no tokenizer.json; the ONNX backend tokenizes with the `tokenizers` library")
+    return spec
+
+
+def export_onnx(tensors: Mapping[str, np.ndarray], config: dict, out: str | os.PathLike, *,
+                name: str, quants: Sequence[str] = ("fp32",), src: str | os.PathLike | None = None,
+                attention: str = "auto", extra_manifest: dict | None = None) -> list[dict]:
+    """Write one ONNX folder per quant and return their manifest entries.
+
+    ``tensors`` are the (merged) HF-named weights, ``config`` the HF
+    ``config.json`` dict, ``src`` the folder whose tokenizer files are copied.
+    ``attention="auto"`` uses GroupQueryAttention where the architecture allows
+    and the plain-ops lowering otherwise.
+    """
+    from .onnx_graph import build_decoder
+
+    src_p = Path(src) if src is not None else None
+    spec = check_exportable(config, src_p)
+    if attention == "auto":
+        attention = "plain" if spec.qk_norm else "gqa"
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    extra = dict(extra_manifest or {}, architecture=spec.model_type)
+    entries = []
+    fp32 = build_decoder(spec, tensors, attention=attention)
+    for quant in parse_onnx_quants(list(quants)):
+        log.info("writing ONNX %s (%s attention)", quant, attention)
+        model = fp32 if quant == "fp32" else _quantize_int4(_clone(fp32))
+        entries.append(_write_folder(model, spec, config, quant, name, out, src_p, attention, extra))
+    return entries
+
+
+def _clone(model):
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    return m

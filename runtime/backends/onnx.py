@@ -1,0 +1,192 @@
+"""onnxruntime backend: the same contract as llama.cpp, over a decoder with a KV cache.
+
+The model folder is what ``thinkling convert --onnx`` writes (and what ONNX
+Runtime GenAI loads): ``<name>.onnx`` with ``input_ids``/``attention_mask``/
+``position_ids``/``past_key_values.N.{key,value}`` in and ``logits``/
+``present.N.{key,value}`` out, plus ``tokenizer.json``, ``tokenizer_config.json``
+and ``genai_config.json``. The KV cache is a list of numpy arrays
+``[1, n_kv_heads, n_tokens, head_dim]`` per layer: ``present`` of one call is
+the ``past`` of the next, and ``truncate`` slices it (prefix reuse).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InvalidModelFile
+from .base import BackendOptions
+
+log = logging.getLogger(__name__)
+
+_REQUIRED_INPUTS = ("input_ids", "attention_mask", "past_key_values.0.key")
+
+
+def _ort():
+    try:
+        import onnxruntime
+    except ImportError as e:  # the onnx extra is not installed
+        raise InvalidModelFile("", "onnxruntime is not installed (pip install 'thinkling[onnx]')") from e
+    return onnxruntime
+
+
+def build_info() -> str:
+    """onnxruntime version and providers, for benchmark fingerprints."""
+    ort = _ort()
+    return f"onnxruntime {ort.__version__}; providers {','.join(ort.get_available_providers())}"
+
+
+class OnnxBackend:
+    """One onnxruntime session + the KV cache of a single sequence."""
+
+    name = "onnx"
+
+    def __init__(self, path: str, options: BackendOptions):
+        from .onnx_tokenizer import HFTokenizer
+
+        self.path = str(path)
+        folder = Path(path).parent
+        if options.cpu_affinity and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, set(options.cpu_affinity))
+        if not (folder / "tokenizer.json").is_file():
+            raise InvalidModelFile(self.path, "no tokenizer.json beside the model")
+        try:
+            self.tokenizer = HFTokenizer(folder)
+        except Exception as e:  # tokenizers raises plain Exceptions on bad JSON
+            raise InvalidModelFile(self.path, f"unreadable tokenizer: {e}") from None
+        self.genai = self._read_json(folder / "genai_config.json")
+        self.session = self._open_session(options)
+        self._check_io()
+        ctx = (self.genai.get("model") or {}).get("context_length") or options.n_ctx
+        self.n_ctx = min(options.n_ctx, int(ctx))
+        self.n_batch = max(1, min(options.n_batch, self.n_ctx))
+        self.n_threads = options.n_threads or os.cpu_count() or 1
+        eos = (self.genai.get("model") or {}).get("eos_token_id")
+        self._eog = self.tokenizer.eog_ids(eos if isinstance(eos, list) else [eos])
+        self._kv: list[int] = []
+        self._past = self._empty_past()
+
+    # --- loading ------------------------------------------------------------
+    @staticmethod
+    def _read_json(path: Path) -> dict:
+        if not path.is_file():
+            return {}
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            log.warning("ignoring unreadable %s: %s", path, e)
+            return {}
+
+    def _open_session(self, options: BackendOptions):
+        ort = _ort()
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = options.n_threads or os.cpu_count() or 1
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3  # errors only; the reason reaches us as the exception
+        for key, value in (options.extra.get("onnx_session_config") or {}).items():
+            so.add_session_config_entry(key, str(value))
+        try:
+            return ort.InferenceSession(self.path, sess_options=so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # InvalidProtobuf, Fail, InvalidGraph, NoSuchFile ... all mean "bad file"
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise InvalidModelFile(self.path, f"onnxruntime could not load it: {msg[:300]}") from None
+
+    def _check_io(self) -> None:
+        ins = {i.name: i for i in self.session.get_inputs()}
+        outs = [o.name for o in self.session.get_outputs()]
+        missing = [n for n in _REQUIRED_INPUTS if n not in ins] + (["logits"] if "logits" not in outs else [])
+        if missing:
+            raise InvalidModelFile(self.path, f"not a decoder with a KV cache (missing {', '.join(missing)})")
+        self._layers = sum(1 for n in ins if n.startswith("past_key_values.") and n.endswith(".key"))
+        kshape = ins["past_key_values.0.key"].shape  # [batch, n_kv_heads, past, head_dim]
+        self._kv_heads, self._head_dim = int(kshape[1]), int(kshape[3])
+        self._has_pos = "position_ids" in ins
+        logits_shape = self.session.get_outputs()[outs.index("logits")].shape
+        self.n_vocab = int(logits_shape[-1]) if isinstance(logits_shape[-1], int) \
+            else self.tokenizer.tok.get_vocab_size()
+        self._out_names = outs
+
+    def _empty_past(self) -> list[np.ndarray]:
+        shape = (1, self._kv_heads, 0, self._head_dim)
+        return [np.zeros(shape, np.float32) for _ in range(2 * self._layers)]
+
+    # --- vocabulary ----------------------------------------------------------
+    @property
+    def kv_tokens(self) -> list[int]:
+        return self._kv
+
+    def tokenize(self, text: str, *, add_special: bool, parse_special: bool = True) -> list[int]:
+        return self.tokenizer.encode(text, add_special=add_special, parse_special=parse_special)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        return self.tokenizer.token_bytes(token_id)
+
+    def is_eog(self, token_id: int) -> bool:
+        return token_id in self._eog
+
+    # --- evaluation ------------------------------------------------------------
+    def truncate(self, n_keep: int) -> None:
+        """Keep the first ``n_keep`` cached positions (prefix reuse)."""
+        if n_keep < len(self._kv):
+            self._past = [np.ascontiguousarray(p[:, :, :n_keep, :]) for p in self._past]
+            del self._kv[n_keep:]
+
+    def _step(self, part: list[int]) -> np.ndarray:
+        n_past, n = len(self._kv), len(part)
+        feed = {"input_ids": np.asarray([part], dtype=np.int64),
+                "attention_mask": np.ones((1, n_past + n), dtype=np.int64)}
+        if self._has_pos:
+            feed["position_ids"] = np.arange(n_past, n_past + n, dtype=np.int64)[None, :]
+        for i in range(self._layers):
+            feed[f"past_key_values.{i}.key"] = self._past[2 * i]
+            feed[f"past_key_values.{i}.value"] = self._past[2 * i + 1]
+        outs = dict(zip(self._out_names, self.session.run(None, feed)))
+        self._past = [outs[f"present.{i}.{kind}"] for i in range(self._layers) for kind in ("key", "value")]
+        self._kv.extend(part)
+        return outs["logits"][0, -1]
+
+    def eval(self, tokens: list[int]) -> np.ndarray:
+        """Append ``tokens`` in batches of ``n_batch``; return the last position's logits."""
+        logits = None
+        for start in range(0, len(tokens), self.n_batch):
+            logits = self._step(tokens[start:start + self.n_batch])
+        if logits is None:
+            raise ValueError("eval needs at least one token")
+        return logits
+
+    # --- metadata ----------------------------------------------------------------
+    def metadata(self) -> dict[str, str]:
+        m = self.genai.get("model") or {}
+        arch = m.get("type") or "unknown"
+        meta = {"general.architecture": str(arch), f"{arch}.context_length": str(m.get("context_length", ""))}
+        if self.tokenizer.chat_template:
+            meta["tokenizer.chat_template"] = self.tokenizer.chat_template
+        if self.tokenizer.bos_text:
+            meta["thinkling.bos_text"] = self.tokenizer.bos_text
+        if self.tokenizer.eos_text:
+            meta["thinkling.eos_text"] = self.tokenizer.eos_text
+        return meta
+
+    def chat_template(self) -> str | None:
+        return self.tokenizer.chat_template
+
+    def close(self) -> None:
+        """Drop the session and the cache now (onnxruntime frees on release)."""
+        self.session = None
+        self._past = []
+        self._kv = []
+
+
+def open_backend(path: str, options: BackendOptions) -> OnnxBackend:
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidModelFile(path, "no such file")
+    if p.stat().st_size == 0:
+        raise InvalidModelFile(path, "empty file")
+    return OnnxBackend(path, options)
