@@ -22,17 +22,16 @@ from runtime import __version__ as runtime_version
 from runtime import models
 from runtime.engine import Engine, EngineConfig
 from runtime.hardware import device_facts
-from runtime.requests import chat_request
 
 from . import cores
 from .events import TERMINAL, Record, RequestTable
+from .request import chat_request
 from .jsonio import SCHEMA_VERSION, BridgeError, dumps, error_fields
 
 log = logging.getLogger(__name__)
 
 MAX_POLL_WAIT_MS = 10_000
 LOAD_KEYS = ("model", "threads", "n_ctx", "n_batch", "queue_size", "cpu_affinity")
-IGNORED_REQUEST_KEYS = ("model", "stream")  # transport fields of the HTTP body; model is checked below
 
 
 @dataclass(frozen=True)
@@ -237,7 +236,7 @@ class Bridge:
         return engine
 
     def generate(self, obj: dict) -> dict:
-        request = chat_request(obj, ignore=IGNORED_REQUEST_KEYS)
+        request = chat_request(obj)
         with self._lock:
             engine = self._engine_for(obj)
             self._table.sweep()
@@ -249,7 +248,7 @@ class Bridge:
 
     def complete(self, obj: dict) -> dict:
         """Blocking: the joined stream, or an error (never a partial event list)."""
-        request = chat_request(obj, ignore=IGNORED_REQUEST_KEYS)
+        request = chat_request(obj)
         with self._lock:
             engine = self._engine_for(obj)
             handle = engine.submit(request)
