@@ -1,0 +1,220 @@
+"""Between the HTTP schema and the runtime: one function maps a request body to
+a ``GenerationRequest``; small formatters turn runtime chunks into OpenAI's
+response objects and SSE events."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from ..errors import InvalidRequest
+from ..types import Chunk, GenerationRequest, GenerationResult, Message, SamplingParams, Timings
+from .schemas import ChatCompletionRequest, CompletionRequest
+from .settings import ServerSettings
+
+# The runtime's finish reasons -> OpenAI's. A deadline cut is a truncation
+# ("length"); the exact reason is kept in ``native_finish_reason``.
+FINISH = {"stop": "stop", "length": "length", "deadline": "length", "cancelled": "stop"}
+_SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty")
+
+
+def unsupported(body: ChatCompletionRequest | CompletionRequest) -> None:
+    """Refuse fields that would change the answer if silently ignored."""
+    if body.logit_bias:
+        raise InvalidRequest("logit_bias is not supported", param="logit_bias")
+    if isinstance(body, ChatCompletionRequest):
+        if body.tools or body.functions:
+            raise InvalidRequest("tools and functions are not supported", param="tools")
+        if body.tool_choice not in (None, "none"):
+            raise InvalidRequest("tool_choice is not supported", param="tool_choice")
+        if body.response_format and body.response_format.get("type", "text") != "text":
+            raise InvalidRequest("only response_format {'type': 'text'} is supported", param="response_format")
+        if body.logprobs or body.top_logprobs:
+            raise InvalidRequest("logprobs are not supported", param="logprobs")
+    else:
+        if body.logprobs:
+            raise InvalidRequest("logprobs are not supported", param="logprobs")
+        if body.echo:
+            raise InvalidRequest("echo is not supported", param="echo")
+        if body.suffix:
+            raise InvalidRequest("suffix is not supported", param="suffix")
+
+
+def _messages(body: ChatCompletionRequest) -> list[Message]:
+    out = []
+    for i, m in enumerate(body.messages):
+        content = m.content
+        if content is None:
+            if m.role != "assistant":
+                raise InvalidRequest(f"messages[{i}].content is required for role {m.role!r}",
+                                     param=f"messages[{i}].content")
+            content = ""
+        elif isinstance(content, list):
+            content = "\n".join(part.text for part in content)
+        out.append(Message("system" if m.role == "developer" else m.role, content))
+    return out
+
+
+def _max_tokens(body, settings: ServerSettings) -> int:
+    asked = getattr(body, "max_completion_tokens", None) or body.max_tokens
+    return min(asked or settings.default_max_tokens, settings.max_tokens_cap)
+
+
+def _deadline_s(body, settings: ServerSettings) -> float | None:
+    limits = [x for x in (body.deadline_ms / 1000 if body.deadline_ms else None,
+                          settings.request_timeout_s) if x is not None]
+    return min(limits) if limits else None
+
+
+def to_generation_request(body: ChatCompletionRequest | CompletionRequest,
+                          settings: ServerSettings) -> GenerationRequest:
+    """The one mapping from the HTTP schema to the runtime's request. Raises
+    ``InvalidRequest`` for what the schema alone cannot express."""
+    unsupported(body)
+    given = {f: getattr(body, f) for f in _SAMPLING_FIELDS if getattr(body, f) is not None}
+    if body.seed is not None:
+        given["seed"] = body.seed % (1 << 64)  # OpenAI seeds are int64; numpy wants >= 0
+    stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+    common = dict(max_tokens=_max_tokens(body, settings), sampling=SamplingParams(**given), stop=stop,
+                  think=body.think or settings.default_think, reasoning_budget=body.reasoning_budget,
+                  deadline_s=_deadline_s(body, settings))
+    if isinstance(body, ChatCompletionRequest):
+        return GenerationRequest(messages=_messages(body), **common)
+    prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
+    if not prompt:
+        raise InvalidRequest("prompt must not be empty", param="prompt")
+    return GenerationRequest(prompt=prompt, **common)
+
+
+# --- responses ----------------------------------------------------------------
+
+def timings_dict(t: Timings) -> dict:
+    """llama-server's timing keys, plus thinkling's queue/load/TTFT/total."""
+    decode_n = max(t.completion_tokens - 1, 0)
+    return {
+        "prompt_n": t.prompt_tokens - t.cached_tokens,
+        "prompt_ms": round(t.prompt_ms, 3),
+        "prompt_per_token_ms": round(t.prompt_ms / max(t.prompt_tokens - t.cached_tokens, 1), 3),
+        "prompt_per_second": round((t.prompt_tokens - t.cached_tokens) / (t.prompt_ms / 1000), 3)
+        if t.prompt_ms > 0 else None,
+        "predicted_n": t.completion_tokens,
+        "predicted_ms": round(t.decode_ms, 3),
+        "predicted_per_token_ms": round(t.decode_ms / decode_n, 3) if decode_n else None,
+        "predicted_per_second": round(t.decode_tok_s, 3) if decode_n else None,
+        "cache_n": t.cached_tokens,
+        "queue_ms": round(t.queue_ms, 3),
+        "load_ms": round(t.load_ms, 3),
+        "ttft_ms": round(t.ttft_ms, 3),
+        "total_ms": round(t.total_ms, 3),
+    }
+
+
+def usage_dict(t: Timings, reasoning_tokens: int) -> dict:
+    return {"prompt_tokens": t.prompt_tokens, "completion_tokens": t.completion_tokens,
+            "total_tokens": t.prompt_tokens + t.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": t.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": reasoning_tokens}}
+
+
+class ReasoningTally:
+    """Counts completion tokens whose text landed in the reasoning (approximate
+    by a token or two: tag tokens and held-back text carry no delta)."""
+
+    def __init__(self) -> None:
+        self.tokens = 0
+
+    def see(self, chunk: Chunk) -> Chunk:
+        if chunk.reasoning and not chunk.text:
+            self.tokens += len(chunk.token_ids)
+        return chunk
+
+
+class _Envelope:
+    """id/created/model shared by every object of one response."""
+
+    def __init__(self, model: str, prefix: str, obj: str):
+        self.id = f"{prefix}-{uuid.uuid4().hex[:24]}"
+        self.created = int(time.time())
+        self.model = model
+        self.object = obj
+
+    def wrap(self, choices: list, **extra) -> dict:
+        return {"id": self.id, "object": self.object, "created": self.created, "model": self.model,
+                "system_fingerprint": "thinkling", "choices": choices, **extra}
+
+
+def _finish_fields(reason: str | None) -> dict:
+    return {"finish_reason": FINISH.get(reason, reason) if reason else None,
+            "native_finish_reason": reason}
+
+
+def chat_response(result: GenerationResult, reasoning_tokens: int) -> dict:
+    env = _Envelope(result.model, "chatcmpl", "chat.completion")
+    message = {"role": "assistant", "content": result.text,
+               "reasoning_content": result.reasoning or None}
+    return env.wrap([{"index": 0, "message": message, "logprobs": None, **_finish_fields(result.finish_reason)}],
+                    usage=usage_dict(result.timings, reasoning_tokens),
+                    timings=timings_dict(result.timings), decision=result.decision)
+
+
+def completion_response(result: GenerationResult) -> dict:
+    env = _Envelope(result.model, "cmpl", "text_completion")
+    text = result.text + result.reasoning  # raw prompts have no reasoning markup; keep every byte
+    return env.wrap([{"index": 0, "text": text, "logprobs": None, **_finish_fields(result.finish_reason)}],
+                    usage=usage_dict(result.timings, 0), timings=timings_dict(result.timings),
+                    decision=result.decision)
+
+
+class ChatEvents:
+    """SSE payloads of one streamed chat completion."""
+
+    def __init__(self, model: str, include_usage: bool):
+        self.env = _Envelope(model, "chatcmpl", "chat.completion.chunk")
+        self.include_usage = include_usage
+        self.tally = ReasoningTally()
+        self._sent_role = False
+
+    def _choice(self, delta: dict, reason: str | None = None) -> dict:
+        return {"index": 0, "delta": delta, "logprobs": None, **_finish_fields(reason)}
+
+    def events(self, chunk: Chunk) -> list[dict]:
+        self.tally.see(chunk)
+        out = []
+        delta: dict = {}
+        if not self._sent_role:
+            delta, self._sent_role = {"role": "assistant", "content": ""}, True
+        if chunk.text:
+            delta["content"] = chunk.text
+        if chunk.reasoning:
+            delta["reasoning_content"] = chunk.reasoning
+        if delta:
+            out.append(self.env.wrap([self._choice(delta)]))
+        if chunk.finish_reason is not None:
+            t = chunk.timings or Timings()
+            out.append(self.env.wrap([self._choice({}, chunk.finish_reason)], timings=timings_dict(t),
+                                     decision=chunk.decision))
+            if self.include_usage:
+                out.append(self.env.wrap([], usage=usage_dict(t, self.tally.tokens)))
+        return out
+
+
+class CompletionEvents:
+    """SSE payloads of one streamed text completion."""
+
+    def __init__(self, model: str, include_usage: bool):
+        self.env = _Envelope(model, "cmpl", "text_completion")
+        self.include_usage = include_usage
+
+    def events(self, chunk: Chunk) -> list[dict]:
+        out = []
+        text = chunk.text + chunk.reasoning
+        if text:
+            out.append(self.env.wrap([{"index": 0, "text": text, "logprobs": None, **_finish_fields(None)}]))
+        if chunk.finish_reason is not None:
+            t = chunk.timings or Timings()
+            out.append(self.env.wrap([{"index": 0, "text": "", "logprobs": None,
+                                       **_finish_fields(chunk.finish_reason)}],
+                                     timings=timings_dict(t), decision=chunk.decision))
+            if self.include_usage:
+                out.append(self.env.wrap([], usage=usage_dict(t, 0)))
+        return out
