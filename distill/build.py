@@ -21,7 +21,9 @@ import torch
 from distill import card
 from distill.chat import THINKLING_JSON
 from distill.data import ADAPTER_MIX, BASE_MIX, make_dataset
-from distill.evaluate import accuracy_table, eval_problems, format_table
+from distill.evaluate import (
+    CHECK_PER_OP, CHECK_SEED, accuracy_table, eval_problems, format_table, load_student,
+)
 from distill.filter import filter_report
 from distill.tokenizer import build_tokenizer, save_tokenizer
 from distill.train import StudentConfig, TrainConfig, batches, build_student, encode, train
@@ -37,13 +39,15 @@ class BuildConfig:
     seed: int = 0
     student: StudentConfig = field(default_factory=StudentConfig)
     base: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=2500, batch_size=128, lr=2e-3, warmup=200))
+        steps=1800, batch_size=128, lr=2e-3, warmup=150, eval_every=600))
     adapter: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=2500, batch_size=64, lr=1.5e-3, warmup=100))
-    lora_r: int = 64
-    lora_alpha: int = 64
+        steps=1500, batch_size=64, lr=1.5e-3, warmup=100))
+    lora_r: int = 32
+    lora_alpha: int = 32
     eval_per_op: int = 200
-    threads: int = 2
+    # One thread: with other jobs on the 2 cores, two OpenMP threads ran 2-4x slower
+    # than one (each parallel region waits for the descheduled thread).
+    threads: int = 1
 
     def scaled(self, scale: float) -> "BuildConfig":
         """A proportionally shorter run, for smoke tests and throughput probes."""
@@ -107,6 +111,13 @@ def build_adapter(cfg: BuildConfig, tok, base, out: Path):
     return model, seconds, stats, trainable
 
 
+def check_sample(out: Path) -> dict:
+    """Accuracy on the small fixed sample, from the saved files, as a test will load them."""
+    model, tok = load_student(out / "base", out / "adapter")
+    table = accuracy_table(model, tok, eval_problems(CHECK_PER_OP, CHECK_SEED))
+    return {"per_op": CHECK_PER_OP, "seed": CHECK_SEED, "accuracy": table}
+
+
 def build(cfg: BuildConfig, out: str | Path) -> dict:
     """Build every artifact into ``out`` and return the numbers the model card reports."""
     out = Path(out)
@@ -124,6 +135,7 @@ def build(cfg: BuildConfig, out: str | Path) -> dict:
     table = accuracy_table(merged, tok, eval_problems(cfg.eval_per_op))
     log.info("held-out accuracy:\n%s", format_table(table))
     (out / "thinkling.json").write_text(json.dumps(THINKLING_JSON, indent=2) + "\n")
+    check = check_sample(out)
     report = {
         "config": asdict(cfg),
         "base_parameters": n_base,
@@ -133,6 +145,7 @@ def build(cfg: BuildConfig, out: str | Path) -> dict:
         "eval_seconds": time.time() - eval_start,
         "total_seconds": time.time() - start,
         "accuracy": table,
+        "check_sample": check,
         "base_data": card.stats_dict(base_stats),
         "adapter_data": card.stats_dict(adapter_stats),
         "filter": filter_report(n=20000, seed=cfg.seed),
@@ -148,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="distill/artifacts/arith-student")
     parser.add_argument("--scale", type=float, default=1.0, help="shrink every phase (smoke tests)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=BuildConfig.threads)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = replace(BuildConfig(seed=args.seed, threads=args.threads))

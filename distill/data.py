@@ -74,10 +74,14 @@ def _truncate(rng: random.Random, completion: str) -> str:
 
 def _write(rng: random.Random, problem: Problem, mode: str, mix: Mix) -> tuple[str, str | None]:
     """The noisy teacher's completion and the mistake injected into it (None if clean)."""
-    solution = teach(problem)
     use_canonical = rng.random() < mix.canonical_rate
-    steps = list(solution.paths[0] if use_canonical else rng.choice(solution.paths))
-    answer, mistake = solution.answer, None
+    if mode == "direct":
+        steps, answer = [], problem.value  # no paths needed; saves most of the teacher's time
+    else:
+        solution = teach(problem)
+        steps = list(solution.paths[0] if use_canonical else rng.choice(solution.paths))
+        answer = solution.answer
+    mistake = None
     if rng.random() < mix.mistake_rate:
         mistake = "wrong_final" if mode == "direct" else rng.choice(MISTAKES)
         injected = inject(rng, steps, answer, mistake)

@@ -22,6 +22,9 @@ from distill.problems import Problem, sample_split_problem
 
 log = logging.getLogger(__name__)
 MAX_NEW_TOKENS = {"direct": 8, "think": 192, "post": 192}
+# The small fixed sample whose accuracy the build records and tests/test_distill_student.py
+# reproduces from the committed artifacts.
+CHECK_PER_OP, CHECK_SEED = 25, 4321
 
 
 def eval_problems(per_op: int, seed: int = 1234) -> list[Problem]:
