@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .onnx_spec import DecoderSpec, UnsupportedForOnnx, decoder_spec
+from .onnx_spec import DecoderSpec, decoder_spec
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,11 @@ def _sha256(path: Path) -> str:
 
 def _quantize_int4(model, block_size: int = INT4_BLOCK_SIZE):
     """Weight-only int4 (symmetric, per-block) of every constant-weight MatMul."""
+    root = logging.getLogger()
+    handlers, root_level = list(root.handlers), root.level
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
+    root.handlers[:], root.level = handlers, root_level  # its import calls logging.basicConfig
     qlog = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
     level = qlog.level
     qlog.setLevel(logging.WARNING)  # it logs every node it visits at INFO
@@ -191,7 +194,9 @@ def check_exportable(config: dict, src: Path | None = None) -> DecoderSpec:
     """Refuse, before any weight is read, what the ONNX exporter cannot write."""
     spec = decoder_spec(config)
     if src is not None and not (src / "tokenizer.json").is_file():
-        raise UnsupportedForOnnx(
+        from .errors import UnsupportedTokenizer
+
+        raise UnsupportedTokenizer(
             f"{src} has no tokenizer.json; the ONNX backend tokenizes with the `tokenizers` library")
     return spec
 

@@ -19,8 +19,12 @@ ARCHITECTURES: dict[str, tuple[bool, bool]] = {
 }
 
 
-class UnsupportedForOnnx(ValueError):
-    """The model cannot be exported to ONNX by this converter (say why)."""
+def _unsupported(arch: str, detail: str = "") -> Exception:
+    """The converter's typed error: one clear line at the CLI, nothing written."""
+    from .errors import UnsupportedArchitecture
+
+    return UnsupportedArchitecture(arch, list(ARCHITECTURES), f"ONNX export: {detail}" if detail else
+                                   "not supported for ONNX export")
 
 
 @dataclass(frozen=True)
@@ -69,33 +73,32 @@ class DecoderSpec:
 
 
 def decoder_spec(config: dict) -> DecoderSpec:
-    """Validate an HF config for ONNX export; raise ``UnsupportedForOnnx`` with the reason."""
+    """Validate an HF config for ONNX export; raise ``UnsupportedArchitecture`` with the reason."""
     mt = config.get("model_type")
     if mt not in ARCHITECTURES:
-        raise UnsupportedForOnnx(
-            f"architecture {mt!r} is not supported for ONNX export (supported: {', '.join(ARCHITECTURES)})")
+        raise _unsupported(str(mt))
     qkv_bias, qk_norm = ARCHITECTURES[mt]
     if mt == "llama":
         qkv_bias = bool(config.get("attention_bias", False))
         if config.get("mlp_bias"):
-            raise UnsupportedForOnnx("llama with mlp_bias=true is not supported for ONNX export")
+            raise _unsupported(mt, "mlp_bias=true")
     act = config.get("hidden_act", "silu")
     if act != "silu":
-        raise UnsupportedForOnnx(f"hidden_act {act!r} is not supported for ONNX export (only silu)")
+        raise _unsupported(mt, f"hidden_act {act!r} (only silu)")
     rope_params = config.get("rope_parameters") or {}  # newer transformers nest rope settings here
     sc = config.get("rope_scaling")
     if sc is None and rope_params.get("rope_type") not in (None, "default"):
         sc = rope_params
     kind = (sc or {}).get("rope_type") or (sc or {}).get("type") or "default"
     if kind not in ("default", "linear", "llama3"):
-        raise UnsupportedForOnnx(f"rope_scaling type {kind!r} is not supported for ONNX export")
+        raise _unsupported(mt, f"rope_scaling type {kind!r}")
     if config.get("use_sliding_window") and mt in ("qwen2", "qwen3"):
-        raise UnsupportedForOnnx("sliding-window attention is not supported for ONNX export")
+        raise _unsupported(mt, "sliding-window attention")
     n_heads = int(config["num_attention_heads"])
     hidden = int(config["hidden_size"])
     n_kv = int(config.get("num_key_value_heads") or n_heads)
     if n_heads % n_kv:
-        raise UnsupportedForOnnx(f"num_attention_heads {n_heads} is not a multiple of num_key_value_heads {n_kv}")
+        raise _unsupported(mt, f"num_attention_heads {n_heads} is not a multiple of num_key_value_heads {n_kv}")
     return DecoderSpec(
         model_type=mt,
         n_layers=int(config["num_hidden_layers"]),
