@@ -93,6 +93,16 @@ register(RegistryEntry(
     description="distilled arithmetic reasoning student (LoRA-merged, GGUF Q8_0)",
     locate=_repo_artifact("distill/artifacts/arith-student/gguf/arith-student-q8_0.gguf"),
 ))
+register(RegistryEntry(
+    name="arith-student-onnx",
+    description="distilled arithmetic reasoning student on onnxruntime (LoRA-merged, ONNX fp32)",
+    locate=_repo_artifact("distill/artifacts/arith-student/onnx/arith-student-onnx-fp32/arith-student-fp32.onnx"),
+))
+register(RegistryEntry(
+    name="arith-student-onnx-int4",
+    description="distilled arithmetic reasoning student on onnxruntime (LoRA-merged, ONNX int4 MatMulNBits)",
+    locate=_repo_artifact("distill/artifacts/arith-student/onnx/arith-student-onnx-int4/arith-student-int4.onnx"),
+))
 
 
 def registered_names() -> list[str]:

@@ -276,3 +276,30 @@ def test_concurrent_submissions_are_serialised(onnx_engine):
     for t in threads:
         t.join()
     assert len(results) == 3 and len({tuple(r.tokens) for r in results}) == 1
+
+
+def test_external_data_past_the_threshold(tmp_path, monkeypatch):
+    """Weights past the protobuf limit go to <file>.data; the folder still loads and matches."""
+    import convert.onnx_export as ox
+
+    monkeypatch.setattr(ox, "EXTERNAL_DATA_BYTES", 0)  # the fixture is tiny: force the big-model path
+    w, cfg = load_merged(FIXTURES / "llama-spm" / "base", FIXTURES / "llama-spm" / "adapter")
+    entry = export_onnx(w, cfg, tmp_path, name="x", quants=["fp32"], src=FIXTURES / "llama-spm" / "base")[0]
+    data = tmp_path / entry["external_data"]["path"]
+    assert data.is_file() and (tmp_path / entry["path"]).stat().st_size < 100_000
+    assert entry["size_bytes"] == (tmp_path / entry["path"]).stat().st_size + data.stat().st_size
+    golden, ref = _golden("llama-spm")
+    r = compare_logits(onnx_logits(tmp_path / entry["path"], golden["token_ids"]), ref)
+    assert r["top1_agreement"] == 1.0 and r["max_abs_diff"] < 1e-3
+
+
+def test_truncated_external_data_is_invalid_model_file(tmp_path, monkeypatch):
+    import convert.onnx_export as ox
+
+    monkeypatch.setattr(ox, "EXTERNAL_DATA_BYTES", 0)
+    w, cfg = load_merged(FIXTURES / "llama-spm" / "base")
+    entry = export_onnx(w, cfg, tmp_path, name="x", quants=["fp32"], src=FIXTURES / "llama-spm" / "base")[0]
+    data = tmp_path / entry["external_data"]["path"]
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 3])
+    with pytest.raises(InvalidModelFile):
+        open_backend("onnx", str(tmp_path / entry["path"]), BackendOptions(n_ctx=128, n_threads=1))
