@@ -22,6 +22,7 @@ from runtime import __version__ as runtime_version
 from runtime import models
 from runtime.engine import Engine, EngineConfig
 from runtime.hardware import device_facts
+from runtime.modelinfo import check_gguf
 
 from . import cores
 from .events import TERMINAL, Record, RequestTable
@@ -152,6 +153,11 @@ class Bridge:
         with self._load_lock:
             if self._engine is not None and opts == self._opts:
                 return {"model": self._model_info, "already_loaded": True}
+            # A typo or a broken file must not cost the app its loaded model: check first,
+            # then free the old model before loading the new one (phones cannot hold two).
+            ref = models.resolve(opts.model)
+            if ref.backend == "llama_cpp":
+                check_gguf(ref.path)
             self._unload("replaced")
             with self._lock:
                 self._state = "loading"

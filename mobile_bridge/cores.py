@@ -30,13 +30,14 @@ def max_freqs(sysfs: str = SYSFS_CPU) -> dict[int, int]:
     return out
 
 
-def big_cores(sysfs: str = SYSFS_CPU) -> list[int] | None:
+def big_cores(sysfs: str = SYSFS_CPU, allowed: set[int] | None = None) -> list[int] | None:
     """CPUs faster than the slowest cluster, limited to those this process may
     run on; ``None`` when the cores are all alike or sysfs says nothing (then
     pinning would gain nothing)."""
     freqs = max_freqs(sysfs)
-    if hasattr(os, "sched_getaffinity"):
-        allowed = os.sched_getaffinity(0)
+    if allowed is None and hasattr(os, "sched_getaffinity"):
+        allowed = os.sched_getaffinity(0)  # Android cpusets may fence an app off some cores
+    if allowed is not None:
         freqs = {c: f for c, f in freqs.items() if c in allowed}
     if len(set(freqs.values())) < 2:
         return None

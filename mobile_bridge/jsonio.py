@@ -8,6 +8,7 @@ translated here, once, into the bridge's stable codes.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import logging
 from typing import Any, Callable
@@ -113,9 +114,15 @@ def request_id_arg(raw: Any) -> str:
 def entry(fn: Callable[..., str]) -> Callable[..., str]:
     """Wrap an entry point: any exception becomes an error reply."""
 
+    signature = inspect.signature(fn)
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> str:
         try:
+            try:
+                signature.bind(*args, **kwargs)
+            except TypeError as e:
+                raise BridgeError("invalid_request", f"{fn.__name__}: {e}") from None
             return fn(*args, **kwargs)
         except Exception as e:
             if not isinstance(e, (BridgeError, ThinklingError)):
