@@ -19,7 +19,7 @@ EXIT_CODES = {"model_not_found": 3, "invalid_model_file": 4, "context_length_exc
               "invalid_request": 2, "cancelled": 130, "busy": 6}
 
 # subcommand modules owned by other subsystems; each has register(subparsers)
-_EXTERNAL = ["runtime.cli_ask", "runtime.server.cli", "convert.cli", "runtime.calibrate_cli"]
+_EXTERNAL = ["runtime.cli_ask", "runtime.server.cli", "convert.cli", "bench.calibrate"]
 
 
 def build_parser() -> argparse.ArgumentParser:

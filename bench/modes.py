@@ -1,0 +1,196 @@
+"""`bench modes`: accuracy and latency of each thinking mode on a labelled task set.
+
+One row per mode: off, on, post, auto (all run for real through the engine),
+plus two references computed from the measured per-query off/on outcomes:
+random gating at auto's think rate (its expectation, and percentiles over
+seeded draws) and the oracle that picks the cheaper correct mode per query.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
+
+TASKS_DIR = Path(__file__).parent / "tasks"
+_INT = re.compile(r"-?\d+")
+
+
+@dataclass
+class Outcome:
+    """One query in one mode."""
+
+    question: str
+    label: str
+    mode: str
+    answer: str
+    reasoning_chars: int
+    correct: bool
+    latency_ms: float
+    ttft_ms: float
+    time_to_answer_ms: float
+    tokens: int
+    thought: bool
+    decision: dict | None = None
+
+
+def load_tasks(spec: str) -> list[dict]:
+    """A JSONL file of ``{"question", "answer"}`` rows, or a built-in name (``arith-test``)."""
+    path = Path(spec)
+    if not path.is_file():
+        path = TASKS_DIR / f"{spec}.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"task set not found: {spec} (built-in: "
+                                f"{', '.join(p.stem for p in TASKS_DIR.glob('*.jsonl'))})")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def is_correct(answer: str, label) -> bool:
+    """The answer ends with the integer result."""
+    nums = _INT.findall(answer)
+    return bool(nums) and nums[-1] == str(label)
+
+
+def run_query(engine: Engine, question: str, label, mode: str, max_tokens: int, **extra) -> Outcome:
+    req = GenerationRequest(messages=[Message("user", question)], max_tokens=max_tokens,
+                            sampling=SamplingParams(temperature=0.0), think=mode, **extra)
+    t0 = time.perf_counter()
+    answer, reasoning, t_answer, tokens, last = [], [], None, 0, None
+    for chunk in engine.stream(req):
+        tokens += len(chunk.token_ids)
+        if chunk.text:
+            answer.append(chunk.text)
+            t_answer = time.perf_counter()
+        reasoning.append(chunk.reasoning)
+        last = chunk
+    t_end = time.perf_counter()
+    text = "".join(answer).strip()
+    decision = last.decision or {}
+    # post: the answer is usable before the rationale; others: when the answer text ends
+    done_at = t_answer if t_answer is not None else t_end
+    return Outcome(question=question, label=str(label), mode=mode, answer=text,
+                   reasoning_chars=len("".join(reasoning)), correct=is_correct(text, label),
+                   latency_ms=(t_end - t0) * 1000, ttft_ms=last.timings.ttft_ms,
+                   time_to_answer_ms=(done_at - t0) * 1000, tokens=tokens,
+                   thought=decision.get("mode") in ("on", "post") and bool("".join(reasoning)),
+                   decision=decision)
+
+
+def run_mode(engine: Engine, tasks: list[dict], mode: str, max_tokens: int) -> list[Outcome]:
+    return [run_query(engine, t["question"], t["answer"], mode, max_tokens) for t in tasks]
+
+
+def _pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    k = (len(s) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def summarize(name: str, outcomes: list[Outcome]) -> dict:
+    lat = [o.latency_ms for o in outcomes]
+    return {
+        "mode": name, "n": len(outcomes),
+        "accuracy": sum(o.correct for o in outcomes) / len(outcomes),
+        "mean_tokens": statistics.fmean(o.tokens for o in outcomes),
+        "think_rate": sum(o.thought for o in outcomes) / len(outcomes),
+        "mean_latency_ms": statistics.fmean(lat), "p50_ms": _pct(lat, 0.5), "p95_ms": _pct(lat, 0.95),
+        "time_to_answer_p50_ms": _pct([o.time_to_answer_ms for o in outcomes], 0.5),
+    }
+
+
+def random_gating(off: list[Outcome], on: list[Outcome], rate: float, draws: int = 50, seed: int = 0) -> dict:
+    """Think on a random ``rate`` share of queries (no probe), from measured outcomes."""
+    acc = statistics.fmean(rate * b.correct + (1 - rate) * a.correct for a, b in zip(off, on))
+    toks = statistics.fmean(rate * b.tokens + (1 - rate) * a.tokens for a, b in zip(off, on))
+    mean_lat = statistics.fmean(rate * b.latency_ms + (1 - rate) * a.latency_ms for a, b in zip(off, on))
+    rng = random.Random(seed)
+    pooled, tta = [], []
+    for _ in range(draws):
+        for a, b in zip(off, on):
+            pick = b if rng.random() < rate else a
+            pooled.append(pick.latency_ms)
+            tta.append(pick.time_to_answer_ms)
+    return {"mode": f"random@{rate:.2f}", "n": len(off), "accuracy": acc, "mean_tokens": toks, "think_rate": rate,
+            "mean_latency_ms": mean_lat, "p50_ms": _pct(pooled, 0.5), "p95_ms": _pct(pooled, 0.95),
+            "time_to_answer_p50_ms": _pct(tta, 0.5), "simulated": True}
+
+
+def oracle(off: list[Outcome], on: list[Outcome]) -> dict:
+    """Per query, the cheaper correct mode (off if it is right, else on, else off)."""
+    picks = [a if a.correct or not b.correct else b for a, b in zip(off, on)]
+    row = summarize("oracle", picks)
+    row["think_rate"] = sum(p is b for p, b in zip(picks, on)) / len(picks)
+    row["simulated"] = True
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    head = f"{'mode':<13}{'acc':>7}{'tokens':>8}{'think':>7}{'mean ms':>9}{'p50 ms':>9}{'p95 ms':>9}{'answer p50':>11}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['mode']:<13}{r['accuracy'] * 100:>6.1f}%{r['mean_tokens']:>8.1f}{r['think_rate'] * 100:>6.0f}%"
+                     f"{r['mean_latency_ms']:>9.1f}{r['p50_ms']:>9.1f}{r['p95_ms']:>9.1f}{r['time_to_answer_p50_ms']:>11.1f}")
+    return "\n".join(lines)
+
+
+def pareto_plot(rows: list[dict], out: str | Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for r in rows:
+        marker = "x" if r.get("simulated") else "o"
+        ax.scatter(r["mean_latency_ms"], r["accuracy"] * 100, marker=marker, s=60)
+        ax.annotate(r["mode"], (r["mean_latency_ms"], r["accuracy"] * 100), textcoords="offset points",
+                    xytext=(5, 4), fontsize=9)
+    ax.set_xlabel("mean latency per query (ms)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = Path(out).with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(out)
+
+
+def bench_modes(model: str, tasks: str, max_tokens: int = 256, threads: int | None = None,
+                json_out: str | None = None, plot: str | None = None, limit: int | None = None) -> dict:
+    """Run every mode on ``tasks`` and return the table rows plus per-query outcomes."""
+    rows_in = load_tasks(tasks)[:limit]
+    with Engine(model, EngineConfig(n_ctx=1024, n_threads=threads, queue_size=1)) as engine:
+        run_query(engine, rows_in[0]["question"], rows_in[0]["answer"], "off", 8)  # warm-up
+        runs = {m: run_mode(engine, rows_in, m, max_tokens) for m in ("off", "on", "post", "auto")}
+        profile = engine.controller.profile
+    rows = [summarize(m, runs[m]) for m in ("off", "on", "post", "auto")]
+    auto = rows[3]
+    rows.append(random_gating(runs["off"], runs["on"], auto["think_rate"]))
+    rows.append(oracle(runs["off"], runs["on"]))
+    on, orc = rows[1], rows[5]
+    saved = on["mean_latency_ms"] - orc["mean_latency_ms"]
+    result = {
+        "model": model, "tasks": tasks, "n": len(rows_in), "rows": rows,
+        "auto_vs_on_accuracy_points": (auto["accuracy"] - on["accuracy"]) * 100,
+        "auto_vs_random_accuracy_points": (auto["accuracy"] - rows[4]["accuracy"]) * 100,
+        "oracle_savings_captured": (on["mean_latency_ms"] - auto["mean_latency_ms"]) / saved if saved > 0 else None,
+        "profile": None if profile is None else {"threshold": profile.threshold, "fitted_on": profile.fitted_on},
+        "per_query": {m: [asdict(o) for o in runs[m]] for m in runs},
+    }
+    if json_out:
+        tmp = Path(json_out).with_suffix(".tmp")
+        tmp.write_text(json.dumps(result, indent=1))
+        tmp.replace(json_out)
+    if plot:
+        pareto_plot(rows, plot, f"{model} on {tasks}: accuracy vs latency")
+    return result

@@ -1,0 +1,29 @@
+"""`bench modes` command line (the library is bench/modes.py)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .modes import bench_modes, table
+
+
+def register(sub) -> None:
+    p = sub.add_parser("modes", help="accuracy/latency of each thinking mode on a labelled task set")
+    p.add_argument("--model", required=True)
+    p.add_argument("--tasks", default="arith-test", help="JSONL {question, answer} or a built-in set name")
+    p.add_argument("--max-tokens", type=int, default=256)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--limit", type=int, default=None, help="use only the first N tasks")
+    p.add_argument("--json", dest="json_out", default=None)
+    p.add_argument("--plot", default=None)
+    p.set_defaults(func=_cli)
+
+
+def _cli(args: argparse.Namespace) -> int:
+    r = bench_modes(args.model, args.tasks, args.max_tokens, args.threads, args.json_out, args.plot, args.limit)
+    print(table(r["rows"]))
+    print(f"auto - on accuracy: {r['auto_vs_on_accuracy_points']:+.1f} points; auto - random gating: "
+          f"{r['auto_vs_random_accuracy_points']:+.1f} points; oracle savings captured by auto: "
+          + ("n/a" if r["oracle_savings_captured"] is None else f"{r['oracle_savings_captured'] * 100:.0f}%"))
+    print("random@rate and oracle rows are computed from the measured per-query off/on runs.")
+    return 0

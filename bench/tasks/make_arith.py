@@ -1,0 +1,42 @@
+"""Write the labelled arithmetic task sets used by `thinkling calibrate` and
+`bench modes` (dev-time; needs the pure-Python teacher in distill/, no torch).
+
+Both sets come from the held-out side of distill's hash split (never trained
+on); the calibration and test sets are disjoint from each other.
+
+    python -m bench.tasks.make_arith
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from distill.problems import sample_split_problem
+
+HERE = Path(__file__).parent
+
+
+def make(per_op: int = 50, seed_calib: int = 101, seed_test: int = 202) -> None:
+    seen: set[str] = set()
+    for name, seed in (("arith-calib", seed_calib), ("arith-test", seed_test)):
+        rng = random.Random(seed)
+        rows = []
+        for n_ops in (1, 2, 3, 4):
+            k = 0
+            while k < per_op:
+                p = sample_split_problem(rng, n_ops, "eval")
+                if p.text in seen:
+                    continue
+                seen.add(p.text)
+                q = p.text if rng.random() < 0.5 else f"What is {p.text}?"
+                rows.append({"question": q, "answer": p.value, "n_ops": n_ops})
+                k += 1
+        tmp = HERE / f".{name}.jsonl.tmp"
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        tmp.replace(HERE / f"{name}.jsonl")
+
+
+if __name__ == "__main__":
+    make()
