@@ -1,0 +1,61 @@
+"""``bench`` command line: parse flags, call the library, translate errors.
+
+Each subcommand lives in its own module with ``register(subparsers)`` (as in
+``runtime/cli.py``); add a module name to ``SUBCOMMANDS`` to add one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from runtime.errors import ThinklingError
+
+# subcommand modules; each has register(subparsers). "bench.modes_cli" is the
+# thinking-controller's `bench modes`; it is skipped until it exists.
+SUBCOMMANDS = ["bench.latency_cli", "bench.modes_cli"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench", description="Benchmarks for thinkling.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as e:
+            missing = getattr(e, "name", "") or ""
+            if missing and (missing == name or name.startswith(missing)):
+                continue  # subcommand not written yet / not installed
+            raise
+        module.register(sub)
+    return parser
+
+
+def fail(message: str, code: int = 1) -> int:
+    print(f"bench: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded with results
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except ThinklingError as e:
+        return fail(e.message, 3 if e.code == "model_not_found" else 1)
+    except ValueError as e:  # bad flag values, a bad --prompts file
+        return fail(str(e), 2)
+    except KeyboardInterrupt:
+        return fail("interrupted", 130)
+    except OSError as e:
+        return fail(str(e), 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Hardware and software fingerprint recorded with every result, plus the
+machine's load and the process's peak memory.
+
+A latency number means little without the machine it came from: the JSON
+keeps CPU model, cores, the ISA flags llama.cpp's kernels care about, RAM, OS,
+Python, the llama.cpp build, the model's sha256 and quantization, and the load
+average at start and end (other work on the machine shows up there first).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import re
+import subprocess
+from pathlib import Path
+
+from runtime.hardware import device_facts
+
+# ISA features that change which llama.cpp kernels run (x86 and ARM spellings).
+_ISA_PATTERN = re.compile(
+    r"^(sse3|ssse3|sse4_1|sse4_2|avx|avx2|fma|f16c|avx_vnni|avx512.*|amx.*"
+    r"|neon|asimd|asimdhp|asimddp|dotprod|i8mm|bf16|fphp|sve|sve2|sme)$"
+)
+
+
+def isa_flags(cpuinfo_text: str | None = None) -> list[str]:
+    """The relevant ISA flags from ``/proc/cpuinfo`` (``flags`` on x86,
+    ``Features`` on ARM), sorted; empty where the file does not exist."""
+    if cpuinfo_text is None:
+        try:
+            cpuinfo_text = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return []
+    for line in cpuinfo_text.splitlines():
+        key, _, val = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return sorted({f for f in val.split() if _ISA_PATTERN.match(f)})
+    return []
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.split(":")[0].strip() in ("flags", "Features"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages, or None where the OS has none."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent, timeout=5)
+        if out.returncode != 0:
+            return None
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def llama_build() -> str | None:
+    try:
+        from runtime.backends.llama_cpp import build_info
+        return build_info()
+    except ImportError:
+        return None
+
+
+def machine_fingerprint() -> dict:
+    """Everything about this machine and software stack, without the model."""
+    import runtime
+
+    facts = device_facts()
+    try:
+        import psutil
+        freq = psutil.cpu_freq()
+        facts["cpu_max_mhz"] = (freq.max or None) if freq else None  # VMs often report 0
+    except (ImportError, OSError, NotImplementedError):
+        pass
+    facts["virtualized"] = "hypervisor" in _cpu_flags()
+
+    return {
+        **facts,
+        "isa_flags": isa_flags(),
+        "allowed_cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "os": platform.platform(),
+        "kernel": platform.release(),
+        "python_impl": platform.python_implementation(),
+        "llama_cpp": llama_build(),
+        "thinkling": runtime.__version__,
+        "git_commit": _git_commit(),
+    }
+
+
+def model_fingerprint(info: dict, manifest_entry: dict | None = None) -> dict:
+    """The model's identity: ``info`` is ``Engine.info().to_dict()``; the sha256
+    is computed from the file and checked against the converter's manifest."""
+    sha = sha256_file(info["path"])
+    expected = (manifest_entry or {}).get("sha256")
+    return {
+        "name": info.get("name"), "path": info.get("path"), "format": info.get("format"),
+        "architecture": info.get("architecture"), "parameters": info.get("parameters"),
+        "quantization": info.get("quantization"), "size_bytes": info.get("size_bytes"),
+        "sha256": sha, "manifest_sha256_match": None if expected is None else expected == sha,
+    }
+
+
+# --- peak resident memory ------------------------------------------------------
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) for this process; Linux only.
+    Returns False where that is not possible (the peak then covers the whole process)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_bytes() -> int | None:
+    """Peak resident set size since the last reset (Linux VmHWM), else the
+    process-lifetime peak from ``getrusage``."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import resource
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if platform.system() == "Darwin" else peak * 1024  # macOS reports bytes
+    except (ImportError, OSError):
+        return None

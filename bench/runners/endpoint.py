@@ -1,0 +1,109 @@
+"""A remote OpenAI-compatible server (``thinkling serve`` on a phone, or any
+other) timed over HTTP: ``POST /v1/chat/completions`` with ``stream: true``,
+read as server-sent events.
+
+TTFT is the first ``delta`` with non-empty ``content`` or reasoning
+(``reasoning_content``/``reasoning``); the role-only delta servers send first
+does not count. Each such delta is counted as one token for the short-answer
+point; the total comes from ``usage`` when the server sends it
+(``stream_options.include_usage``). Every run puts a nonce in front of the
+user message so the server cannot reuse a cached prompt prefix: TTFT is a
+cold-prefix TTFT, as in process. Times include the network round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+
+from ..prompts import PromptCase
+from .base import SHORT_ANSWER_TOKENS, Sample, StreamClock
+
+_REASONING_KEYS = ("reasoning_content", "reasoning")
+
+
+class EndpointError(RuntimeError):
+    """The endpoint answered with an error or a malformed stream."""
+
+
+def _events(lines) -> list[dict]:
+    """Parse SSE ``data:`` lines into JSON events, lazily; stops at ``[DONE]``."""
+    for line in lines:
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        try:
+            yield json.loads(data)
+        except json.JSONDecodeError:
+            raise EndpointError(f"malformed SSE data: {data[:200]!r}") from None
+
+
+class EndpointRunner:
+    name = "endpoint"
+
+    def __init__(self, url: str, *, model: str | None = None, max_tokens: int | None = None,
+                 short_tokens: int = SHORT_ANSWER_TOKENS, timeout_s: float = 300.0,
+                 transport: httpx.BaseTransport | None = None):
+        self.base = url.rstrip("/")
+        if self.base.endswith("/v1"):
+            self.base = self.base[:-3]
+        self.model, self.max_tokens, self.short_tokens = model, max_tokens, short_tokens
+        self.client = httpx.Client(timeout=timeout_s, transport=transport)
+        self.load_ms: float | None = None  # the server loaded its model before we came
+
+    def server_info(self) -> dict:
+        """What the server says about its models (``GET /v1/models``), best effort."""
+        try:
+            r = self.client.get(f"{self.base}/v1/models")
+            r.raise_for_status()
+            return {"url": self.base, "models": r.json().get("data", [])}
+        except (httpx.HTTPError, ValueError) as e:
+            return {"url": self.base, "error": str(e)}
+
+    def _body(self, case: PromptCase, run: int) -> dict:
+        nonce = f"[run {run} {time.time_ns() % 1_000_000:06d}]"
+        if case.prompt is not None:
+            raise EndpointError(f"prompt class {case.name!r} is a raw completion; --endpoint runs chat classes")
+        body = {
+            "messages": [{"role": m.role, "content": m.content} for m in case.chat_messages(nonce)],
+            "max_tokens": self.max_tokens or case.max_tokens,
+            "temperature": 0.0,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if self.model:
+            body["model"] = self.model
+        return body
+
+    def run(self, case: PromptCase, run: int) -> Sample:
+        body = self._body(case, run)
+        clock = StreamClock(self.short_tokens)
+        text, finish, usage = [], None, None
+        with self.client.stream("POST", f"{self.base}/v1/chat/completions", json=body) as r:
+            if r.status_code != 200:
+                r.read()
+                raise EndpointError(f"{r.status_code} from {self.base}: {r.text[:300]}")
+            for event in _events(r.iter_lines()):
+                usage = event.get("usage") or usage
+                for choice in event.get("choices") or []:
+                    delta = choice.get("delta") or {}
+                    content = delta.get("content") or ""
+                    reasoning = next((delta[k] for k in _REASONING_KEYS if delta.get(k)), "")
+                    visible = bool(content or reasoning)
+                    clock.chunk(1 if visible else 0, visible)
+                    text.append(content)
+                    finish = choice.get("finish_reason") or finish
+        clock.finish()
+        return clock.sample(
+            runner=self.name, profile="endpoint", case=case.name, run=run,
+            prompt_tokens=(usage or {}).get("prompt_tokens"), cached_tokens=None,
+            completion_tokens=(usage or {}).get("completion_tokens"), finish_reason=finish,
+            text="".join(text), engine={"usage": usage} if usage else {},
+        )
+
+    def close(self) -> None:
+        self.client.close()
