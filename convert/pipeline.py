@@ -1,0 +1,205 @@
+"""``convert()``: HF base (+ PEFT LoRA) -> merged -> GGUF files, manifest, parity report.
+
+The steps, in order:
+
+1. read and validate everything (config, weights headers, adapter, tokenizer,
+   tensor plan) before a byte is written, so bad input fails fast and clean;
+2. write the direct types (F16, Q8_0, ...) in one pass, to temporary names;
+3. derive K-quants from the F16 file with llama.cpp and read their types back;
+4. optionally check parity of every file against the numpy reference;
+5. hash, rename everything into place, write ``manifest.json`` and copy
+   ``thinkling.json``.
+
+Any error before step 5 removes every temporary file, so ``out`` never holds a
+half-written model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .archs import EMBED, Dims, dims_from_config, gguf_metadata, spec_for
+from .errors import UnknownQuant
+from .manifest import FileEntry, Manifest, hash_files, now_iso, sha256_file, tool_versions, write_json_atomic
+from .parity import PROMPTS, Parity, compare, gguf_logits, hf_tokenization, tokenize
+from .plan import TensorPlan, plan_tensors
+from .quantize import kquant_fallbacks, quantize_kquant, tensor_types, type_counts
+from .reference import reference_logits
+from .source import read_json
+from .vocab import Vocab, load_vocab
+from .weights import MergedWeights, open_weights
+from .writer import QUANTS, QuantSpec, write_direct
+
+log = logging.getLogger(__name__)
+
+
+def parse_quants(gguf: str | Sequence[str]) -> list[QuantSpec]:
+    """``"f16,q8_0"`` or ``["f16", "q8_0"]`` -> QuantSpecs, in order, without duplicates."""
+    names = gguf.split(",") if isinstance(gguf, str) else list(gguf)
+    out: list[QuantSpec] = []
+    for raw in names:
+        name = raw.strip().lower()
+        if not name:
+            continue
+        if name not in QUANTS:
+            raise UnknownQuant(name, list(QUANTS))
+        if QUANTS[name] not in out:
+            out.append(QUANTS[name])
+    if not out:
+        raise UnknownQuant("", list(QUANTS))
+    return out
+
+
+@dataclass
+class _Prepared:
+    """Everything step 1 validated; nothing written yet."""
+
+    weights: MergedWeights
+    dims: Dims
+    vocab: Vocab
+    plans: list[TensorPlan]
+    kv: dict
+    thinkling: Path | None
+
+
+def _prepare(src: Path, lora: Path | None, name: str) -> _Prepared:
+    weights = open_weights(src, lora)
+    config = weights.model.config
+    spec = spec_for(config)
+    dims = dims_from_config(config, spec, weights.shape(EMBED)[0])
+    vocab = load_vocab(src, dims.n_vocab, config)
+    plans = plan_tensors(spec, dims, weights)
+    kv = {"general.name": name, "general.type": "model", **gguf_metadata(dims), **vocab.metadata()}
+    thinkling = next((d / "thinkling.json" for d in ([lora] if lora else []) + [src]
+                      if (d / "thinkling.json").is_file()), None)
+    return _Prepared(weights, dims, vocab, plans, kv, thinkling)
+
+
+@dataclass
+class _Staging:
+    """Temporary files in ``out``; ``commit`` renames the kept ones, ``discard`` removes all."""
+
+    out: Path
+    tmp: dict[str, Path] = field(default_factory=dict)  # final file name -> temporary path
+
+    def path(self, final_name: str) -> Path:
+        p = self.out / f".{final_name}.{os.getpid()}.partial"
+        self.tmp[final_name] = p
+        return p
+
+    def commit(self, keep: list[str]) -> None:
+        for final in keep:
+            os.replace(self.tmp.pop(final), self.out / final)
+        self.discard()
+
+    def discard(self) -> None:
+        for p in self.tmp.values():
+            p.unlink(missing_ok=True)
+        self.tmp.clear()
+
+
+def default_name(src: Path) -> str:
+    """The source folder's name, or its parent's when the folder is generically named."""
+    src = src.resolve()
+    return src.parent.name if src.name in ("base", "model", "hf", "merged") else src.name
+
+
+def convert(src: str | os.PathLike, out: str | os.PathLike, lora: str | os.PathLike | None = None,
+            gguf: str | Sequence[str] = ("f16",), check: bool = False, name: str | None = None, *,
+            threads: int | None = None, progress: bool = False) -> Manifest:
+    """Convert an HF model directory (+ an optional PEFT LoRA adapter) to GGUF files in ``out``.
+
+    Writes ``<name>-<quant>.gguf`` for each of ``gguf`` (f32, f16, bf16, q8_0,
+    q4_k_m, q5_k_m, q6_k), ``manifest.json``, and a copy of ``thinkling.json``
+    if the adapter or source has one. With ``check``, every file's next-token
+    logits on a fixed prompt set are compared with an independent numpy
+    reference and the results go into the manifest. Returns the manifest.
+    Raises ``ConversionError`` subclasses on bad input; ``out`` then holds no
+    partial files.
+    """
+    src, out = Path(src), Path(out)
+    lora_path = Path(lora) if lora is not None else None
+    quants = parse_quants(gguf)
+    name = name or default_name(src)
+    threads = threads or min(os.cpu_count() or 1, 4)
+    prep = _prepare(src, lora_path, name)  # step 1
+
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    stage = _Staging(out)
+    try:
+        files = _write_all(prep, quants, stage, name, threads, progress)  # steps 2-3
+        if check:  # step 4
+            _check_all(prep, src, stage, files, name, threads)
+        for entry in files:
+            entry.sha256 = sha256_file(stage.tmp[entry.path])
+            entry.size_bytes = stage.tmp[entry.path].stat().st_size
+        stage.commit([f.path for f in files])  # step 5
+    except BaseException:
+        stage.discard()
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    manifest = _manifest(prep, src, lora_path, name, files)
+    if prep.thinkling is not None:
+        shutil.copyfile(prep.thinkling, out / "thinkling.json")
+    write_json_atomic(out / "manifest.json", manifest.to_dict())
+    return manifest
+
+
+def _write_all(prep: _Prepared, quants: list[QuantSpec], stage: _Staging, name: str, threads: int,
+               progress: bool) -> list[FileEntry]:
+    direct = [q for q in quants if q.direct]
+    kquants = [q for q in quants if not q.direct]
+    if kquants and QUANTS["f16"] not in direct:
+        direct.append(QUANTS["f16"])  # the K-quants' source, not kept
+    outputs = [(stage.path(f"{name}-{q.name}.gguf"), q) for q in direct]
+    fallbacks = write_direct(outputs, prep.kv, prep.plans, prep.weights, prep.dims, progress)
+    matrices = {p.gguf for p in prep.plans if p.is_matrix}
+    entries = []
+    for q in quants:
+        final = f"{name}-{q.name}.gguf"
+        if not q.direct:
+            quantize_kquant(stage.tmp[f"{name}-f16.gguf"], stage.path(final), q, threads)
+        types = tensor_types(stage.tmp[final])
+        fb = fallbacks[q.name] if q.direct else kquant_fallbacks(types, matrices, q)
+        if fb:
+            log.warning("%s: %d tensors fell back to another type (see the manifest)", final, len(fb))
+        entries.append(FileEntry(path=final, quant=q.name, sha256="", size_bytes=0,
+                                 tensor_types=type_counts(types), fallbacks=[f.to_dict() for f in fb]))
+    return entries
+
+
+def _check_all(prep: _Prepared, src: Path, stage: _Staging, files: list[FileEntry], name: str,
+               threads: int) -> None:
+    first = stage.tmp[files[0].path]
+    tokens = tokenize(first, PROMPTS, threads)
+    hf = hf_tokenization(src / "tokenizer.json", PROMPTS)
+    matches = None if hf is None else hf == tokens
+    if matches is False:
+        log.warning("llama.cpp and the HF tokenizer disagree on some parity prompts")
+    ref = reference_logits(prep.weights, prep.dims, tokens)
+    for entry in files:
+        result: Parity = compare(gguf_logits(stage.tmp[entry.path], tokens, threads), ref, matches)
+        entry.parity = result.to_dict()
+
+
+def _manifest(prep: _Prepared, src: Path, lora: Path | None, name: str, files: list[FileEntry]) -> Manifest:
+    model = prep.weights.model
+    source = {"path": str(src), "files": hash_files(src, model.files()), "lora": None,
+              "dtypes": model.dtypes(), "tied_embeddings": prep.weights.tied}
+    adapter = prep.weights.adapter
+    if adapter is not None and lora is not None:
+        side = [lora / n for n in ("adapter_config.json", "thinkling.json") if (lora / n).is_file()]
+        source["lora"] = {"path": str(lora), "files": hash_files(lora, sorted(side + adapter.weight_files)),
+                          **adapter.summary()}
+    family = None
+    if prep.thinkling is not None:
+        family = read_json(prep.thinkling, "thinking format").get("family")
+    return Manifest(name=name, architecture=prep.dims.arch, source=source, files=files, thinking_family=family,
+                    tools=tool_versions(), created=now_iso())
