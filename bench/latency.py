@@ -29,10 +29,12 @@ SCHEMA = "thinkling.bench.latency/1"
 METRICS = ("ttft_ms", "short_answer_ms", "e2e_ms", "first_token_ms", "prefill_tok_s", "decode_tok_s")
 
 DEFINITIONS = {
-    "load_ms": "Engine construction: open the GGUF (mmap), create the context (page cache warm after the first load)",
+    "load_ms": "Engine construction: open the GGUF (mmap) and create the context; the page cache is "
+               "warm after the first load in a process",
     "ttft_ms": "request start -> first chunk with visible text or reasoning, measured by the caller",
     "first_token_ms": "request start -> first chunk carrying a token (visible or not)",
-    "short_answer_ms": f"request start -> {SHORT_ANSWER_TOKENS}th generated token, or the end if the answer is shorter",
+    "short_answer_ms": f"request start -> {SHORT_ANSWER_TOKENS}th generated token, or the end if the "
+                       "answer is shorter",
     "e2e_ms": "request start -> end of the stream",
     "prefill_tok_s": "evaluated prompt tokens / first_token_ms (includes sampling the first token)",
     "decode_tok_s": "(completion tokens - 1) / (end - first token)",
@@ -147,8 +149,8 @@ def _run_endpoint(cfg: LatencyConfig, cases: list[PromptCase], progress: Progres
     from .runners.endpoint import EndpointRunner
 
     runner = EndpointRunner(cfg.endpoint, model=cfg.model, max_tokens=cfg.max_tokens)
-    rec: dict = {"name": "endpoint", "runner": "endpoint", "settings": {"endpoint": cfg.endpoint}, "load_ms": None,
-                 "peak_rss_bytes": None, "load_average": {"start": fp.load_average()},
+    rec: dict = {"name": "endpoint", "runner": "endpoint", "settings": {"endpoint": cfg.endpoint},
+                 "load_ms": None, "peak_rss_bytes": None, "load_average": {"start": fp.load_average()},
                  "assumptions": ["remote server: its own settings; times include the network"]}
     try:
         model_facts.update({"server": runner.server_info()})
