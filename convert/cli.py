@@ -21,6 +21,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--gguf", default="f16", help="comma-separated output types: f32, f16, bf16, q8_0, "
                                                  "q4_k_m, q5_k_m, q6_k (default: f16)")
+    p.add_argument("--onnx", default="", help="comma-separated ONNX decoders to write as well: fp32, int4 "
+                                              "(each in its own folder with genai_config.json; --gguf '' for ONNX only)")
     p.add_argument("--check", action="store_true", help="compare every output's next-token logits with an "
                                                         "independent numpy reference on fixed prompts")
     p.add_argument("--name", default=None, help="file name stem (default: the source folder's name)")
@@ -33,7 +35,7 @@ def _run(args: argparse.Namespace) -> int:
     from .pipeline import convert
 
     manifest = convert(args.src, args.out, lora=args.lora, gguf=args.gguf, check=args.check, name=args.name,
-                       threads=args.threads, progress=sys.stderr.isatty())
+                       threads=args.threads, progress=sys.stderr.isatty(), onnx=args.onnx)
     for f in manifest.files:
         note = f", {len(f.fallbacks)} tensors fell back to another type" if f.fallbacks else ""
         print(f"wrote {args.out}/{f.path} ({f.size_bytes / 1e6:.1f} MB{note})")

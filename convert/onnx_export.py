@@ -136,47 +136,43 @@ def _save_model(model, path: Path) -> Path | None:
     return data
 
 
-def _carry_thinking_format(src: Path | None, folder: Path) -> None:
-    """Carry ``thinkling.json`` from beside the source (or its parent), where the
-    runtime would look for it next to the source model."""
-    if src is None:
-        return
-    for cand in (src / "thinkling.json", src.parent / "thinkling.json"):
+def _carry_thinking_format(src: Path | None, folder: Path, given: Path | None = None) -> None:
+    """Copy ``thinkling.json`` (the chat format) into the folder: the one the
+    caller found, else one beside the source or its parent."""
+    cands = [given] if given is not None else []
+    if src is not None:
+        cands += [src / "thinkling.json", src.parent / "thinkling.json"]
+    for cand in cands:
         if cand.is_file():
             shutil.copy2(cand, folder / "thinkling.json")
             return
 
 
 def _write_folder(model, spec: DecoderSpec, config: dict, quant: str, name: str, out: Path,
-                  src: Path | None, attention: str, extra_manifest: dict) -> dict:
+                  src: Path | None, attention: str, extra_manifest: dict,
+                  thinkling: Path | None = None) -> tuple[dict, Path]:
+    """Write one quant's folder under a temporary name; return (entry, temp folder)."""
     folder_name = f"{name}-onnx-{quant}"
-    final = out / folder_name
-    tmp = out / f".{folder_name}.{os.getpid()}.tmp"
+    tmp = out / f".{folder_name}.{os.getpid()}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    try:
-        fname = f"{name}-{quant}.onnx"
-        data = _save_model(model, tmp / fname)
-        for side in SIDE_FILES:
-            if src is not None and (src / side).is_file():
-                shutil.copy2(src / side, tmp / side)
-        _carry_thinking_format(src, tmp)
-        (tmp / "genai_config.json").write_text(
-            json.dumps(genai_config(spec, config, fname, src), indent=2) + "\n")
-        size = (tmp / fname).stat().st_size + (data.stat().st_size if data else 0)
-        entry = {"path": f"{folder_name}/{fname}", "format": "onnx", "quant": quant,
-                 "sha256": _sha256(tmp / fname), "size_bytes": size, "attention": attention}
-        if data is not None:
-            entry["external_data"] = {"path": f"{folder_name}/{data.name}", "sha256": _sha256(data),
-                                      "size_bytes": data.stat().st_size}
-        local = dict(extra_manifest, files=[dict(entry, path=fname)])
-        (tmp / "manifest.json").write_text(json.dumps(local, indent=2) + "\n")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return entry
+    fname = f"{name}-{quant}.onnx"
+    data = _save_model(model, tmp / fname)
+    for side in SIDE_FILES:
+        if src is not None and (src / side).is_file():
+            shutil.copy2(src / side, tmp / side)
+    _carry_thinking_format(src, tmp, thinkling)
+    (tmp / "genai_config.json").write_text(
+        json.dumps(genai_config(spec, config, fname, src), indent=2) + "\n")
+    size = (tmp / fname).stat().st_size + (data.stat().st_size if data else 0)
+    entry = {"path": f"{folder_name}/{fname}", "format": "onnx", "quant": quant,
+             "sha256": _sha256(tmp / fname), "size_bytes": size, "attention": attention}
+    if data is not None:
+        entry["external_data"] = {"path": f"{folder_name}/{data.name}", "sha256": _sha256(data),
+                                  "size_bytes": data.stat().st_size}
+    local = dict(extra_manifest, files=[dict(entry, path=fname)])
+    (tmp / "manifest.json").write_text(json.dumps(local, indent=2) + "\n")
+    return entry, tmp
 
 
 def parse_onnx_quants(text: str | Sequence[str] | None) -> list[str]:
@@ -203,7 +199,8 @@ def check_exportable(config: dict, src: Path | None = None) -> DecoderSpec:
 
 def export_onnx(tensors: Mapping[str, np.ndarray], config: dict, out: str | os.PathLike, *,
                 name: str, quants: Sequence[str] = ("fp32",), src: str | os.PathLike | None = None,
-                attention: str = "auto", extra_manifest: dict | None = None) -> list[dict]:
+                attention: str = "auto", extra_manifest: dict | None = None,
+                thinkling: str | os.PathLike | None = None) -> list[dict]:
     """Write one ONNX folder per quant and return their manifest entries.
 
     ``tensors`` are the (merged) HF-named weights, ``config`` the HF
@@ -220,13 +217,23 @@ def export_onnx(tensors: Mapping[str, np.ndarray], config: dict, out: str | os.P
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     extra = dict(extra_manifest or {}, architecture=spec.model_type)
-    entries = []
-    fp32 = build_decoder(spec, tensors, attention=attention)
-    for quant in parse_onnx_quants(list(quants)):
-        log.info("writing ONNX %s (%s attention)", quant, attention)
-        model = fp32 if quant == "fp32" else _quantize_int4(_clone(fp32))
-        entries.append(_write_folder(model, spec, config, quant, name, out, src_p, attention, extra))
-    return entries
+    staged: list[tuple[dict, Path]] = []
+    try:
+        fp32 = build_decoder(spec, tensors, attention=attention)
+        for quant in parse_onnx_quants(list(quants)):
+            log.info("writing ONNX %s (%s attention)", quant, attention)
+            model = fp32 if quant == "fp32" else _quantize_int4(_clone(fp32))
+            staged.append(_write_folder(model, spec, config, quant, name, out, src_p, attention, extra,
+                                        Path(thinkling) if thinkling else None))
+        for entry, tmp in staged:  # every folder written: move them all into place
+            final = out / Path(entry["path"]).parent
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+    finally:
+        for _, tmp in staged:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return [entry for entry, _ in staged]
 
 
 def _clone(model):
@@ -235,3 +242,51 @@ def _clone(model):
     m = onnx.ModelProto()
     m.CopyFrom(model)
     return m
+
+
+def _rewrite_folder_manifest(out: Path, entry: dict) -> None:
+    """Put the parity result into the per-folder manifest the runtime reads."""
+    mpath = out / Path(entry["path"]).parent / "manifest.json"
+    local = json.loads(mpath.read_text())
+    local["files"][0]["parity"] = entry.get("parity")
+    tmp = mpath.with_name(".manifest.json.tmp")
+    tmp.write_text(json.dumps(local, indent=2) + "\n")
+    os.replace(tmp, mpath)
+
+
+def pipeline_step(weights, dims, src: Path, out: Path, name: str, quants: Sequence[str], *,
+                  check: bool, tokens: list[list[int]] | None = None, hf_matches: bool | None = None,
+                  thinkling: Path | None = None, threads: int = 2) -> list:
+    """``convert()``'s ONNX step: export, optionally check parity, return manifest ``FileEntry``s.
+
+    With ``check``, the same prompt tokens as the GGUF files (``tokens``, from
+    llama.cpp) go through each ONNX file and the numpy reference, so ONNX rows
+    land in the same parity table. Without GGUF outputs, the ONNX backend's own
+    tokenization of the parity prompts is used.
+    """
+    from .manifest import FileEntry
+    from .onnx_parity import onnx_logits
+    from .parity import PROMPTS, compare, hf_tokenization
+    from .reference import reference_logits
+
+    family = json.loads(Path(thinkling).read_text()).get("family") if thinkling else None
+    extra = {"name": name, "thinking_family": family}
+    entries = export_onnx(weights, weights.model.config, out, name=name, quants=quants, src=src,
+                          extra_manifest=extra, thinkling=thinkling)
+    if check and entries:
+        if tokens is None:
+            from runtime.backends import BackendOptions, open_backend
+
+            b = open_backend("onnx", str(out / entries[0]["path"]), BackendOptions(n_ctx=512, n_threads=threads))
+            try:
+                tokens = [b.tokenize(p, add_special=True) for p in PROMPTS]
+            finally:
+                b.close()
+            hf = hf_tokenization(src / "tokenizer.json", PROMPTS)
+            hf_matches = None if hf is None else hf == tokens
+        ref = reference_logits(weights, dims, tokens)
+        for e in entries:
+            e["parity"] = compare(onnx_logits(out / e["path"], tokens, threads), ref, hf_matches).to_dict()
+            _rewrite_folder_manifest(out, e)
+    return [FileEntry(path=e["path"], quant=e["quant"], sha256=e["sha256"], size_bytes=e["size_bytes"],
+                      format="onnx", parity=e.get("parity")) for e in entries]

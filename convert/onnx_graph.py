@@ -260,8 +260,8 @@ def build_decoder(spec: DecoderSpec, tensors: Mapping[str, np.ndarray], *,
     for i in range(spec.n_layers):
         x = _layer(g, spec, W, sh, i, x, attention)
     x = _rms_norm(g, x, g.init("norm.weight", W.need("final_norm")), spec.rms_eps)
-    head = W.get("lm_head")
-    if head is None or spec.tie_embeddings:
+    head = W.get("lm_head")  # absent when tied (an adapter's replacement can untie it)
+    if head is None:
         head = embed  # tied: a transposed copy, so the head stays a quantizable MatMul
     g.op("MatMul", [x, g.init("lm_head.weight", np.ascontiguousarray(head.T))],
          name="lm_head/MatMul", outputs=["logits"])

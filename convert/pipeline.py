@@ -111,31 +111,46 @@ def default_name(src: Path) -> str:
 
 def convert(src: str | os.PathLike, out: str | os.PathLike, lora: str | os.PathLike | None = None,
             gguf: str | Sequence[str] = ("f16",), check: bool = False, name: str | None = None, *,
-            threads: int | None = None, progress: bool = False) -> Manifest:
+            threads: int | None = None, progress: bool = False, onnx: str | Sequence[str] = ()) -> Manifest:
     """Convert an HF model directory (+ an optional PEFT LoRA adapter) to GGUF files in ``out``.
 
     Writes ``<name>-<quant>.gguf`` for each of ``gguf`` (f32, f16, bf16, q8_0,
     q4_k_m, q5_k_m, q6_k), ``manifest.json``, and a copy of ``thinkling.json``
     if the adapter or source has one. With ``check``, every file's next-token
     logits on a fixed prompt set are compared with an independent numpy
-    reference and the results go into the manifest. Returns the manifest.
+    reference and the results go into the manifest. ``onnx`` ("fp32,int4") also
+    writes ONNX decoder folders (``convert.onnx_export``). Returns the manifest.
     Raises ``ConversionError`` subclasses on bad input; ``out`` then holds no
     partial files.
     """
     src, out = Path(src), Path(out)
     lora_path = Path(lora) if lora is not None else None
-    quants = parse_quants(gguf)
+    # --- ONNX (issue 8): begin
+    from .onnx_export import parse_onnx_quants
+    onnx_quants = parse_onnx_quants(onnx)
+    quants = parse_quants(gguf) if gguf or not onnx_quants else []
+    # --- ONNX: end
     name = name or default_name(src)
     threads = threads or min(os.cpu_count() or 1, 4)
     prep = _prepare(src, lora_path, name)  # step 1
+    if onnx_quants:  # --- ONNX: refuse before writing anything
+        from .onnx_export import check_exportable
+        check_exportable(prep.weights.model.config, src)
 
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     stage = _Staging(out)
     try:
-        files = _write_all(prep, quants, stage, name, threads, progress)  # steps 2-3
-        if check:  # step 4
-            _check_all(prep, src, stage, files, name, threads)
+        files = _write_all(prep, quants, stage, name, threads, progress) if quants else []  # steps 2-3
+        tokens = matches = None
+        if check and files:  # step 4
+            tokens, matches = _check_all(prep, src, stage, files, name, threads)
+        onnx_files = []
+        if onnx_quants:  # --- ONNX: folders of their own, checked on the same prompts and reference
+            from .onnx_export import pipeline_step
+            onnx_files = pipeline_step(prep.weights, prep.dims, src, out, name, onnx_quants, check=check,
+                                       tokens=tokens, hf_matches=matches, thinkling=prep.thinkling,
+                                       threads=threads)
         for entry in files:
             entry.sha256 = sha256_file(stage.tmp[entry.path])
             entry.size_bytes = stage.tmp[entry.path].stat().st_size
@@ -145,7 +160,7 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, lora: str | os.PathL
         if created and not any(out.iterdir()):
             out.rmdir()
         raise
-    manifest = _manifest(prep, src, lora_path, name, files)
+    manifest = _manifest(prep, src, lora_path, name, files + onnx_files)
     if prep.thinkling is not None:
         shutil.copyfile(prep.thinkling, out / "thinkling.json")
     write_json_atomic(out / "manifest.json", manifest.to_dict())
@@ -187,6 +202,7 @@ def _check_all(prep: _Prepared, src: Path, stage: _Staging, files: list[FileEntr
     for entry in files:
         result: Parity = compare(gguf_logits(stage.tmp[entry.path], tokens, threads), ref, matches)
         entry.parity = result.to_dict()
+    return tokens, matches  # the ONNX step checks on the same tokens
 
 
 def _manifest(prep: _Prepared, src: Path, lora: Path | None, name: str, files: list[FileEntry]) -> Manifest:
