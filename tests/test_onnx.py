@@ -301,3 +301,38 @@ def test_truncated_external_data_is_invalid_model_file(tmp_path, monkeypatch):
     data.write_bytes(data.read_bytes()[: data.stat().st_size // 3])
     with pytest.raises(InvalidModelFile):
         open_backend("onnx", str(tmp_path / entry["path"]), BackendOptions(n_ctx=128, n_threads=1))
+
+
+# --- the CLI, as a user runs it -----------------------------------------------------------------
+def _cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "runtime.cli", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_cli_convert_onnx_only_with_check(tmp_path):
+    fx = FIXTURES / "llama-spm"
+    p = _cli("convert", str(fx / "base"), "--lora", str(fx / "adapter"), "--out", str(tmp_path),
+             "--gguf", "", "--onnx", "fp32", "--check")
+    assert p.returncode == 0, p.stderr
+    assert "llama-spm-onnx-fp32/llama-spm-fp32.onnx" in p.stdout and "100.0%" in p.stdout
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    (entry,) = manifest["files"]
+    assert entry["format"] == "onnx" and entry["parity"]["top1_agreement"] == 1.0
+    assert entry["parity"]["tokenization_matches_hf"] is True
+    local = json.loads((tmp_path / "llama-spm-onnx-fp32" / "manifest.json").read_text())
+    assert local["files"][0]["parity"] == entry["parity"]  # the runtime reads the folder's copy
+    ask = _cli("ask", "Hello", "--raw", "--json", "--model", str(tmp_path / entry["path"]),
+               "--temperature", "0", "--max-tokens", "4", "--threads", "1", "--ctx", "128")
+    assert ask.returncode == 0, ask.stderr
+    assert len(json.loads(ask.stdout)["tokens"]) >= 1
+
+
+def test_cli_convert_unsupported_architecture_is_one_line(tmp_path):
+    fx = FIXTURES / "gemma3-spm"
+    p = _cli("convert", str(fx / "base"), "--out", str(tmp_path / "out"), "--onnx", "fp32")
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and "gemma3" in p.stderr
+    assert not (tmp_path / "out").exists()
