@@ -148,12 +148,15 @@ def _run_endpoint(cfg: LatencyConfig, cases: list[PromptCase], progress: Progres
                   model_facts: dict) -> tuple[dict, list[Sample]]:
     from .runners.endpoint import EndpointRunner
 
-    runner = EndpointRunner(cfg.endpoint, model=cfg.model, max_tokens=cfg.max_tokens)
+    runner = EndpointRunner(cfg.endpoint, model=cfg.model, max_tokens=cfg.max_tokens, think=cfg.think)
     rec: dict = {"name": "endpoint", "runner": "endpoint", "settings": {"endpoint": cfg.endpoint},
                  "load_ms": None, "peak_rss_bytes": None, "load_average": {"start": fp.load_average()},
                  "assumptions": ["remote server: its own settings; times include the network"]}
     try:
-        model_facts.update({"server": runner.server_info()})
+        server = runner.server_info()
+        first = (server.get("models") or [{}])[0]
+        model_facts.update({"name": cfg.model or first.get("id"),
+                            "quantization": (first.get("meta") or {}).get("quantization"), "server": server})
         progress(f"[endpoint] warm-up: {cfg.warmup} run(s) per class against {cfg.endpoint}")
         _warm(runner, cases, cfg.warmup)
         samples = _timed([runner], cases, cfg.runs, progress)

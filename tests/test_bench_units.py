@@ -156,6 +156,7 @@ def test_endpoint_runner_parses_sse_and_skips_role_delta():
     assert s.ttft_ms is not None and s.ttft_ms <= s.e2e_ms
     body = seen["body"]
     assert body["stream"] is True and body["temperature"] == 0.0 and body["max_tokens"] == 8
+    assert body["think"] == "off" and body["stream_options"] == {"include_usage": True}
     assert body["messages"][-1]["content"].startswith("[run 3 ")  # nonce: no cached prefix
     assert runner.server_info()["models"] == [{"id": "m"}]
     runner.close()

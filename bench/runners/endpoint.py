@@ -9,6 +9,7 @@ point; the total comes from ``usage`` when the server sends it
 (``stream_options.include_usage``). Every run puts a nonce in front of the
 user message so the server cannot reuse a cached prompt prefix: TTFT is a
 cold-prefix TTFT, as in process. Times include the network round trip.
+thinkling's ``think`` field asks for the same reasoning mode as in process.
 """
 
 from __future__ import annotations
@@ -46,12 +47,12 @@ class EndpointRunner:
     name = "endpoint"
 
     def __init__(self, url: str, *, model: str | None = None, max_tokens: int | None = None,
-                 short_tokens: int = SHORT_ANSWER_TOKENS, timeout_s: float = 300.0,
+                 think: str | None = "off", short_tokens: int = SHORT_ANSWER_TOKENS, timeout_s: float = 300.0,
                  transport: httpx.BaseTransport | None = None):
         self.base = url.rstrip("/")
         if self.base.endswith("/v1"):
             self.base = self.base[:-3]
-        self.model, self.max_tokens, self.short_tokens = model, max_tokens, short_tokens
+        self.model, self.max_tokens, self.think, self.short_tokens = model, max_tokens, think, short_tokens
         self.client = httpx.Client(timeout=timeout_s, transport=transport)
         self.load_ms: float | None = None  # the server loaded its model before we came
 
@@ -77,6 +78,8 @@ class EndpointRunner:
         }
         if self.model:
             body["model"] = self.model
+        if self.think:
+            body["think"] = self.think  # thinkling's extension; other servers ignore unknown fields
         return body
 
     def run(self, case: PromptCase, run: int) -> Sample:
@@ -98,10 +101,12 @@ class EndpointRunner:
                     text.append(content)
                     finish = choice.get("finish_reason") or finish
         clock.finish()
+        usage = usage or {}
         return clock.sample(
             runner=self.name, profile="endpoint", case=case.name, run=run,
-            prompt_tokens=(usage or {}).get("prompt_tokens"), cached_tokens=None,
-            completion_tokens=(usage or {}).get("completion_tokens"), finish_reason=finish,
+            prompt_tokens=usage.get("prompt_tokens"),
+            cached_tokens=(usage.get("prompt_tokens_details") or {}).get("cached_tokens"),
+            completion_tokens=usage.get("completion_tokens"), finish_reason=finish,
             text="".join(text), engine={"usage": usage} if usage else {},
         )
 
