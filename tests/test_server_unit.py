@@ -145,6 +145,8 @@ def test_mapping_defaults_caps_and_thinking_fields():
                                                        ("user", "12 + 30")]
     assert (r.max_tokens, r.think, r.reasoning_budget, r.deadline_s, r.stop) == (7, "on", 12, 1.5, ["\n"])
     assert r.sampling.temperature == 0 and r.sampling.seed == (1 << 64) - 1
+    tiny = ChatCompletionRequest.model_validate({"messages": USER, "deadline_ms": 5e-324})
+    assert 0 < to_generation_request(tiny, s).deadline_s < 1e-6  # positive stays positive
     r = to_generation_request(CompletionRequest.model_validate({"prompt": ["hi"], "max_tokens": 500}), s)
     assert (r.prompt, r.max_tokens) == ("hi", 100)
 

@@ -98,6 +98,8 @@ def validation_error_response(exc: RequestValidationError) -> JSONResponse:
         pos = first["loc"][-1] if first.get("loc") else "?"
         return error_response(400, f"malformed JSON body: {reason} (at character {pos})", code="invalid_json")
     param = param_from_loc(first.get("loc", ()))
+    if first.get("type") == "missing" and param is None:
+        return error_response(400, "a JSON request body is required", code="missing_required_parameter")
     if first.get("type") == "missing":
         return error_response(400, f"missing required parameter: {param}", param=param,
                               code="missing_required_parameter")
@@ -129,6 +131,11 @@ def install(app: FastAPI) -> None:
             message = f"no route for {request.method} {request.url.path}"
         elif status == 405:
             message = f"method {request.method} is not allowed on {request.url.path}"
+        elif status == 400 and exc.__cause__ is not None:
+            # FastAPI's JSON parsing failed beyond a syntax error: nesting too
+            # deep (RecursionError), an integer too long to convert (ValueError)...
+            return error_response(400, f"request body is not usable JSON ({type(exc.__cause__).__name__})",
+                                  code="invalid_json")
         return error_response(status, message, code=_HTTP_CODES.get(status, "http_error"),
                               headers=getattr(exc, "headers", None))
 

@@ -61,8 +61,9 @@ def _max_tokens(body, settings: ServerSettings) -> int:
 
 
 def _deadline_s(body, settings: ServerSettings) -> float | None:
-    limits = [x for x in (body.deadline_ms / 1000 if body.deadline_ms else None,
-                          settings.request_timeout_s) if x is not None]
+    # max(): a positive deadline_ms must stay positive after /1000 (5e-324 ms underflows)
+    asked = max(body.deadline_ms / 1000, 1e-9) if body.deadline_ms is not None else None
+    limits = [x for x in (asked, settings.request_timeout_s) if x is not None]
     return min(limits) if limits else None
 
 
