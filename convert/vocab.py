@@ -13,6 +13,7 @@ regex is an error rather than a silently different tokenization.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,7 @@ PRE_TOKENIZERS = {
     LLAMA3_REGEX: "llama-bpe",
 }
 _OK_NORMALIZERS = (None, "NFC")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -167,6 +169,12 @@ def _spm_vocab(path: Path, tj: dict | None, tok_cfg: dict, n_vocab: int) -> Voca
             tokens[i] = t["content"]
             types[i] = CONTROL if t.get("special") else USER_DEFINED
             n_real = max(n_real, i + 1)
+    pre = (tj or {}).get("pre_tokenizer") or {}
+    if sp.add_dummy_prefix and pre.get("type") == "Metaspace" and pre.get("prepend_scheme") == "first":
+        # transformers' non-legacy Llama tokenizer: no space prefix on text right after a special
+        # token; SentencePiece and llama.cpp add one there. Plain text tokenizes the same.
+        log.warning("tokenizer.json (prepend_scheme=first) and llama.cpp differ on text directly after "
+                    "a special token, e.g. '<s>[INST]'")
     vocab = Vocab(model="llama", tokens=tokens, types=types, scores=scores, n_real=n_real,
                   add_space_prefix=sp.add_dummy_prefix)
     vocab.bos_id = sp.bos_id if sp.bos_id >= 0 else None
