@@ -14,9 +14,11 @@ Two attention lowerings share everything else:
 
 * ``"plain"``: standard ONNX ops only (MatMul, Softmax, Where, Concat ...). The
   reference: every step is visible and mirrors the HF forward.
-* ``"gqa"``: ``com.microsoft.GroupQueryAttention`` with rotary inside and
-  ``SkipSimplifiedLayerNormalization`` for residual + RMSNorm, which ONNX
-  Runtime runs as fused CPU kernels.
+* ``"gqa"``: ``com.microsoft.GroupQueryAttention`` with rotary inside, one
+  fused CPU kernel per layer.
+
+RMSNorm and SiLU stay plain ops in both: onnxruntime's optimizer fuses them at
+load (SimplifiedLayerNormalization, QuickGelu).
 
 Weights are transposed to ``[in, out]`` so every projection is a ``MatMul``
 against a constant -- the shape ``MatMulNBitsQuantizer`` turns into int4.
