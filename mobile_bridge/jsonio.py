@@ -18,7 +18,7 @@ from runtime.errors import ThinklingError
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-MAX_INPUT_CHARS = 4 * 1024 * 1024  # a whole n_ctx of chat history is far below this
+MAX_INPUT_CHARS = 1 << 20  # the HTTP server's default max_body_bytes; a whole n_ctx of chat is far below it
 
 CODES = ("invalid_json", "invalid_request", "model_not_found", "not_loaded", "busy",
          "context_length_exceeded", "internal")

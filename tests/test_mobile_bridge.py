@@ -321,7 +321,7 @@ BAD = [
     (mb.generate, json.dumps({"messages": MSG, "n": 2}), "invalid_request", "n"),
     (mb.generate, json.dumps({"messages": MSG, "tools": [{"type": "function"}]}), "invalid_request", "tools"),
     (mb.generate, json.dumps({"messages": MSG, "model": "nope"}), "model_not_found", "model"),
-    (mb.generate, "x" * (4 * 1024 * 1024 + 1), "invalid_request", None),
+    (mb.generate, "x" * ((1 << 20) + 1), "invalid_request", None),
     (mb.complete, "{", "invalid_json", None),
     (mb.complete, json.dumps({"messages": MSG, "seed": "x"}), "invalid_request", "seed"),
     (mb.load_model, '{"threads": 0}', "invalid_request", "threads"),
