@@ -108,7 +108,8 @@ def _run_local_profile(cfg: LatencyConfig, profile: Profile, cases: list[PromptC
                  "load_average": {"start": fp.load_average()}}
     runners: list = []
     try:
-        fp.reset_peak_rss()
+        # Linux resets the peak per profile; elsewhere it is the process's lifetime peak.
+        rec["peak_rss_scope"] = "profile" if fp.reset_peak_rss() else "process"
         progress(f"[{profile.name}] loading {cfg.model or 'the default model'}")
         thinkling = EngineRunner(cfg.model, profile, max_tokens=cfg.max_tokens, think=cfg.think)
         runners.append(thinkling)
