@@ -10,8 +10,8 @@ plain string; the other functions take a JSON string (or nothing).
     rid = json.loads(generate('{"messages": [{"role": "user", "content": "Hi"}]}'))["request_id"]
     poll(rid)  # {"v": 1, "request_id": ..., "state": ..., "events": [{"type": "answer", "text": ...}, ...]}
 
-See mobile_bridge/README.md for the event protocol, the expiry policy and
-what memory_pressure does.
+See docs/mobile.md for the event protocol, the expiry policy, what
+memory_pressure does, and the Android/iOS glue in android/ and ios/.
 """
 
 from __future__ import annotations

@@ -155,7 +155,12 @@ class Bridge:
                 return {"model": self._model_info, "already_loaded": True}
             # A typo or a broken file must not cost the app its loaded model: check first,
             # then free the old model before loading the new one (phones cannot hold two).
-            ref = models.resolve(opts.model)
+            try:
+                ref = models.resolve(opts.model)
+            except ImportError as e:  # a registered model whose PyPI package an app did not ship
+                raise BridgeError("model_not_found", f"{opts.model or models.DEFAULT_MODEL!r} is registered, but its "
+                                  f"package ({e.name}) is not installed; load a .gguf path instead",
+                                  param="model") from None
             if ref.backend == "llama_cpp":
                 check_gguf(ref.path)
             self._unload("replaced")

