@@ -34,6 +34,7 @@ class Parity:
     top1_agreement: float
     kl_mean: float
     kl_max: float
+    near_ties: int = 0  # prompts whose reference top-2 margin is within the file's logit error
     tokenization_matches_hf: bool | None = None
 
     def to_dict(self) -> dict:
@@ -50,9 +51,12 @@ def compare(test: np.ndarray, ref: np.ndarray, tokenization: bool | None = None)
     """Compare ``[n_prompts, n_vocab]`` logits of a file with the reference."""
     lr, lt = _log_softmax(ref), _log_softmax(test)
     kl = np.maximum((np.exp(lr) * (lr - lt)).sum(-1), 0.0)
+    top2 = np.sort(ref, axis=-1)[:, -2:]
+    ties = (top2[:, 1] - top2[:, 0]) < 2 * np.abs(test - ref).max(-1)  # top-1 there is a coin flip
     return Parity(prompts=int(ref.shape[0]), max_abs_diff=float(np.abs(test - ref).max()),
                   top1_agreement=float((test.argmax(-1) == ref.argmax(-1)).mean()),
-                  kl_mean=float(kl.mean()), kl_max=float(kl.max()), tokenization_matches_hf=tokenization)
+                  kl_mean=float(kl.mean()), kl_max=float(kl.max()), near_ties=int(ties.sum()),
+                  tokenization_matches_hf=tokenization)
 
 
 def _open(path: Path, n_ctx: int, threads: int):
@@ -98,9 +102,10 @@ def gguf_logits(path: Path, token_lists: list[list[int]], threads: int = 2) -> n
 
 def format_table(rows: list[tuple[str, Parity]]) -> str:
     """A plain-text table, one row per file."""
-    head = f"{'file':<36} {'prompts':>7} {'max|dlogit|':>11} {'top-1':>7} {'KL mean':>10} {'KL max':>10}"
+    head = (f"{'file':<32} {'prompts':>7} {'max|dlogit|':>11} {'top-1':>7} {'near ties':>9} "
+            f"{'KL mean':>10} {'KL max':>10}")
     lines = [head, "-" * len(head)]
     for name, p in rows:
-        lines.append(f"{name:<36} {p.prompts:>7} {p.max_abs_diff:>11.4g} {p.top1_agreement:>7.1%} "
-                     f"{p.kl_mean:>10.3g} {p.kl_max:>10.3g}")
+        lines.append(f"{name:<32} {p.prompts:>7} {p.max_abs_diff:>11.4g} {p.top1_agreement:>7.1%} "
+                     f"{p.near_ties:>9} {p.kl_mean:>10.3g} {p.kl_max:>10.3g}")
     return "\n".join(lines)

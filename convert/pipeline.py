@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,7 +133,9 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, lora: str | os.PathL
     # --- ONNX: end
     name = name or default_name(src)
     threads = threads or min(os.cpu_count() or 1, 4)
+    t0 = time.perf_counter()
     prep = _prepare(src, lora_path, name)  # step 1
+    log.info("validated %s%s in %.1fs", src, f" + {lora_path}" if lora_path else "", time.perf_counter() - t0)
     if onnx_quants:  # --- ONNX: refuse before writing anything
         from .onnx_export import check_exportable
         check_exportable(prep.weights.model.config, src)
@@ -174,13 +177,17 @@ def _write_all(prep: _Prepared, quants: list[QuantSpec], stage: _Staging, name: 
     if kquants and QUANTS["f16"] not in direct:
         direct.append(QUANTS["f16"])  # the K-quants' source, not kept
     outputs = [(stage.path(f"{name}-{q.name}.gguf"), q) for q in direct]
+    t0 = time.perf_counter()
     fallbacks = write_direct(outputs, prep.kv, prep.plans, prep.weights, prep.dims, progress)
+    log.info("wrote %s in %.1fs", ", ".join(q.name for q in direct), time.perf_counter() - t0)
     matrices = {p.gguf for p in prep.plans if p.is_matrix}
     entries = []
     for q in quants:
         final = f"{name}-{q.name}.gguf"
         if not q.direct:
+            t0 = time.perf_counter()
             quantize_kquant(stage.tmp[f"{name}-f16.gguf"], stage.path(final), q, threads)
+            log.info("quantized %s in %.1fs", q.name, time.perf_counter() - t0)
         types = tensor_types(stage.tmp[final])
         fb = fallbacks[q.name] if q.direct else kquant_fallbacks(types, matrices, q)
         if fb:
@@ -198,10 +205,14 @@ def _check_all(prep: _Prepared, src: Path, stage: _Staging, files: list[FileEntr
     matches = None if hf is None else hf == tokens
     if matches is False:
         log.warning("llama.cpp and the HF tokenizer disagree on some parity prompts")
+    t0 = time.perf_counter()
     ref = reference_logits(prep.weights, prep.dims, tokens)
+    log.info("reference forward pass in %.1fs", time.perf_counter() - t0)
     for entry in files:
+        t0 = time.perf_counter()
         result: Parity = compare(gguf_logits(stage.tmp[entry.path], tokens, threads), ref, matches)
         entry.parity = result.to_dict()
+        log.info("parity of %s in %.1fs", entry.path, time.perf_counter() - t0)
     return tokens, matches  # the ONNX step checks on the same tokens
 
 

@@ -50,8 +50,13 @@ def type_counts(types: dict[str, str]) -> dict[str, int]:
     return dict(sorted(Counter(types.values()).items()))
 
 
+# llama.cpp's substitutes when a row does not divide into 256-element super-blocks; read
+# backwards they tell which K type a tensor was meant to get (Q4_K_M wants Q6_K for some).
+_SUBSTITUTE_FOR = {"Q4_0": "Q3_K", "Q5_0": "Q4_K", "Q5_1": "Q5_K", "Q8_0": "Q6_K"}
+
+
 def kquant_fallbacks(types: dict[str, str], matrices: set[str], quant: QuantSpec) -> list[Fallback]:
     """Matrices llama.cpp wrote in a non-K type although a K-quant was asked for."""
     k_names = {t.name for t in K_TYPES}
-    return [Fallback(name, quant.tensor_type.name, got)
+    return [Fallback(name, _SUBSTITUTE_FOR.get(got, quant.tensor_type.name), got)
             for name, got in types.items() if name in matrices and got not in k_names]
