@@ -106,7 +106,10 @@ def test_manifest_records_files_hashes_and_fallbacks(converted):
     assert by_quant["f16"]["fallbacks"] == [] and by_quant["q8_0"]["fallbacks"] == []
     # hidden 64 < 256: no K-quant fits, every matrix falls back and is reported
     fb = by_quant["q4_k_m"]["fallbacks"]
-    assert len(fb) == 16 and all(f["wanted"] == "Q4_K" and f["got"] in ("Q5_0", "Q8_0", "Q5_1", "F16") for f in fb)
+    assert len(fb) == 16
+    # llama.cpp substitutes Q5_0 for Q4_K and Q8_0 for the Q6_K that Q4_K_M gives some tensors
+    assert {(f["wanted"], f["got"]) for f in fb} <= {("Q4_K", "Q5_0"), ("Q6_K", "Q8_0")}
+    assert any(f["tensor"] == "output.weight" and f["wanted"] == "Q6_K" for f in fb)
     _, entry = read_manifest(out / "llama-spm-q4_k_m.gguf")
     assert entry["quant"] == "q4_k_m"
     assert not list(out.glob(".*"))  # no temporaries left behind
