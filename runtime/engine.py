@@ -163,8 +163,30 @@ class Engine:
         try:
             self._queue.put_nowait(handle)
         except queue.Full:
-            raise EngineBusy(self.config.queue_size) from None
+            # Waiting requests whose caller gave up (client gone) must not hold slots.
+            if not self._drop_cancelled():
+                raise EngineBusy(self.config.queue_size) from None
+            try:
+                self._queue.put_nowait(handle)
+            except queue.Full:
+                raise EngineBusy(self.config.queue_size) from None
         return handle
+
+    def _drop_cancelled(self) -> int:
+        """Remove cancelled requests from the waiting queue, finishing them as
+        cancelled; returns how many slots were freed."""
+        with self._queue.mutex:  # Queue's own lock guards its deque
+            waiting = list(self._queue.queue)
+            dropped = [h for h in waiting if h is not None and h.cancelled]
+            if dropped:
+                self._queue.queue.clear()
+                self._queue.queue.extend(h for h in waiting if h is None or not h.cancelled)
+                self._queue.not_full.notify(len(dropped))
+        for h in dropped:
+            self.stats["cancelled"] += 1
+            h._out.put(Chunk(finish_reason="cancelled", timings=Timings()))
+            h._out.put(_DONE)
+        return len(dropped)
 
     def stream(self, request: GenerationRequest) -> Iterator[Chunk]:
         """Submit and yield chunks; closing the iterator early cancels the request."""
@@ -183,6 +205,7 @@ class Engine:
         queue_ms = (time.perf_counter() - req.submitted_at) * 1000
         early = handle.stop_reason()
         if early:
+            self.stats["cancelled" if early == "cancelled" else "completed"] += 1
             handle._out.put(Chunk(finish_reason=early, timings=Timings(queue_ms=queue_ms)))
             return
         for chunk in self.controller.stream(req, should_stop=handle.stop_reason):

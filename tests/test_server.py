@@ -12,6 +12,7 @@ import concurrent.futures as cf
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -27,7 +28,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 KEY = "test-key-Zq3"
 MODEL = "gemma-3-270m"
-CAP = 64  # the server's max_tokens_cap
+CAP = 256  # the server's max_tokens_cap: long enough that a dropped request is surely still running
 THREADS = os.environ.get("THINKLING_TEST_THREADS", "1")
 COUNTING = "1, 2, 3, 4, 5, 6, 7,"  # a raw prompt the base model keeps continuing
 
@@ -295,7 +296,12 @@ def test_dropped_client_cancels_generation(server, stream):
     s = _raw_request(server, "/v1/completions", {"prompt": COUNTING, "max_tokens": CAP, "temperature": 0,
                                                    "stream": stream})
     if stream:
-        assert b"data: " in s.recv(4096)  # the first event: generation is under way
+        s.settimeout(120)
+        received = b""
+        while b"data: " not in received:  # the first event: generation is under way
+            part = s.recv(4096)
+            assert part, received
+            received += part
     else:
         server.wait_for(lambda: server.metric("thinkling_queue_depth") >= 1, "the generation to start")
     s.close()
@@ -303,6 +309,41 @@ def test_dropped_client_cancels_generation(server, stream):
                     "the engine to report the generation cancelled")
     assert server.metric("thinkling_client_disconnects_total") > gone
     server.wait_for(lambda: server.metric("thinkling_queue_depth") == 0, "the slot to be freed")
+
+
+def _status(sock: socket.socket) -> int:
+    sock.settimeout(120)
+    line = b""
+    while b"\r\n" not in line:
+        part = sock.recv(1024)
+        if not part:
+            break
+        line += part
+    return int(line.split(b" ", 2)[1])
+
+
+def test_dropped_waiting_clients_free_their_queue_slots(server):
+    slow = {"prompt": COUNTING, "max_tokens": CAP, "temperature": 0}
+    cancelled = server.metric("thinkling_engine_generations_total", outcome="cancelled")
+    running = _raw_request(server, "/v1/completions", slow)
+    server.wait_for(lambda: server.metric("thinkling_queue_depth") >= 1, "the first request to run")
+    waiting = [_raw_request(server, "/v1/completions", slow) for _ in range(2)]
+    server.wait_for(lambda: server.metric("thinkling_queue_depth") == 3, "the queue (size 2) to fill")
+    gone = server.metric("thinkling_client_disconnects_total")
+    for s in waiting:
+        s.close()
+    server.wait_for(lambda: server.metric("thinkling_client_disconnects_total") >= gone + 2, "the drops to be seen")
+    # The queue is nominally full of abandoned requests: a new one must still get a slot
+    # (a refusal would be an immediate 429) and be answered once the running one is gone.
+    newcomer = _raw_request(server, "/v1/completions", {"prompt": COUNTING, "max_tokens": 2})
+    server.wait_for(lambda: select.select([newcomer], [], [], 0)[0] or server.metric("thinkling_queue_depth") == 2,
+                    "the newcomer to be queued (or refused)")
+    running.close()
+    assert _status(newcomer) == 200
+    # all three were cancelled: the two abandoned waiters and the running one we dropped
+    # (if the first had finished on its own, this test would prove nothing)
+    assert server.metric("thinkling_engine_generations_total", outcome="cancelled") >= cancelled + 3
+    newcomer.close()
 
 
 def test_metrics(server):

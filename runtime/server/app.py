@@ -34,6 +34,7 @@ from .translate import (ChatEvents, CompletionEvents, ReasoningTally, chat_respo
 
 log = logging.getLogger(__name__)
 
+CLIENT_CLOSED = 499  # nginx's "client closed request": only ever seen in /metrics
 _ERRORS = {s: {"model": ErrorResponse} for s in (400, 401, 404, 413, 415, 429, 503)}
 
 
@@ -171,27 +172,33 @@ async def _generate(request: Request, state: ServerState, body, endpoint: str):
     gen_request = to_generation_request(body, state.settings)
     handle = engine.submit(gen_request)  # InvalidRequest / EngineBusy at once
     chat = isinstance(body, ChatCompletionRequest)
+    gone: list[bool] = []
+
+    def client_gone() -> None:
+        gone.append(True)
+        state.metrics.disconnects.inc()
+
     if not body.stream:
         tally = ReasoningTally()
         try:
-            result, gone = await blocking_with_disconnect(
-                request, handle, lambda: join_stream(map(tally.see, handle), engine.model_name))
+            result = await blocking_with_disconnect(
+                request, handle, lambda: join_stream(map(tally.see, handle), engine.model_name), client_gone)
         finally:
             handle.cancel()  # no-op when finished; frees the worker if we were interrupted
         state.metrics.observe_generation(endpoint, result.timings, time.perf_counter() - started)
         if gone:
-            state.metrics.disconnects.inc()
+            return Response(status_code=CLIENT_CLOSED)  # nobody reads it; labels the metric
         return chat_response(result, tally.tokens) if chat else completion_response(result)
 
     # Streaming: wait for the first chunk before sending headers, so an error the
     # worker raises up front (prompt too long...) is a proper HTTP error.
     try:
-        first, gone = await blocking_with_disconnect(request, handle, handle.get)
+        first = await blocking_with_disconnect(request, handle, handle.get, client_gone)
     except BaseException:
         handle.cancel()
         raise
     if gone:
-        state.metrics.disconnects.inc()
+        return Response(status_code=CLIENT_CLOSED)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     events = (ChatEvents if chat else CompletionEvents)(engine.model_name, include_usage)
     return EventStream(_event_stream(handle, first, events, state, endpoint, started))

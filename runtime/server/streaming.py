@@ -26,20 +26,19 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-async def blocking_with_disconnect(request: Request, handle: Handle, fn: Callable[[], T]) -> tuple[T, bool]:
-    """Run ``fn`` (which blocks on ``handle``) in a thread; cancel ``handle`` if the
-    client disconnects meanwhile. Returns ``(fn's result, disconnected)`` and
-    re-raises what ``fn`` raised."""
+async def blocking_with_disconnect(request: Request, handle: Handle, fn: Callable[[], T],
+                                   on_disconnect: Callable[[], None] = lambda: None) -> T:
+    """Run ``fn`` (which blocks on ``handle``) in a thread; if the client
+    disconnects meanwhile, cancel ``handle`` and call ``on_disconnect``.
+    Returns what ``fn`` returned and re-raises what it raised."""
     outcome: dict[str, Any] = {}
-    disconnected = False
 
     async def watch() -> None:
-        nonlocal disconnected
         while True:
             message = await request.receive()
             if message["type"] == "http.disconnect":
-                disconnected = True
                 handle.cancel()
+                on_disconnect()
                 return
 
     async def run(cancel_scope: anyio.CancelScope) -> None:
@@ -55,7 +54,7 @@ async def blocking_with_disconnect(request: Request, handle: Handle, fn: Callabl
         tg.start_soon(run, tg.cancel_scope)
     if "error" in outcome:
         raise outcome["error"]
-    return outcome["value"], disconnected
+    return outcome["value"]
 
 
 async def next_chunk(handle: Handle):
