@@ -1,0 +1,170 @@
+"""The endpoint's own cost: time to first token through HTTP streaming against
+in-process ``Engine.stream``, same model, settings and prompts, one session.
+
+    python -m runtime.server.measure --runs 20 --threads 1 --ctx 1024
+
+A ``thinkling serve`` subprocess and an in-process engine are loaded side by
+side; runs alternate between them (order flipped every run) so background load
+hits both alike, and every generation is drained so the two never overlap.
+``cold`` prompts differ from their first token (full prefill each time);
+``warm`` repeats one prompt (prefix cache: about one token of prefill), which
+leaves mostly the fixed costs, where the HTTP layer's share shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+import httpx
+
+from ..engine import Engine, EngineConfig
+from ..types import GenerationRequest, Message, SamplingParams
+
+QUESTION = "Explain in one sentence why the sky is blue."
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _prompt(mode: str, i: int) -> str:
+    return QUESTION if mode == "warm" else f"Question {i}. {QUESTION}"
+
+
+def ttft_in_process(engine: Engine, text: str, max_tokens: int) -> tuple[float, float]:
+    """(wall ms to the first chunk, the engine's own ttft_ms)."""
+    req = GenerationRequest(messages=[Message("user", text)], max_tokens=max_tokens,
+                            sampling=SamplingParams(temperature=0))
+    t0 = time.perf_counter()
+    first = None
+    for chunk in engine.stream(req):
+        if first is None:
+            first = (time.perf_counter() - t0) * 1000
+        last = chunk
+    return first, last.timings.ttft_ms
+
+
+def ttft_http(client: httpx.Client, url: str, text: str, max_tokens: int) -> tuple[float, float]:
+    """(wall ms to the first SSE event, the server's reported ttft_ms)."""
+    body = {"messages": [{"role": "user", "content": text}], "max_tokens": max_tokens, "temperature": 0,
+            "stream": True}
+    t0 = time.perf_counter()
+    first, server_ttft = None, float("nan")
+    with client.stream("POST", url + "/v1/chat/completions", json=body) as r:
+        r.raise_for_status()
+        for line in r.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            if first is None:
+                first = (time.perf_counter() - t0) * 1000
+            if line != "data: [DONE]":
+                event = json.loads(line[6:])
+                server_ttft = event.get("timings", {}).get("ttft_ms", server_ttft)
+    return first, server_ttft
+
+
+def summary(xs: list[float]) -> dict:
+    qs = statistics.quantiles(xs, n=10) if len(xs) >= 2 else [xs[0]] * 9
+    return {"n": len(xs), "median": statistics.median(xs), "p10": qs[0], "p90": qs[-1],
+            "min": min(xs), "max": max(xs)}
+
+
+def _start_server(args, port: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "runtime.cli", "serve", "--port", str(port), "--ctx", str(args.ctx),
+           "--queue-size", "2", "--log-level", "warning"]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    if args.model:
+        cmd += ["--model", args.model]
+    env = {k: v for k, v in os.environ.items() if k != "THINKLING_API_KEY"}
+    return subprocess.Popen(cmd, env=env)
+
+
+def measure(args) -> dict:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = _start_server(args, port)
+    engine = Engine(args.model, EngineConfig(n_ctx=args.ctx, n_threads=args.threads, queue_size=2))
+    try:
+        with httpx.Client(timeout=300) as client:
+            while True:
+                try:
+                    if client.get(url + "/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+            out = {}
+            for mode in args.modes:
+                rows = {"http": [], "in_process": [], "http_engine_ttft": [], "in_process_engine_ttft": []}
+                for i in range(args.warmup + args.runs):
+                    text = _prompt(mode, i)
+                    order = ("http", "in_process") if i % 2 else ("in_process", "http")
+                    for side in order:
+                        if side == "http":
+                            wall, eng = ttft_http(client, url, text, args.max_tokens)
+                        else:
+                            wall, eng = ttft_in_process(engine, text, args.max_tokens)
+                        if i >= args.warmup:
+                            rows[side].append(wall)
+                            rows[f"{side}_engine_ttft"].append(eng)
+                diffs = [h - p for h, p in zip(rows["http"], rows["in_process"])]
+                out[mode] = {k: summary(v) for k, v in rows.items()} | {"paired_diff_ms": summary(diffs)}
+            return out
+    finally:
+        engine.close()
+        server.terminate()
+        server.wait(30)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default=None)
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--max-tokens", type=int, default=4)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--ctx", type=int, default=1024)
+    p.add_argument("--modes", nargs="+", default=["cold", "warm"], choices=["cold", "warm"])
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    result = {"machine": {"cpu": _cpu_model(), "cpus": os.cpu_count(),
+                          "loadavg_start": os.getloadavg(), "threads": args.threads,
+                          "python": platform.python_version()},
+              "results": measure(args)}
+    result["machine"]["loadavg_end"] = os.getloadavg()
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(json.dumps(result["machine"]))
+    for mode, rows in result["results"].items():
+        print(f"\n[{mode}] ms        n   median     p10     p90     min     max")
+        for name, s in rows.items():
+            print(f"  {name:24} {s['n']:3d} {s['median']:8.1f} {s['p10']:7.1f} {s['p90']:7.1f} "
+                  f"{s['min']:7.1f} {s['max']:7.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
