@@ -296,12 +296,12 @@ def test_concurrent_calls_from_threads(loaded):
 def test_cpu_affinity_pins_the_engine_not_the_caller(loaded):
     before = os.sched_getaffinity(0)
     cpu = max(before)
-    others = {t.ident for t in threading.enumerate()}  # e.g. another test module's engine
+    others = set(threading.enumerate())  # e.g. another test module's engine
     reply = call(mb.load_model, json.dumps({**LOAD, "cpu_affinity": [cpu]}))
     try:
         assert reply["model"]["cpu_affinity"] == [cpu]
         assert os.sched_getaffinity(0) == before  # the app's thread is untouched
-        workers = [t for t in threading.enumerate() if t.name == "thinkling-engine" and t.ident not in others]
+        workers = [t for t in threading.enumerate() if t.name == "thinkling-engine" and t not in others]
         assert workers and all(os.sched_getaffinity(t.native_id) == {cpu} for t in workers)
         assert drain(submit("Hi", max_tokens=1))[-1]["type"] == "done"
     finally:
