@@ -16,6 +16,7 @@ memory_pressure does, and the Android/iOS glue in android/ and ios/.
 
 from __future__ import annotations
 
+import atexit
 from typing import Any
 
 from .bridge import Bridge
@@ -93,3 +94,6 @@ def memory_pressure(request_json: Any = None) -> str:
 def shutdown() -> str:
     """Unload, drop the callback and every request. The bridge can be loaded again afterwards."""
     return ok(**_bridge.shutdown())
+
+
+atexit.register(shutdown)  # free the native model deterministically when the interpreter exits

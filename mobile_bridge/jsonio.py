@@ -85,7 +85,7 @@ def parse_object(raw: Any, *, optional: bool = False) -> dict:
 
     ``optional``: ``None`` or ``""`` mean ``{}`` (functions whose argument may be omitted).
     """
-    if optional and (raw is None or raw == "" or raw == b""):
+    if optional and (raw is None or (isinstance(raw, (str, bytes, bytearray)) and not raw)):
         return {}
     if isinstance(raw, (bytes, bytearray)):
         try:

@@ -263,6 +263,21 @@ def test_unload_then_shutdown_then_load_again(loaded):
     assert call(mb.load_model, json.dumps(LOAD))["model"]["n_ctx"] == 512
 
 
+def test_unload_during_a_blocking_complete(loaded):
+    box = {}
+    t = threading.Thread(target=lambda: box.update(reply=call(mb.complete, body(LONG, max_tokens=64))))
+    t.start()
+    end = time.monotonic() + 60
+    while call(mb.info)["queue_depth"] == 0 and t.is_alive():
+        assert time.monotonic() < end
+        time.sleep(0.02)
+    call(mb.unload_model)
+    t.join(60)
+    assert box["reply"]["finish_reason"] == "cancelled", box["reply"]
+    assert box["reply"]["timings"]["completion_tokens"] < 64
+    call(mb.load_model, json.dumps(LOAD))
+
+
 def test_concurrent_calls_from_threads(loaded):
     results, failures = [], []
 
