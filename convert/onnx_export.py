@@ -171,6 +171,8 @@ def _write_folder(model, spec: DecoderSpec, config: dict, quant: str, name: str,
         entry["external_data"] = {"path": f"{folder_name}/{data.name}", "sha256": _sha256(data),
                                   "size_bytes": data.stat().st_size}
     local = dict(extra_manifest, files=[dict(entry, path=fname)])
+    if not local.get("thinking_family") and (tmp / "thinkling.json").is_file():
+        local["thinking_family"] = json.loads((tmp / "thinkling.json").read_text()).get("family")
     (tmp / "manifest.json").write_text(json.dumps(local, indent=2) + "\n")
     return entry, tmp
 
