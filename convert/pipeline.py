@@ -76,8 +76,10 @@ def _prepare(src: Path, lora: Path | None, name: str) -> _Prepared:
     vocab = load_vocab(src, dims.n_vocab, config)
     plans = plan_tensors(spec, dims, weights)
     kv = {"general.name": name, "general.type": "model", **gguf_metadata(dims), **vocab.metadata()}
-    thinkling = next((d / "thinkling.json" for d in ([lora] if lora else []) + [src]
-                      if (d / "thinkling.json").is_file()), None)
+    # the adapter's folder first, then the source's, then their parents (distill writes
+    # <run>/thinkling.json beside <run>/base and <run>/adapter)
+    dirs = ([lora] if lora else []) + [src] + ([lora.parent] if lora else []) + [src.parent]
+    thinkling = next((d / "thinkling.json" for d in dirs if (d / "thinkling.json").is_file()), None)
     return _Prepared(weights, dims, vocab, plans, kv, thinkling)
 
 
