@@ -20,7 +20,7 @@ from runtime.generate import join_stream
 from runtime.thinking.profile import (FEATURES, Speed, ThinkingProfile, probe_features, profile_path,
                                       query_features)
 
-from .modes import is_correct, load_tasks, run_query
+from .modes import is_correct, load_tasks, run_query, save_figure
 
 
 @dataclass
@@ -139,11 +139,7 @@ def _plot(curve: list[dict], best: dict, on_acc: float, off_acc: float, out: str
     ax.set_ylabel("accuracy (%)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    tmp = Path(out).with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(out)
+    save_figure(fig, out)
 
 
 def register(sub) -> None:

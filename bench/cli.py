@@ -7,10 +7,10 @@ Each subcommand lives in its own module with ``register(subparsers)`` (as in
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 
+from runtime.cli import register_subcommands
 from runtime.errors import ThinklingError
 
 # subcommand modules; each has register(subparsers). "bench.modes_cli" is the
@@ -21,16 +21,7 @@ SUBCOMMANDS = ["bench.latency_cli", "bench.modes_cli"]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench", description="Benchmarks for thinkling.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(name)
-        except ImportError as e:
-            missing = getattr(e, "name", "") or ""
-            if missing and (missing == name or name.startswith(missing)):
-                continue  # subcommand not written yet / not installed
-            raise
-        module.register(sub)
+    register_subcommands(parser.add_subparsers(dest="command", required=True), SUBCOMMANDS)
     return parser
 
 

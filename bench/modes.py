@@ -158,6 +158,13 @@ def pareto_plot(rows: list[dict], out: str | Path, title: str) -> None:
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
+    save_figure(fig, out)
+
+
+def save_figure(fig, out: str | Path) -> None:
+    """Write a matplotlib figure under a temporary name, then rename (never half-written)."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     tmp = Path(out).with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=120)

@@ -26,17 +26,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="thinkling",
                                      description="On-device runtime for small distilled reasoning students.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in _EXTERNAL:
+    register_subcommands(parser.add_subparsers(dest="command", required=True), _EXTERNAL)
+    return parser
+
+
+def register_subcommands(sub, module_names: list[str]) -> None:
+    """Let each module add its subcommand(s) through ``register(subparsers)``.
+
+    A module that is not present in this install is skipped; an ImportError
+    raised *inside* a present module is a real error and propagates.
+    """
+    for name in module_names:
         try:
             module = importlib.import_module(name)
         except ImportError as e:
             missing = getattr(e, "name", "") or ""
             if missing and (missing == name or name.startswith(missing)):
-                continue  # subsystem not present in this install
+                continue
             raise
         module.register(sub)
-    return parser
 
 
 def fail(message: str, code: int = 1) -> int:
