@@ -149,7 +149,7 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, lora: str | os.PathL
         files = _write_all(prep, quants, stage, name, threads, progress) if quants else []  # steps 2-3
         tokens = matches = None
         if check and files:  # step 4
-            tokens, matches = _check_all(prep, src, stage, files, name, threads)
+            tokens, matches = _check_all(prep, src, stage, files, name, threads, progress)
         onnx_files = []
         if onnx_quants:  # --- ONNX: folders of their own, checked on the same prompts and reference
             from .onnx_export import pipeline_step
@@ -200,22 +200,43 @@ def _write_all(prep: _Prepared, quants: list[QuantSpec], stage: _Staging, name: 
 
 
 def _check_all(prep: _Prepared, src: Path, stage: _Staging, files: list[FileEntry], name: str,
-               threads: int) -> None:
+               threads: int, progress: bool = False) -> tuple[list[list[int]], bool | None]:
     first = stage.tmp[files[0].path]
     tokens = tokenize(first, PROMPTS, threads)
     hf = hf_tokenization(src / "tokenizer.json", PROMPTS)
     matches = None if hf is None else hf == tokens
     if matches is False:
         log.warning("llama.cpp and the HF tokenizer disagree on some parity prompts")
+    steps = ["reference"] + [f.path for f in files]
+    bar = _bar(len(steps), "parity", progress)
     t0 = time.perf_counter()
     ref = reference_logits(prep.weights, prep.dims, tokens)
     log.info("reference forward pass in %.1fs", time.perf_counter() - t0)
+    bar.update(1)
     for entry in files:
         t0 = time.perf_counter()
         result: Parity = compare(gguf_logits(stage.tmp[entry.path], tokens, threads), ref, matches)
         entry.parity = result.to_dict()
         log.info("parity of %s in %.1fs", entry.path, time.perf_counter() - t0)
+        bar.update(1)
+    bar.close()
     return tokens, matches  # the ONNX step checks on the same tokens
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _bar(total: int, what: str, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=what, unit="step", leave=False)
 
 
 def _manifest(prep: _Prepared, src: Path, lora: Path | None, name: str, files: list[FileEntry]) -> Manifest:

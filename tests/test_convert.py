@@ -177,3 +177,16 @@ def test_kquants_on_a_wide_model_have_no_fallbacks(tmp_path):
         assert f.parity["kl_mean"] < WIDE_MAX_KL[f.quant], (f.quant, f.parity)
     assert m.file("q4_k_m").tensor_types.keys() >= {"Q4_K", "Q6_K"}
     assert set(m.file("q6_k").tensor_types) == {"F32", "Q6_K"}
+
+
+def test_thinkling_json_one_level_up_is_found(tmp_path):
+    """distill's layout: <run>/base, <run>/adapter and <run>/thinkling.json."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURES / "llama-spm/base", run / "base")
+    shutil.copytree(FIXTURES / "llama-spm/adapter", run / "adapter")
+    (run / "thinkling.json").write_text(json.dumps({"family": "run-level"}))
+    m = convert(run / "base", run / "gguf", lora=run / "adapter", gguf="q8_0")
+    assert m.name == "run" and m.thinking_family == "run-level"
+    assert (run / "gguf" / "thinkling.json").is_file() and (run / "gguf" / "run-q8_0.gguf").is_file()
