@@ -190,3 +190,24 @@ def test_thinkling_json_one_level_up_is_found(tmp_path):
     m = convert(run / "base", run / "gguf", lora=run / "adapter", gguf="q8_0")
     assert m.name == "run" and m.thinking_family == "run-level"
     assert (run / "gguf" / "thinkling.json").is_file() and (run / "gguf" / "run-q8_0.gguf").is_file()
+
+
+def test_sharded_checkpoint_converts_to_the_same_bytes(tmp_path):
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    src = tmp_path / "sharded"
+    shutil.copytree(FIXTURES / "llama-spm/base", src)
+    tensors = load_file(str(src / "model.safetensors"))  # fp16, which numpy can hold
+    (src / "model.safetensors").unlink()
+    names = sorted(tensors)
+    shards = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
+    for fname, part in shards.items():
+        save_file({n: tensors[n] for n in part}, str(src / fname))
+    index = {"metadata": {}, "weight_map": {n: f for f, part in shards.items() for n in part}}
+    (src / "model.safetensors.index.json").write_text(json.dumps(index))
+    a = convert(FIXTURES / "llama-spm/base", tmp_path / "a", gguf="f16", name="m")
+    b = convert(src, tmp_path / "b", gguf="f16", name="m")
+    assert a.file("f16").sha256 == b.file("f16").sha256
+    assert set(b.source["files"]) >= set(shards) | {"model.safetensors.index.json"}
