@@ -24,9 +24,13 @@ from runtime.generate import join_stream  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures" / "convert"
 GREEDY = SamplingParams(temperature=0.0)
-# int4 on these fixtures: tiny random weights (hidden 64) turn 4-bit rounding into
-# large logit noise, so the bound is loose; the student's answer agreement is the real check.
-INT4_MAX_KL = 1.0
+# int4 on the golden fixtures: their deliberately wide weights (hidden 64) turn 4-bit
+# rounding into large logit noise (measured KL ~0.6-1.0), so that bound only catches a
+# broken graph (KL of a wrong graph is several nats). The real int4 bound is on a
+# well-conditioned random qwen2 (N(0, 1/fan_in) weights), in the same --check table as
+# GGUF: measured ONNX int4 KL 0.046 vs Q4_K_M 0.030 there; the bound is Q4_K_M's own.
+INT4_FIXTURE_MAX_KL = 1.5
+INT4_WIDE_MAX_KL = 0.12
 
 _exports: dict[str, dict[str, Path]] = {}
 
@@ -96,7 +100,7 @@ def test_int4_is_matmulnbits_and_within_kl(llama):
     assert llama["int4"].stat().st_size < llama["fp32"].stat().st_size / 2.5
     golden, ref = _golden("llama-spm")
     r = compare_logits(onnx_logits(llama["int4"], golden["token_ids"]), ref)
-    assert r["kl_mean"] < INT4_MAX_KL, r
+    assert r["kl_mean"] < INT4_FIXTURE_MAX_KL, r
 
 
 def test_folder_is_genai_shaped_with_manifest(llama):
@@ -336,3 +340,16 @@ def test_cli_convert_unsupported_architecture_is_one_line(tmp_path):
     assert p.returncode != 0 and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and "gemma3" in p.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_int4_on_a_well_conditioned_model_in_the_same_table_as_gguf(tmp_path):
+    from convert.pipeline import convert
+    from convert.testing import SMALL_QWEN2, make_random_qwen2
+
+    src = make_random_qwen2(tmp_path / "src", SMALL_QWEN2, FIXTURES / "qwen2-bpe" / "base")
+    m = convert(src, tmp_path / "out", gguf="q4_k_m", onnx="fp32,int4", check=True, name="wide", threads=2)
+    rows = {(f.format, f.quant): f.parity for f in m.files}
+    assert set(rows) == {("gguf", "q4_k_m"), ("onnx", "fp32"), ("onnx", "int4")}
+    assert rows["onnx", "fp32"]["top1_agreement"] == 1.0 and rows["onnx", "fp32"]["max_abs_diff"] < 1e-3
+    assert rows["onnx", "int4"]["kl_mean"] < INT4_WIDE_MAX_KL, rows["onnx", "int4"]
+    assert rows["onnx", "int4"]["tokenization_matches_hf"] is True
