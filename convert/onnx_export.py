@@ -222,11 +222,15 @@ def export_onnx(tensors: Mapping[str, np.ndarray], config: dict, out: str | os.P
     staged: list[tuple[dict, Path]] = []
     try:
         fp32 = build_decoder(spec, tensors, attention=attention)
-        for quant in parse_onnx_quants(list(quants)):
+        # fp32 last: saving with external data moves its tensors out of the in-memory proto,
+        # and int4 is quantized from a copy of that proto.
+        for quant in sorted(parse_onnx_quants(list(quants)), key=lambda q: q == "fp32"):
             log.info("writing ONNX %s (%s attention)", quant, attention)
             model = fp32 if quant == "fp32" else _quantize_int4(_clone(fp32))
             staged.append(_write_folder(model, spec, config, quant, name, out, src_p, attention, extra,
                                         Path(thinkling) if thinkling else None))
+            del model
+        staged.sort(key=lambda st: ONNX_QUANTS.index(st[0]["quant"]))
         for entry, tmp in staged:  # every folder written: move them all into place
             final = out / Path(entry["path"]).parent
             if final.exists():

@@ -286,7 +286,9 @@ def test_external_data_past_the_threshold(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ox, "EXTERNAL_DATA_BYTES", 0)  # the fixture is tiny: force the big-model path
     w, cfg = load_merged(FIXTURES / "llama-spm" / "base", FIXTURES / "llama-spm" / "adapter")
-    entry = export_onnx(w, cfg, tmp_path, name="x", quants=["fp32"], src=FIXTURES / "llama-spm" / "base")[0]
+    entry, int4 = export_onnx(w, cfg, tmp_path, name="x", quants=["fp32", "int4"],
+                              src=FIXTURES / "llama-spm" / "base")
+    assert int4["quant"] == "int4" and (tmp_path / int4["external_data"]["path"]).is_file()
     data = tmp_path / entry["external_data"]["path"]
     assert data.is_file() and (tmp_path / entry["path"]).stat().st_size < 100_000
     assert entry["size_bytes"] == (tmp_path / entry["path"]).stat().st_size + data.stat().st_size
