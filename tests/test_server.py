@@ -75,16 +75,13 @@ def _clean_env() -> dict:
     return {k: v for k, v in os.environ.items() if not k.startswith("THINKLING_") or k == "THINKLING_HOME"}
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory):
+def start_server(log: Path, *args: str, env: dict | None = None) -> Server:
+    """``thinkling serve`` on a free port; returns once /health says ok."""
     port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    env = {**_clean_env(), "THINKLING_API_KEY": KEY}
     cmd = [sys.executable, "-m", "runtime.cli", "serve", "--port", str(port), "--ctx", "1024",
-           "--threads", THREADS, "--queue-size", "2", "--max-tokens-cap", str(CAP),
-           "--default-max-tokens", "8", "--max-body-bytes", "65536"]
+           "--threads", THREADS, *args]
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env or _clean_env())
     srv = Server(f"http://127.0.0.1:{port}", port, proc, log)
 
     def healthy():
@@ -96,13 +93,25 @@ def server(tmp_path_factory):
             return False
 
     srv.wait_for(healthy, "the server to load the model", 300)
-    yield srv
-    proc.send_signal(signal.SIGINT)
+    return srv
+
+
+def stop_server(srv: Server) -> int:
+    srv.proc.send_signal(signal.SIGINT)
     try:
-        proc.wait(30)
+        return srv.proc.wait(60)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        srv.proc.kill()
+        return srv.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    srv = start_server(log, "--queue-size", "2", "--max-tokens-cap", str(CAP), "--default-max-tokens", "8",
+                       "--max-body-bytes", "65536", env={**_clean_env(), "THINKLING_API_KEY": KEY})
+    yield srv
+    stop_server(srv)
 
 
 @pytest.fixture(scope="session")
@@ -360,6 +369,27 @@ def test_refuses_exposed_bind_without_key():
     r = subprocess.run([sys.executable, "-m", "runtime.cli", "serve", "--host", "0.0.0.0", "--port",
                         str(free_port())], cwd=REPO, env=_clean_env(), capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "refusing to listen on 0.0.0.0" in r.stderr and "--insecure" in r.stderr
+
+
+def test_shutdown_ends_open_requests_cleanly(tmp_path):
+    """Ctrl-C with a stream open: the engine is closed first, so the stream ends with
+    its final event and [DONE] instead of being cut when the graceful timeout runs out."""
+    srv = start_server(tmp_path / "server.log", "--max-tokens-cap", str(CAP))
+    s = socket.create_connection(("127.0.0.1", srv.port))
+    data = json.dumps({"prompt": COUNTING, "max_tokens": CAP, "temperature": 0, "stream": True}).encode()
+    s.sendall(f"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+              f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+    s.settimeout(120)
+    received = b""
+    while b"data: " not in received:
+        received += s.recv(4096)
+    srv.proc.send_signal(signal.SIGINT)
+    while part := s.recv(4096):
+        received += part
+    s.close()
+    assert b"data: [DONE]" in received and b'"native_finish_reason":"cancelled"' in received
+    assert srv.proc.wait(60) == 0  # no second signal: that would be a force-quit
+    assert "Traceback" not in srv.log.read_text()
 
 
 # --- fuzz -------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ class ServerState:
     served_names: frozenset[str] = frozenset()
     model_card: dict = field(default_factory=dict)
     metrics: Metrics = field(init=False)
+    _closing: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(lambda: self.engine)
@@ -89,8 +90,10 @@ class ServerState:
         return self.engine
 
     def close(self) -> None:
-        if self.engine is not None and self.owns_engine:
-            self.engine.close()
+        """Close the engine (once; a second caller waits until the first is done)."""
+        with self._closing:
+            if self.engine is not None and self.owns_engine:
+                self.engine.close()
 
 
 def create_app(settings: ServerSettings, engine: Engine | None = None, *,
@@ -188,6 +191,8 @@ async def _generate(request: Request, state: ServerState, body, endpoint: str):
         state.metrics.observe_generation(endpoint, result.timings, time.perf_counter() - started)
         if gone:
             return Response(status_code=CLIENT_CLOSED)  # nobody reads it; labels the metric
+        if result.finish_reason == "cancelled":  # only shutdown cancels a request whose client is here
+            raise errors.NotReady("the server is shutting down")
         return chat_response(result, tally.tokens) if chat else completion_response(result)
 
     # Streaming: wait for the first chunk before sending headers, so an error the
@@ -231,6 +236,17 @@ def serve(settings: ServerSettings) -> None:
     import uvicorn
 
     app = create_app(settings)
+    state: ServerState = app.state.thinkling
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            # uvicorn waits for open requests before the lifespan shutdown runs;
+            # closing the engine first ends them within a token (queued ones at
+            # once) instead of letting them run out the graceful timeout.
+            if not self.should_exit:
+                threading.Thread(target=state.close, name="thinkling-drain", daemon=True).start()
+            super().handle_exit(sig, frame)
+
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                             timeout_graceful_shutdown=settings.graceful_shutdown_s, server_header=False)
-    uvicorn.Server(config).run()
+    Server(config).run()

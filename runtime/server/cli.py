@@ -65,5 +65,8 @@ def run_serve(args) -> int:
     ref = models.resolve(settings.model)
     if ref.backend == "llama_cpp":
         check_gguf(ref.path)
-    serve(settings)
+    try:
+        serve(settings)
+    except KeyboardInterrupt:  # Ctrl-C is how a server stops; uvicorn re-raises it after shutdown
+        pass
     return 0
