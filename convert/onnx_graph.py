@@ -34,7 +34,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .onnx_spec import DecoderSpec
 
-OPSET = 17
+OPSET = 21  # int4 types (GatherBlockQuantized's input) need opset 21 / IR 10
 MS_DOMAIN = "com.microsoft"
 
 # HF tensor names, as data. {i} is the layer index.
@@ -120,7 +120,7 @@ class _Weights:
 def _rms_norm(g: _Graph, x: str, weight: str, eps: float) -> str:
     """x * rsqrt(mean(x^2) + eps) * weight, in float32 like the HF forward."""
     sq = g.op("Pow", [x, g.const(2.0, np.float32)])
-    mean = g.op("ReduceMean", [sq], axes=[-1], keepdims=1)
+    mean = g.op("ReduceMean", [sq, g.const([-1])], keepdims=1)
     std = g.op("Sqrt", [g.op("Add", [mean, g.const(eps, np.float32)])])
     return g.op("Mul", [g.op("Div", [x, std]), weight])
 
@@ -283,5 +283,5 @@ def build_decoder(spec: DecoderSpec, tensors: Mapping[str, np.ndarray], *,
     graph = helper.make_graph(g.nodes, f"thinkling-{spec.model_type}", inputs, outputs, g.inits)
     opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)]
     model = helper.make_model(graph, opset_imports=opsets, producer_name="thinkling.convert")
-    model.ir_version = 8  # readable by onnxruntime >= 1.14
+    model.ir_version = 10  # readable by onnxruntime >= 1.20 (the onnx extra's floor)
     return model
