@@ -131,6 +131,9 @@ def _stops(value: Any) -> list[str]:
 
 def _unsupported(body: dict) -> None:
     """Refuse what would change the answer if ignored (as the HTTP layer does)."""
+    for name in ("stream", "n"):  # defaulted, not nullable, in the HTTP schema
+        if name in body and body[name] is None:
+            raise _bad(name, "must not be null")
     _bool(body, "stream")
     so = body.get("stream_options")
     if so is not None and (not isinstance(so, dict) or not isinstance(so.get("include_usage", False), bool)):

@@ -143,6 +143,8 @@ CASES = [
     Case("deadline-zero", chat(deadline_ms=0), code="invalid_request", param="deadline_ms"),
     Case("stream-not-bool", chat(stream="yes"), code="invalid_request", param="stream"),
     Case("n-2", chat(n=2), code="invalid_request", param="n"),
+    Case("n-null", chat(n=None), code="invalid_request", param="n"),
+    Case("stream-null", chat(stream=None), code="invalid_request", param="stream"),
     Case("tools", chat(tools=[{"type": "function", "function": {"name": "f"}}]), code="invalid_request",
          param="tools"),
     Case("logit-bias", chat(logit_bias={"1": 5.0}), code="invalid_request", param="logit_bias"),
