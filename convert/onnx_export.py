@@ -47,7 +47,7 @@ def _sha256(path: Path) -> str:
 
 
 def _quantize_int4(model, block_size: int = INT4_BLOCK_SIZE):
-    """Weight-only int4 (symmetric, per-block) of every constant-weight MatMul and the embedding."""
+    """Weight-only int4 (per block of 32: scale + zero point) of every constant-weight MatMul and the embedding."""
     root = logging.getLogger()
     handlers, root_level = list(root.handlers), root.level
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
@@ -59,7 +59,7 @@ def _quantize_int4(model, block_size: int = INT4_BLOCK_SIZE):
     try:
         # MatMul -> MatMulNBits, and the embedding Gather -> GatherBlockQuantized (4-bit rows),
         # so the vocabulary-sized tables shrink too (llama.cpp's Q4_K_M quantizes token_embd as well).
-        q = MatMulNBitsQuantizer(model, bits=4, block_size=block_size, is_symmetric=True,
+        q = MatMulNBitsQuantizer(model, bits=4, block_size=block_size, is_symmetric=False,
                                  op_types_to_quantize=("MatMul", "Gather"))
         q.process()
     finally:
