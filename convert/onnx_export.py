@@ -136,6 +136,7 @@ def _save_model(model, path: Path) -> Path | None:
     data = path.with_name(path.name + ".data")
     onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                     location=data.name, size_threshold=1024)
+    data.chmod(0o644)  # onnx creates it owner-only; the .onnx beside it is world-readable
     return data
 
 
