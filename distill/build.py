@@ -39,9 +39,9 @@ class BuildConfig:
     seed: int = 0
     student: StudentConfig = field(default_factory=StudentConfig)
     base: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=1800, batch_size=128, lr=2e-3, warmup=150, eval_every=600))
+        steps=2600, batch_size=64, lr=2.5e-3, warmup=100, eval_every=1300))
     adapter: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=1500, batch_size=64, lr=1.5e-3, warmup=100))
+        steps=1600, batch_size=32, lr=1e-3, warmup=50, eval_every=400))
     lora_r: int = 32
     lora_alpha: int = 32
     eval_per_op: int = 200
@@ -72,7 +72,7 @@ def _train_phase(model, tok, mix, cfg: TrainConfig, seed: int, name: str, eval_m
     log.info("%s data: %d examples (%d written, %d rejected by the filter) in %.0fs", name,
              len(examples), stats.written, stats.written - stats.kept, time.time() - t0)
     data = batches(encoded, cfg.batch_size, tok.token_to_id("<|pad|>"), random.Random(seed))
-    probe = eval_problems(30, seed=seed + 99)
+    probe = eval_problems(20, seed=seed + 99)
     seconds = train(model, data, cfg, lambda: _quick_eval(model, tok, probe, eval_modes), name)
     return seconds, stats
 
@@ -108,6 +108,7 @@ def build_adapter(cfg: BuildConfig, tok, base, out: Path):
                                   ["direct", "think"])
     model.peft_config["default"].base_model_name_or_path = "../base"
     model.save_pretrained(out / "adapter")
+    (out / "adapter" / "README.md").unlink(missing_ok=True)  # PEFT's empty template card
     return model, seconds, stats, trainable
 
 

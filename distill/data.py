@@ -17,7 +17,7 @@ from distill.chat import EOS, THINK_CLOSE, THINK_OPEN, render_completion, render
 from distill.filter import verify_completion
 from distill.noise import MISTAKES, inject
 from distill.problems import Problem, sample_split_problem
-from distill.teacher import steps_text, teach
+from distill.teacher import FULLY_SPLIT, solve, steps_text, teach
 
 
 @dataclass(frozen=True)
@@ -28,14 +28,16 @@ class Mix:
     mode_weights: dict[str, float]  # 'direct' / 'think' / 'post'
     truncate_rate: float = 0.0  # share of 'think' examples whose chain is cut, then answered
     question_rate: float = 0.3  # share phrased "What is ...?" instead of the bare expression
-    canonical_rate: float = 0.4  # share on the canonical path; the rest pick any path
+    preferred_rate: float = 0.6  # share on the fully split path; the rest pick any path
     mistake_rate: float = 0.15  # the noisy teacher's error rate before filtering
 
 
-BASE_MIX = Mix(op_weights=(0.4, 0.2, 0.2, 0.2), mode_weights={"direct": 1.0})
+# The base is mostly one-operation problems: direct answers to longer ones are
+# near-unlearnable for a model this size and only add gradient noise.
+BASE_MIX = Mix(op_weights=(0.7, 0.1, 0.1, 0.1), mode_weights={"direct": 1.0})
 ADAPTER_MIX = Mix(
-    op_weights=(0.15, 0.2, 0.3, 0.35),
-    mode_weights={"direct": 0.3, "think": 0.5, "post": 0.2},
+    op_weights=(0.25, 0.2, 0.25, 0.3),
+    mode_weights={"direct": 0.3, "think": 0.55, "post": 0.15},
     truncate_rate=0.06,
 )
 
@@ -74,13 +76,13 @@ def _truncate(rng: random.Random, completion: str) -> str:
 
 def _write(rng: random.Random, problem: Problem, mode: str, mix: Mix) -> tuple[str, str | None]:
     """The noisy teacher's completion and the mistake injected into it (None if clean)."""
-    use_canonical = rng.random() < mix.canonical_rate
     if mode == "direct":
         steps, answer = [], problem.value  # no paths needed; saves most of the teacher's time
+    elif rng.random() < mix.preferred_rate:
+        steps, answer = solve(problem, FULLY_SPLIT), problem.value
     else:
         solution = teach(problem)
-        steps = list(solution.paths[0] if use_canonical else rng.choice(solution.paths))
-        answer = solution.answer
+        steps, answer = list(rng.choice(solution.paths)), solution.answer
     mistake = None
     if rng.random() < mix.mistake_rate:
         mistake = "wrong_final" if mode == "direct" else rng.choice(MISTAKES)

@@ -56,8 +56,13 @@ class Strategy:
 # Priority order: the first is the canonical path; later ones only fill up to
 # MAX_PATHS distinct paths. 'halves' comes last because it is the least natural
 # and exists so that small problems (``3 * 7``) still get several paths.
+# Every step of the fully split path touches one digit (``7 * 40``, ``280 + 50``,
+# ``330 + 6``): the easiest chain for a tiny student, so training prefers it.
+FULLY_SPLIT = Strategy(split_mul="tens", split_add="tens")
+
 STRATEGIES = (
     Strategy(),
+    FULLY_SPLIT,
     Strategy(lazy=True),
     Strategy(split_mul="tens"),
     Strategy(split_add="tens"),
@@ -98,8 +103,8 @@ def _mul(a: int, b: int, s: Strategy, steps: list[Step]) -> int:
     products = [p * d for p in parts]
     for p, pd in zip(parts, products):
         steps.append(Step(p, "*", d, pd) if big_left else Step(d, "*", p, pd))
-    steps.append(Step(products[0], "+", products[1], c))
-    return c
+    # The partial products are added like any term (and split the same way).
+    return _combine(products[0], "+", products[1], s, steps)
 
 
 def _combine(acc: int, sign: str, t: int, s: Strategy, steps: list[Step]) -> int:

@@ -28,10 +28,10 @@ IGNORE = -100
 class StudentConfig:
     """Size of the llama-architecture student."""
 
-    hidden_size: int = 192
-    num_hidden_layers: int = 6
-    num_attention_heads: int = 6  # head_dim 32
-    intermediate_size: int = 512  # ~2.7x hidden
+    hidden_size: int = 160
+    num_hidden_layers: int = 5
+    num_attention_heads: int = 5  # head_dim 32
+    intermediate_size: int = 432  # 2.7x hidden
     max_position_embeddings: int = 256
     rope_theta: float = 10000.0
 
