@@ -71,6 +71,9 @@ A chain force-closed with `</think>` (reasoning budget) is still followed by an 
 
 Teacher: a programmatic solver writing up to 5 distinct valid paths per problem
 (precedence order, left-to-right, tens/ones splits, positives first, commuted, ...).
+{100 * ADAPTER_MIX.preferred_rate:.0f}% of the training chains follow the fully split path, in
+which every step touches one digit (`7 * 40 = 280`, `280 + 50 = 330`, `330 + 6 = 336`);
+the rest are drawn from all of the problem's paths.
 A noisy teacher injects mistakes into {100 * ADAPTER_MIX.mistake_rate:.0f}% of what it writes
 (wrong intermediate result, skipped step, wrong final answer); only chains that pass the
 step-by-step filter are trained on. Problems are split by a hash of the expression: held-out
@@ -103,4 +106,24 @@ Whole build (data, training, evaluation): {r["total_seconds"] / 60:.1f} min.
 {n} held-out problems per number of operations, bare-expression prompts.
 
 {_table(r["accuracy"])}
+
+{_acceptance(r["accuracy"])}
+
+`build_report.json` also records the accuracy on a small fixed sample
+({r["check_sample"]["per_op"]} problems per #ops, seed {r["check_sample"]["seed"]}) that
+`tests/test_distill_student.py` reproduces from these files.
 """
+
+
+def _acceptance(acc: dict) -> str:
+    direct, think = acc["direct"], acc["think"]
+    gains = [think[k] - direct[k] for k in sorted(direct, key=int) if int(k) >= 3]
+    return (
+        f"Targets: direct on 1 op {100 * direct[_key(direct, 1)]:.1f}% (target >= 90%); "
+        f"pre-thinking minus direct on 3 and 4 ops "
+        f"{' / '.join(f'{100 * g:+.1f}' for g in gains)} points (target >= +30)."
+    )
+
+
+def _key(row: dict, k: int):
+    return k if k in row else str(k)
