@@ -85,7 +85,7 @@ def genai_config(spec: DecoderSpec, config: dict, filename: str, src: Path | Non
     eos = _eos_ids(config, src)
     ctx = context_length or spec.max_positions
     pad = config.get("pad_token_id")
-    return {
+    cfg = {
         "model": {
             "bos_token_id": config.get("bos_token_id"),
             "context_length": ctx,
@@ -123,6 +123,9 @@ def genai_config(spec: DecoderSpec, config: dict, filename: str, src: Path | Non
             "temperature": 1.0, "top_k": 1, "top_p": 1.0,
         },
     }
+    if cfg["model"]["bos_token_id"] is None:  # GenAI wants a number or no key (qwen2 has no BOS)
+        del cfg["model"]["bos_token_id"]
+    return cfg
 
 
 def _save_model(model, path: Path) -> Path | None:

@@ -110,6 +110,11 @@ def test_folder_is_genai_shaped_with_manifest(llama):
     g = json.loads((folder / "genai_config.json").read_text())["model"]
     assert g["decoder"]["filename"] == llama["fp32"].name and g["type"] == "llama"
     assert g["decoder"]["inputs"]["past_key_names"] == "past_key_values.%d.key"
+    def no_nulls(x):  # ORT GenAI's parser rejects null where it expects a number
+        return x is not None and all(map(no_nulls, x.values() if isinstance(x, dict) else
+                                         x if isinstance(x, list) else []))
+    qwen2 = _export(llama["fp32"].parents[2], "qwen2-bpe")["fp32"].parent  # no BOS token
+    assert no_nulls(g) and no_nulls(json.loads((qwen2 / "genai_config.json").read_text()))
     entry = json.loads((folder / "manifest.json").read_text())["files"][0]
     assert entry["format"] == "onnx" and entry["quant"] == "fp32" and len(entry["sha256"]) == 64
     assert entry["size_bytes"] == llama["fp32"].stat().st_size
