@@ -103,7 +103,7 @@ def test_int4_is_matmulnbits_and_within_kl(llama):
     assert r["kl_mean"] < INT4_FIXTURE_MAX_KL, r
 
 
-def test_folder_is_genai_shaped_with_manifest(llama):
+def test_folder_is_genai_shaped_with_manifest(llama, tmp_root):
     folder = llama["fp32"].parent
     for name in ("genai_config.json", "tokenizer.json", "tokenizer_config.json", "manifest.json"):
         assert (folder / name).is_file(), name
@@ -113,7 +113,7 @@ def test_folder_is_genai_shaped_with_manifest(llama):
     def no_nulls(x):  # ORT GenAI's parser rejects null where it expects a number
         return x is not None and all(map(no_nulls, x.values() if isinstance(x, dict) else
                                          x if isinstance(x, list) else []))
-    qwen2 = _export(llama["fp32"].parents[2], "qwen2-bpe")["fp32"].parent  # no BOS token
+    qwen2 = _export(tmp_root, "qwen2-bpe")["fp32"].parent  # no BOS token
     assert no_nulls(g) and no_nulls(json.loads((qwen2 / "genai_config.json").read_text()))
     entry = json.loads((folder / "manifest.json").read_text())["files"][0]
     assert entry["format"] == "onnx" and entry["quant"] == "fp32" and len(entry["sha256"]) == 64
