@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
@@ -109,7 +110,7 @@ def create_app(settings: ServerSettings, engine: Engine | None = None, *,
         if state.engine is None:
             threading.Thread(target=state.load, args=(loader,), name="thinkling-load", daemon=True).start()
         yield
-        state.close()
+        await anyio.to_thread.run_sync(state.close)  # joins the worker: not on the loop
 
     app = FastAPI(title="thinkling", version=__version__, lifespan=lifespan,
                   description="OpenAI-compatible local endpoint with thinking controls.")
