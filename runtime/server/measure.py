@@ -8,7 +8,8 @@ side; runs alternate between them (order flipped every run) so background load
 hits both alike, and every generation is drained so the two never overlap.
 ``cold`` prompts differ from their first token (full prefill each time);
 ``warm`` repeats one prompt (prefix cache: about one token of prefill), which
-leaves mostly the fixed costs, where the HTTP layer's share shows. On a busy
+leaves mostly the fixed costs, where the HTTP layer's share shows. With
+``--peer URL`` it compares ``thinkling serve`` with another server instead. On a busy
 machine the engine's prefill noise swamps a few milliseconds, so each path's
 wall time minus the engine's own ``ttft_ms`` is reported too (``*_over_engine``).
 """
@@ -75,6 +76,22 @@ def ttft_http(client: httpx.Client, url: str, text: str, max_tokens: int) -> tup
     return first, server_ttft
 
 
+def ttft_http_raw(client: httpx.Client, url: str, text: str, max_tokens: int) -> float:
+    """Wall ms to the first SSE event carrying text, for any OpenAI-compatible
+    server: raw ``/v1/completions``, so both servers see the same tokens."""
+    body = {"prompt": text, "max_tokens": max_tokens, "temperature": 0, "stream": True}
+    t0 = time.perf_counter()
+    first = None
+    with client.stream("POST", url + "/v1/completions", json=body) as r:
+        r.raise_for_status()
+        for line in r.iter_lines():
+            if first is None and line.startswith("data: {"):
+                choices = json.loads(line[6:]).get("choices") or [{}]
+                if choices[0].get("text"):
+                    first = (time.perf_counter() - t0) * 1000
+    return first if first is not None else float("nan")
+
+
 def summary(xs: list[float]) -> dict:
     qs = statistics.quantiles(xs, n=10) if len(xs) >= 2 else [xs[0]] * 9
     return {"n": len(xs), "median": statistics.median(xs), "p10": qs[0], "p90": qs[-1],
@@ -92,6 +109,47 @@ def _start_server(args, port: int) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=env)
 
 
+def _wait_healthy(client: httpx.Client, url: str) -> None:
+    while True:
+        try:
+            if client.get(url + "/health").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+
+
+def measure_peer(args) -> dict:
+    """thinkling serve vs ``args.peer`` (e.g. llama-server on the same GGUF), both
+    over HTTP streaming, raw completions, alternating as in ``measure``."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = _start_server(args, port)
+    try:
+        # a fresh connection per request on both sides: llama-server (cpp-httplib)
+        # closes kept-alive connections after a few requests, which races with reuse
+        with httpx.Client(timeout=300, limits=httpx.Limits(max_keepalive_connections=0)) as client:
+            _wait_healthy(client, url)
+            _wait_healthy(client, args.peer)
+            out = {}
+            for mode in args.modes:
+                rows = {"thinkling": [], "peer": []}
+                for i in range(args.warmup + args.runs):
+                    text = _prompt(mode, i)
+                    order = ("thinkling", "peer") if i % 2 else ("peer", "thinkling")
+                    for side in order:
+                        wall = ttft_http_raw(client, url if side == "thinkling" else args.peer, text,
+                                             args.max_tokens)
+                        if i >= args.warmup:
+                            rows[side].append(wall)
+                out[mode] = {k: summary(v) for k, v in rows.items()} | {
+                    "paired_diff": summary([a - b for a, b in zip(rows["thinkling"], rows["peer"])])}
+            return out
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
 def measure(args) -> dict:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -99,13 +157,7 @@ def measure(args) -> dict:
     engine = Engine(args.model, EngineConfig(n_ctx=args.ctx, n_threads=args.threads, queue_size=2))
     try:
         with httpx.Client(timeout=300) as client:
-            while True:
-                try:
-                    if client.get(url + "/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
+            _wait_healthy(client, url)
             out = {}
             for mode in args.modes:
                 rows = {"http": [], "in_process": [], "http_engine_ttft": [], "in_process_engine_ttft": []}
@@ -155,12 +207,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--ctx", type=int, default=1024)
     p.add_argument("--modes", nargs="+", default=["cold", "warm"], choices=["cold", "warm"])
+    p.add_argument("--peer", default=None, metavar="URL",
+                   help="instead: compare with another OpenAI-compatible server already running on the same "
+                        "model (e.g. llama-server), over raw /v1/completions streaming")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     result = {"machine": {"cpu": _cpu_model(), "cpus": os.cpu_count(),
                           "loadavg_start": os.getloadavg(), "threads": args.threads,
                           "python": platform.python_version()},
-              "results": measure(args)}
+              "results": measure_peer(args) if args.peer else measure(args)}
     result["machine"]["loadavg_end"] = os.getloadavg()
     if args.json:
         print(json.dumps(result, indent=2))
