@@ -30,7 +30,10 @@ def render(r: dict) -> str:
     cfg, s, f = r["config"], r["config"]["student"], r["filter"]
     n = cfg["eval_per_op"]
     per_class = ", ".join(f"{k} {100 * v:.1f}%" for k, v in f["recall_per_class"].items())
+    status = "meets" if _meets(r["accuracy"]) else "**does not meet**"
     return f"""# arith-student
+
+Status: this build {status} the acceptance targets (see the end of this card).
 
 A tiny llama-architecture "distilled student" for integer arithmetic (`+ - *`,
 precedence, 1-4 operations, numbers 0-99, results 0..999) that answers directly,
@@ -123,6 +126,12 @@ def _acceptance(acc: dict) -> str:
         f"pre-thinking minus direct on 3 and 4 ops "
         f"{' / '.join(f'{100 * g:+.1f}' for g in gains)} points (target >= +30)."
     )
+
+
+def _meets(acc: dict) -> bool:
+    direct, think = acc["direct"], acc["think"]
+    gains = [think[k] - direct[k] for k in direct if int(k) >= 3]
+    return direct[_key(direct, 1)] >= 0.9 and all(g >= 0.3 for g in gains)
 
 
 def _key(row: dict, k: int):
