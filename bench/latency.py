@@ -87,14 +87,18 @@ def _warm(runner, cases: list[PromptCase], n: int) -> None:
             runner.run(case, -1)
 
 
-def _timed(runners: list, cases: list[PromptCase], runs: int, progress: Progress) -> list[Sample]:
+def _timed(runners: list, cases: list[PromptCase], runs: int, progress: Progress,
+           loads: list) -> list[Sample]:
+    """``runs`` rounds; ``loads`` gets the 1-minute load average after each round."""
     samples: list[Sample] = []
     for i in range(runs):
         order = runners if i % 2 == 0 else runners[::-1]
         for case in cases:
             for runner in order:
                 samples.append(runner.run(case, i))
-        progress(f"  round {i + 1}/{runs} done")
+        la = fp.load_average()
+        loads.append(la[0] if la else None)
+        progress(f"  round {i + 1}/{runs} done (load {loads[-1]})")
     return samples
 
 
@@ -131,7 +135,7 @@ def _run_local_profile(cfg: LatencyConfig, profile: Profile, cases: list[PromptC
             rec["baseline_load_ms"] = baseline.load_ms
         progress(f"[{profile.name}] timing {cfg.runs} round(s) of {len(cases)} class(es)"
                  + (" x 2 runners, interleaved" if cfg.baseline else ""))
-        samples = _timed(runners, cases, cfg.runs, progress)
+        samples = _timed(runners, cases, cfg.runs, progress, rec["load_average"].setdefault("rounds", []))
         if cfg.baseline:
             rec["peak_rss_with_baseline_bytes"] = fp.peak_rss_bytes()
         else:
@@ -160,7 +164,7 @@ def _run_endpoint(cfg: LatencyConfig, cases: list[PromptCase], progress: Progres
                             "quantization": (first.get("meta") or {}).get("quantization"), "server": server})
         progress(f"[endpoint] warm-up: {cfg.warmup} run(s) per class against {cfg.endpoint}")
         _warm(runner, cases, cfg.warmup)
-        samples = _timed([runner], cases, cfg.runs, progress)
+        samples = _timed([runner], cases, cfg.runs, progress, rec["load_average"].setdefault("rounds", []))
     finally:
         runner.close()
     rec["load_average"]["end"] = fp.load_average()

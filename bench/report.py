@@ -65,7 +65,9 @@ def profile_lines(record: dict) -> list[str]:
                          f"pinned to {s['cpu_affinity'] or 'nothing'}; load {_f(prof.get('load_ms'))} ms; "
                          f"peak RSS {_mib(prof.get('peak_rss_bytes'))}")
         la = prof.get("load_average", {})
-        lines.append(f"  load average (1/5/15 min): start {_load(la.get('start'))}, end {_load(la.get('end'))}")
+        rounds = [x for x in la.get("rounds") or [] if x is not None]
+        lines.append(f"  load average (1/5/15 min): start {_load(la.get('start'))}, end {_load(la.get('end'))}"
+                     + (f"; 1-min after rounds: max {max(rounds):.2f}" if rounds else ""))
         for cls in prof["classes"]:
             o = cls.get("overhead")
             if o:
@@ -118,9 +120,11 @@ def _title(record: dict) -> str:
 def markdown_summary(record: dict) -> str:
     """A short markdown table (primary runner only) for READMEs."""
     la = record["load_average"]
+    rounds = [x for p in record["profiles"] for x in p.get("load_average", {}).get("rounds") or [] if x is not None]
     lines = [f"**{_title(record)}**, {record['config']['runs']} runs after {record['config']['warmup']} "
-             f"warm-up, target {record['config']['target_ms']:g} ms at p95; load average "
-             f"{_load(la.get('start'))} at start, {_load(la.get('end'))} at end.", "",
+             f"warm-up, target {record['config']['target_ms']:g} ms at p95; load average (1/5/15 min) "
+             f"{_load(la.get('start'))} at start, {_load(la.get('end'))} at end"
+             + (f", 1-min at most {max(rounds):.2f} during the timed rounds." if rounds else "."), "",
              "| profile | class | prompt tok | TTFT p50 / p95 ms | short answer p50 / p95 ms | e2e p50 ms "
              "| prefill tok/s | decode tok/s | verdict |",
              "|---|---|---:|---:|---:|---:|---:|---:|---|"]
