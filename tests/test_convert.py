@@ -18,17 +18,21 @@ FIXTURES = Path(__file__).parent / "fixtures" / "convert"
 NAMES = ["llama-spm", "qwen2-bpe", "qwen3-bpe", "gemma3-spm"]
 QUANTS = ("f16", "q8_0", "q4_k_m")
 
-# Thresholds, on the golden prompts. The fixtures' weights are deliberately wide (std 0.2,
-# peaked distributions), which amplifies quantization noise through the layers; the
-# hidden size (64) is below K-quants' 256-element blocks, so llama.cpp's Q4_K_M falls
-# back to Q5_0/Q8_0 there. Measured worst cases: F16 max |dlogit| 0.066, Q8_0 KL 0.017,
-# Q4_K_M KL 0.35; the bounds leave room for llama.cpp version drift, not for bugs
-# (a wrong permutation or norm offset gives KL > 1 and top-1 near chance).
+# Thresholds, on the golden prompts, about twice what was measured (llama.cpp 0.3.36):
+#   F16     max |dlogit| <= 0.05, KL <= 2e-5 for every fixture
+#   Q8_0    KL llama 0.048, qwen2 0.0064, qwen3 0.0022, gemma3 0.0010
+#   Q4_K_M  KL llama 0.59,  qwen2 0.20,   qwen3 0.086,  gemma3 0.023
+# The fixtures' weights are deliberately wide (std 0.2, peaked distributions) and the llama
+# adapter's down_proj scale is 16 (alpha_pattern + rsLoRA), which amplifies quantization noise
+# through the layers; hidden 64 is below K-quants' 256-element blocks, so Q4_K_M falls back to
+# Q5_0/Q8_0 there. For scale, a broken conversion measured on the same prompts: F16 without the
+# llama q/k permutation KL 7.6, Gemma norms without +1 KL 2.0, the adapter not merged KL 1.4-5.3.
 F16_MAX_ABS = 0.25
 F16_MAX_KL = 1e-3
-Q8_0_MAX_KL = 0.05
-Q4_K_M_MAX_KL = 0.6
-# On the wider random model (hidden 256, no fallbacks, N(0, 1/fan_in) weights).
+Q8_0_MAX_KL = {"llama-spm": 0.1, "qwen2-bpe": 0.015, "qwen3-bpe": 0.005, "gemma3-spm": 0.003}
+Q4_K_M_MAX_KL = {"llama-spm": 1.2, "qwen2-bpe": 0.4, "qwen3-bpe": 0.2, "gemma3-spm": 0.05}
+# On the wider random model (hidden 256, no fallbacks, N(0, 1/fan_in) weights), parity prompts;
+# measured KL: q8_0 0.0004, q6_k 0.0027, q5_k_m 0.0066, q4_k_m 0.028.
 WIDE_MAX_KL = {"q8_0": 0.005, "q6_k": 0.02, "q5_k_m": 0.04, "q4_k_m": 0.12}
 
 
@@ -82,8 +86,8 @@ def test_quantized_within_kl(converted, fx):
     golden, ref = _golden(fx)
     q8 = compare(gguf_logits(out / f"{fx}-q8_0.gguf", golden["token_ids"]), ref)
     q4 = compare(gguf_logits(out / f"{fx}-q4_k_m.gguf", golden["token_ids"]), ref)
-    assert q8.kl_mean < Q8_0_MAX_KL, q8
-    assert q4.kl_mean < Q4_K_M_MAX_KL, q4
+    assert q8.kl_mean < Q8_0_MAX_KL[fx], q8
+    assert q4.kl_mean < Q4_K_M_MAX_KL[fx], q4
 
 
 def test_manifest_records_files_hashes_and_fallbacks(converted):
@@ -161,7 +165,7 @@ def test_check_writes_parity_into_manifest(tmp_path):
     assert m.name == "qwen3-bpe"  # default name: the parent of a folder called "base"
     f16 = m.file("f16").parity
     assert f16["top1_agreement"] == 1.0 and f16["kl_mean"] < F16_MAX_KL and f16["tokenization_matches_hf"] is True
-    assert m.file("q8_0").parity["kl_mean"] < Q8_0_MAX_KL
+    assert m.file("q8_0").parity["kl_mean"] < 0.01  # parity prompts; measured 0.0016
     saved = json.loads((tmp_path / "manifest.json").read_text())
     assert saved["files"][0]["parity"] == f16
 
