@@ -29,9 +29,9 @@ K_TYPES = {Q.Q2_K, Q.Q3_K, Q.Q4_K, Q.Q5_K, Q.Q6_K, Q.Q8_K}
 
 def quantize_kquant(src: Path, dst: Path, quant: QuantSpec, threads: int | None = None) -> None:
     """Quantize the F16 GGUF ``src`` into ``dst`` as ``quant`` (e.g. Q4_K_M)."""
-    from runtime.backends.llama_cpp import _lib  # routes llama.cpp's log into Python logging
+    from runtime.backends.llama_cpp import c_api  # routes llama.cpp's log into Python logging
 
-    C = _lib()
+    C = c_api()
     params = C.llama_model_quantize_default_params()
     params.ftype = int(quant.file_type)
     params.nthread = threads or os.cpu_count() or 1

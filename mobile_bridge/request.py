@@ -186,4 +186,5 @@ def chat_request(body: dict) -> GenerationRequest:
     return GenerationRequest(messages=messages, max_tokens=min(asked, MAX_TOKENS_CAP),
                              sampling=SamplingParams(**sampling), stop=stop, think=think or "auto",
                              reasoning_budget=nums["reasoning_budget"],
-                             deadline_s=deadline / 1000 if deadline else None)
+                             # a subnormal deadline_ms must not round to 0 s (which the engine refuses)
+                             deadline_s=max(deadline / 1000, 1e-9) if deadline else None)

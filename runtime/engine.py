@@ -51,11 +51,13 @@ def validate_request(req: GenerationRequest) -> None:
         raise InvalidRequest("max_tokens must be a positive integer", param="max_tokens")
     s = req.sampling
     checks = [
-        (s.temperature >= 0, "temperature", "temperature must be >= 0"),
+        # Same ranges as the HTTP schema: outside them the float math degenerates
+        # (e.g. a 1e-300 penalty turns the distribution into NaN).
+        (0 <= s.temperature <= 100, "temperature", "temperature must be in [0, 100]"),
         (0 < s.top_p <= 1, "top_p", "top_p must be in (0, 1]"),
         (s.top_k >= 0, "top_k", "top_k must be >= 0"),
         (0 <= s.min_p <= 1, "min_p", "min_p must be in [0, 1]"),
-        (s.repeat_penalty > 0, "repeat_penalty", "repeat_penalty must be > 0"),
+        (0.01 <= s.repeat_penalty <= 100, "repeat_penalty", "repeat_penalty must be in [0.01, 100]"),
         (req.think in THINK_MODES, "think", f"think must be one of {THINK_MODES}"),
         (req.reasoning_budget is None or req.reasoning_budget >= 0, "reasoning_budget",
          "reasoning_budget must be >= 0"),

@@ -71,5 +71,7 @@ class Sampler:
         cand, vals = cand[:keep], vals[:keep]
         scaled = (vals - vals[0]) / p.temperature
         w = np.exp(scaled)
-        w /= w.sum()
-        return int(cand[self.rng.choice(len(cand), p=w)])
+        total = w.sum()
+        if not np.isfinite(total) or total <= 0:  # degenerate logits: fall back to the best candidate
+            return int(cand[0])
+        return int(cand[self.rng.choice(len(cand), p=w / total)])

@@ -125,6 +125,8 @@ def test_chat_uses_plain_fallback_for_base_model(engine):
 @pytest.mark.parametrize("bad", [
     dict(max_tokens=0), dict(max_tokens=-1), dict(sampling=SamplingParams(temperature=-1)),
     dict(sampling=SamplingParams(top_p=0)), dict(think="maybe"), dict(reasoning_budget=-3),
+    dict(sampling=SamplingParams(repeat_penalty=1e-300, temperature=1)),
+    dict(sampling=SamplingParams(temperature=1e9)),
 ])
 def test_invalid_requests_are_rejected_before_queueing(engine, bad):
     with pytest.raises(InvalidRequest):

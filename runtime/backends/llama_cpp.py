@@ -47,6 +47,12 @@ def _lib():
     return C
 
 
+def c_api():
+    """llama.cpp's C API (llama-cpp-python's ctypes bindings) with its log routed
+    into Python logging; for tools such as the converter's quantizer."""
+    return _lib()
+
+
 _BACKEND_READY = False
 
 
