@@ -97,6 +97,8 @@ def machine_fingerprint() -> dict:
     except (ImportError, OSError, NotImplementedError):
         pass
     facts["virtualized"] = "hypervisor" in _cpu_flags()
+    if hasattr(os, "nice"):
+        facts["process_nice"] = os.nice(0)  # a negative value means the bench ran ahead of other work
 
     return {
         **facts,
