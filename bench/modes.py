@@ -107,6 +107,17 @@ def summarize(name: str, outcomes: list[Outcome]) -> dict:
     }
 
 
+def accuracy_by_ops(tasks: list[dict], runs: dict[str, list[Outcome]]) -> dict[str, dict[str, float]]:
+    """Accuracy per mode and per number of operations (tasks that carry ``n_ops``)."""
+    table: dict[str, dict[str, float]] = {}
+    for mode, outs in runs.items():
+        groups: dict[str, list[bool]] = {}
+        for t, o in zip(tasks, outs):
+            groups.setdefault(str(t.get("n_ops", "all")), []).append(o.correct)
+        table[mode] = {k: sum(v) / len(v) for k, v in sorted(groups.items())}
+    return table
+
+
 def random_gating(off: list[Outcome], on: list[Outcome], rate: float, draws: int = 50, seed: int = 0) -> dict:
     """Think on a random ``rate`` share of queries (no probe), from measured outcomes."""
     acc = statistics.fmean(rate * b.correct + (1 - rate) * a.correct for a, b in zip(off, on))
@@ -181,6 +192,7 @@ def bench_modes(model: str, tasks: str, max_tokens: int = 256, threads: int | No
         runs = {m: run_mode(engine, rows_in, m, max_tokens) for m in ("off", "on", "post", "auto")}
         profile = engine.controller.profile
     rows = [summarize(m, runs[m]) for m in ("off", "on", "post", "auto")]
+    by_ops = accuracy_by_ops(rows_in, runs)
     auto = rows[3]
     rows.append(random_gating(runs["off"], runs["on"], auto["think_rate"]))
     rows.append(oracle(runs["off"], runs["on"]))
@@ -191,6 +203,7 @@ def bench_modes(model: str, tasks: str, max_tokens: int = 256, threads: int | No
         "auto_vs_on_accuracy_points": (auto["accuracy"] - on["accuracy"]) * 100,
         "auto_vs_random_accuracy_points": (auto["accuracy"] - rows[4]["accuracy"]) * 100,
         "oracle_savings_captured": (on["mean_latency_ms"] - auto["mean_latency_ms"]) / saved if saved > 0 else None,
+        "accuracy_by_ops": by_ops,
         "profile": None if profile is None else {"threshold": profile.threshold, "fitted_on": profile.fitted_on},
         "per_query": {m: [asdict(o) for o in runs[m]] for m in runs},
     }

@@ -22,6 +22,8 @@ def register(sub) -> None:
 def _cli(args: argparse.Namespace) -> int:
     r = bench_modes(args.model, args.tasks, args.max_tokens, args.threads, args.json_out, args.plot, args.limit)
     print(table(r["rows"]))
+    for mode, row in r["accuracy_by_ops"].items():
+        print(f"  {mode:<5} accuracy by #ops: " + "  ".join(f"{k}: {v * 100:.0f}%" for k, v in row.items()))
     print(f"auto - on accuracy: {r['auto_vs_on_accuracy_points']:+.1f} points; auto - random gating: "
           f"{r['auto_vs_random_accuracy_points']:+.1f} points; oracle savings captured by auto: "
           + ("n/a" if r["oracle_savings_captured"] is None else f"{r['oracle_savings_captured'] * 100:.0f}%"))

@@ -163,9 +163,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="distill/artifacts/arith-student")
     parser.add_argument("--scale", type=float, default=1.0, help="shrink every phase (smoke tests)")
     parser.add_argument("--threads", type=int, default=BuildConfig.threads)
+    parser.add_argument("--base-steps", type=int, default=None)
+    parser.add_argument("--base-lr", type=float, default=None)
+    parser.add_argument("--adapter-steps", type=int, default=None)
+    parser.add_argument("--adapter-lr", type=float, default=None)
+    parser.add_argument("--lora-r", type=int, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = replace(BuildConfig(seed=args.seed, threads=args.threads))
+    if args.base_steps or args.base_lr:
+        cfg = replace(cfg, base=replace(cfg.base, steps=args.base_steps or cfg.base.steps,
+                                        lr=args.base_lr or cfg.base.lr))
+    if args.adapter_steps or args.adapter_lr:
+        cfg = replace(cfg, adapter=replace(cfg.adapter, steps=args.adapter_steps or cfg.adapter.steps,
+                                           lr=args.adapter_lr or cfg.adapter.lr))
+    if args.lora_r:
+        cfg = replace(cfg, lora_r=args.lora_r, lora_alpha=args.lora_r)
     if args.scale != 1.0:
         cfg = cfg.scaled(args.scale)
     build(cfg, args.out)

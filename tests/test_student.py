@@ -1,0 +1,72 @@
+"""The distilled student through the runtime on its committed GGUF (real llama.cpp)."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams, models
+
+ART = Path(__file__).resolve().parent.parent / "distill" / "artifacts" / "arith-student" / "gguf"
+CHECK = ART / "runtime_check_sample.json"
+STEP = re.compile(r"^\d+ [-+*] \d+ = \d+$")
+
+pytestmark = pytest.mark.skipif(not (ART / "arith-student-q8_0.gguf").exists(),
+                                reason="student GGUF not built (see docs/distill.md)")
+
+
+@pytest.fixture(scope="module")
+def student():
+    with Engine("arith-student", EngineConfig(n_ctx=256, n_threads=1, queue_size=2)) as eng:
+        yield eng
+
+
+def ask(eng, q, think, **kw):
+    return eng.generate(GenerationRequest(messages=[Message("user", q)], max_tokens=160,
+                                          sampling=SamplingParams(temperature=0), think=think, **kw))
+
+
+def test_registered_and_family_detected(student):
+    assert student.controller.format.family == "thinkling-arith"
+    assert "arith-student" in models.registered_names()
+
+
+def test_off_answers_directly(student):
+    r = ask(student, "37 + 4 * 12 - 9", "off")
+    assert r.reasoning == "" and re.fullmatch(r"\d+", r.text.strip()), r
+
+
+def test_on_reasons_in_steps_then_answers(student):
+    r = ask(student, "What is 37 + 4 * 12 - 9?", "on")
+    lines = [ln for ln in r.reasoning.strip().splitlines() if ln.strip()]
+    assert lines and all(STEP.match(ln.strip()) for ln in lines), r.reasoning
+    assert re.fullmatch(r"\d+", r.text.strip()), r.text
+
+
+def test_post_answers_before_rationale(student):
+    req = GenerationRequest(messages=[Message("user", "58 - 7 * 3")], max_tokens=160,
+                            sampling=SamplingParams(temperature=0), think="post")
+    chunks = list(student.stream(req))
+    answer_idx = [i for i, c in enumerate(chunks) if c.text]
+    reasoning_idx = [i for i, c in enumerate(chunks) if c.reasoning]
+    assert answer_idx and reasoning_idx and max(answer_idx) < min(reasoning_idx)
+
+
+def test_budget_forcing_on_the_real_student(student):
+    r = ask(student, "23 + 45 + 67 - 8", "on", reasoning_budget=5)
+    assert r.decision["budget"] == 5
+    assert re.fullmatch(r"\d+", r.text.strip()), r.text  # still an answer after the forced close
+
+
+@pytest.mark.skipif(not CHECK.exists(), reason="no recorded check sample")
+def test_student_reproduces_recorded_accuracy(student):
+    rec = json.loads(CHECK.read_text())
+    for mode, expected in rec["accuracy"].items():
+        ok = 0
+        for t in rec["tasks"]:
+            r = ask(student, t["question"], mode)
+            nums = re.findall(r"-?\d+", r.text)
+            ok += bool(nums) and nums[-1] == str(t["answer"])
+        got = ok / len(rec["tasks"])
+        assert abs(got - expected) <= 0.05, (mode, got, expected)
