@@ -139,6 +139,22 @@ def reset_peak_rss() -> bool:
         return False
 
 
+def current_rss_bytes() -> int | None:
+    """Resident set size now (Linux VmRSS; psutil elsewhere when installed)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import psutil
+        return psutil.Process().memory_info().rss
+    except (ImportError, OSError):
+        return None
+
+
 def peak_rss_bytes() -> int | None:
     """Peak resident set size since the last reset (Linux VmHWM), else the
     process-lifetime peak from ``getrusage``."""

@@ -114,6 +114,8 @@ def _run_local_profile(cfg: LatencyConfig, profile: Profile, cases: list[PromptC
     try:
         # Linux resets the peak per profile; elsewhere it is the process's lifetime peak.
         rec["peak_rss_scope"] = "profile" if fp.reset_peak_rss() else "process"
+        # What the process already held (earlier profiles' freed-but-kept heap is in the peak too)
+        rec["rss_at_start_bytes"] = fp.current_rss_bytes()
         progress(f"[{profile.name}] loading {cfg.model or 'the default model'}")
         thinkling = EngineRunner(cfg.model, profile, max_tokens=cfg.max_tokens, think=cfg.think)
         runners.append(thinkling)

@@ -63,7 +63,9 @@ def profile_lines(record: dict) -> list[str]:
         if "n_threads" in s:
             lines.append(f"  settings: {s['n_threads']} thread(s), n_batch {s['n_batch']}, n_ctx {s['n_ctx']}, "
                          f"pinned to {s['cpu_affinity'] or 'nothing'}; load {_f(prof.get('load_ms'))} ms; "
-                         f"peak RSS {_mib(prof.get('peak_rss_bytes'))}")
+                         f"peak RSS {_mib(prof.get('peak_rss_bytes'))}"
+                         + (f" ({_mib(prof['rss_at_start_bytes'])} held before loading)"
+                            if prof.get("rss_at_start_bytes") else ""))
         la = prof.get("load_average", {})
         rounds = [x for x in la.get("rounds") or [] if x is not None]
         lines.append(f"  load average (1/5/15 min): start {_load(la.get('start'))}, end {_load(la.get('end'))}"

@@ -41,7 +41,9 @@ def test_bench_latency_end_to_end(tmp_path, default_model_path):
     assert [p["name"] for p in r["profiles"]] == ["laptop", "phone"]
     for prof in r["profiles"]:
         assert isinstance(prof["verdict"]["pass"], bool) and prof["verdict"]["classes"] == ["tiny"]
-        assert prof["load_ms"] > 0 and prof["peak_rss_bytes"] > 0
+        assert prof["load_ms"] > 0 and prof["peak_rss_bytes"] > 0 and prof["rss_at_start_bytes"] > 0
+        assert prof["peak_rss_with_baseline_bytes"] >= prof["peak_rss_bytes"]  # the peak only rises
+        assert len(prof["load_average"]["rounds"]) == 2
         (cls,) = prof["classes"]
         assert set(cls["runners"]) == {"thinkling", "llama-cpp-python"}
         assert cls["runners"]["thinkling"]["ttft_ms"]["n"] == 2
