@@ -220,3 +220,25 @@ def test_report_csv_markdown_and_plot(tmp_path):
 
     plot_latency(record, tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- CLI edges: errors become one line and an exit code, before any model loads ---
+
+@pytest.mark.parametrize("argv,code,fragment", [
+    (["latency", "--runs", "0"], 2, "runs must be at least 1"),
+    (["latency", "--prompts", "/nonexistent/p.jsonl"], 2, "cannot read prompts file"),
+    (["latency", "--endpoint", "http://x", "--baseline"], 2, "cannot be combined"),
+])
+def test_cli_errors(argv, code, fragment, capsys):
+    from bench.cli import main
+
+    assert main(argv) == code
+    assert fragment in capsys.readouterr().err
+
+
+def test_cli_registers_latency_and_leaves_room_for_others():
+    from bench.cli import SUBCOMMANDS, build_parser
+
+    assert "bench.latency_cli" in SUBCOMMANDS
+    args = build_parser().parse_args(["latency", "--profile", "phone", "--target-ms", "150"])
+    assert (args.profile, args.target_ms, args.runs, args.warmup) == ("phone", 150.0, 20, 2)
