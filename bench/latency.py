@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
+from runtime.errors import ContextLengthExceeded
+
 from . import fingerprint as fp
 from .profiles import Profile, resolve_profiles
 from .prompts import PromptCase, load_cases
@@ -81,21 +83,35 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _warm(runner, cases: list[PromptCase], n: int) -> None:
+def _try_run(runner, case: PromptCase, i: int, skipped: dict[str, str]) -> Sample | None:
+    """Run ``case``; a prompt that does not fit the model's context skips the
+    class for the rest of the profile (recorded with the reason) instead of
+    ending the benchmark."""
+    if case.name in skipped:
+        return None
+    try:
+        return runner.run(case, i)
+    except ContextLengthExceeded as e:
+        skipped[case.name] = e.message
+        return None
+
+
+def _warm(runner, cases: list[PromptCase], n: int, skipped: dict[str, str]) -> None:
     for case in cases:
         for _ in range(n):
-            runner.run(case, -1)
+            _try_run(runner, case, -1, skipped)
 
 
 def _timed(runners: list, cases: list[PromptCase], runs: int, progress: Progress,
-           loads: list) -> list[Sample]:
+           loads: list, skipped: dict[str, str]) -> list[Sample]:
     """``runs`` rounds; ``loads`` gets the 1-minute load average after each round."""
     samples: list[Sample] = []
     for i in range(runs):
         order = runners if i % 2 == 0 else runners[::-1]
         for case in cases:
             for runner in order:
-                samples.append(runner.run(case, i))
+                if (sample := _try_run(runner, case, i, skipped)) is not None:
+                    samples.append(sample)
         la = fp.load_average()
         loads.append(la[0] if la else None)
         progress(f"  round {i + 1}/{runs} done (load {loads[-1]})")
@@ -109,7 +125,7 @@ def _run_local_profile(cfg: LatencyConfig, profile: Profile, cases: list[PromptC
 
     original_cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     rec: dict = {"name": profile.name, "runner": "thinkling", "settings": profile.to_dict(),
-                 "load_average": {"start": fp.load_average()}}
+                 "load_average": {"start": fp.load_average()}, "skipped": {}}
     runners: list = []
     try:
         # Linux resets the peak per profile; elsewhere it is the process's lifetime peak.
@@ -125,19 +141,23 @@ def _run_local_profile(cfg: LatencyConfig, profile: Profile, cases: list[PromptC
         # which a warm-up run provides: with --baseline, warm up at least once.
         warm = max(cfg.warmup, 1 if cfg.baseline else 0)
         progress(f"[{profile.name}] warm-up: {warm} run(s) per class")
-        _warm(thinkling, cases, warm)
+        _warm(thinkling, cases, warm, rec["skipped"])
         rec["load_ms"] = thinkling.load_ms
         rec["peak_rss_bytes"] = fp.peak_rss_bytes()  # thinkling alone: load + warm-up (+ timed runs below)
         if cfg.baseline:
             baseline = LlamaBaselineRunner(str(thinkling.engine.ref.path), profile, n_ctx=thinkling.n_ctx)
             runners.append(baseline)
             for case in cases:
-                baseline.set_work(case, thinkling.prompt_tokens(case), thinkling.completion_tokens(case))
-            _warm(baseline, cases, warm)
+                if case.name not in rec["skipped"]:
+                    baseline.set_work(case, thinkling.prompt_tokens(case), thinkling.completion_tokens(case))
+            _warm(baseline, cases, warm, rec["skipped"])
             rec["baseline_load_ms"] = baseline.load_ms
         progress(f"[{profile.name}] timing {cfg.runs} round(s) of {len(cases)} class(es)"
                  + (" x 2 runners, interleaved" if cfg.baseline else ""))
-        samples = _timed(runners, cases, cfg.runs, progress, rec["load_average"].setdefault("rounds", []))
+        samples = _timed(runners, cases, cfg.runs, progress, rec["load_average"].setdefault("rounds", []),
+                         rec["skipped"])
+        for name, why in rec["skipped"].items():
+            progress(f"[{profile.name}] skipped class {name!r}: {why}")
         if cfg.baseline:
             rec["peak_rss_with_baseline_bytes"] = fp.peak_rss_bytes()
         else:
@@ -157,7 +177,8 @@ def _run_endpoint(cfg: LatencyConfig, cases: list[PromptCase], progress: Progres
 
     runner = EndpointRunner(cfg.endpoint, model=cfg.model, max_tokens=cfg.max_tokens, think=cfg.think)
     rec: dict = {"name": "endpoint", "runner": "endpoint", "settings": {"endpoint": cfg.endpoint},
-                 "load_ms": None, "peak_rss_bytes": None, "load_average": {"start": fp.load_average()},
+                 "load_ms": None, "peak_rss_bytes": None, "skipped": {},
+                 "load_average": {"start": fp.load_average()},
                  "assumptions": ["remote server: its own settings; times include the network"]}
     try:
         server = runner.server_info()
@@ -165,8 +186,9 @@ def _run_endpoint(cfg: LatencyConfig, cases: list[PromptCase], progress: Progres
         model_facts.update({"name": cfg.model or first.get("id"),
                             "quantization": (first.get("meta") or {}).get("quantization"), "server": server})
         progress(f"[endpoint] warm-up: {cfg.warmup} run(s) per class against {cfg.endpoint}")
-        _warm(runner, cases, cfg.warmup)
-        samples = _timed([runner], cases, cfg.runs, progress, rec["load_average"].setdefault("rounds", []))
+        _warm(runner, cases, cfg.warmup, rec["skipped"])
+        samples = _timed([runner], cases, cfg.runs, progress, rec["load_average"].setdefault("rounds", []),
+                         rec["skipped"])
     finally:
         runner.close()
     rec["load_average"]["end"] = fp.load_average()
@@ -187,7 +209,12 @@ def summarize_profile(rec: dict, samples: list[Sample], cases: list[PromptCase],
     primary = rec["runner"]
     runners = [primary] + sorted({s.runner for s in mine} - {primary})
     classes = []
+    skipped = rec.get("skipped") or {}
     for case in cases:
+        if case.name in skipped:
+            classes.append({"name": case.name, "verdict_class": case.verdict, "skipped": skipped[case.name],
+                            "prompt_tokens": None, "runners": {}, "checks": []})
+            continue
         by_runner = {r: [s for s in mine if s.prompt_class == case.name and s.runner == r] for r in runners}
         head = by_runner.get(primary, [])
         row = {"name": case.name, "verdict_class": case.verdict,
@@ -201,7 +228,9 @@ def summarize_profile(rec: dict, samples: list[Sample], cases: list[PromptCase],
             row["overhead"] = overhead(head, base)
         classes.append(row)
     rec["classes"] = classes
+    # judged on the verdict classes that ran; if every one was skipped, there is no evidence: fail
     judged = {c.name for c in cases if c.verdict} or {c.name for c in cases}
+    judged -= set(skipped)
     pool = [s for s in mine if s.runner == primary and s.prompt_class in judged]
     rec["verdict"] = verdict({m: [getattr(s, m) for s in pool] for m in ("ttft_ms", "short_answer_ms")},
                              target_ms)

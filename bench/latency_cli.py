@@ -21,7 +21,8 @@ def register(sub) -> None:
                    help="laptop: this machine's physical cores; phone: an emulated phone budget "
                         "(thread cap, CPU pinning, smaller batch/context); all: both")
     p.add_argument("--prompts", default=d.prompts, metavar="FILE",
-                   help="prompt classes as JSON or JSONL (default: built-in short/medium/long)")
+                   help="prompt classes as JSON or JSONL, or a built-in set name: "
+                        "default (short chat question / medium / long context), arith")
     p.add_argument("--runs", type=int, default=d.runs, help="timed runs per class and profile")
     p.add_argument("--warmup", type=int, default=d.warmup, help="untimed runs per class first")
     p.add_argument("--target-ms", type=float, default=d.target_ms, help="the p95 latency target")

@@ -33,7 +33,8 @@ def plot_latency(record: dict, path: str | Path) -> None:
     rng = np.random.default_rng(0)  # jitter only; fixed so the plot is reproducible
     for ax, prof in zip(axes[0], profiles):
         runners = _runners(record, prof)
-        classes = [c["name"] for c in prof["classes"]]
+        ran = [c for c in prof["classes"] if not c.get("skipped")]
+        classes = [c["name"] for c in ran]
         per_class = len(runners) * len(PLOTTED)
         width = 0.8 / per_class
         handles = []
@@ -58,7 +59,7 @@ def plot_latency(record: dict, path: str | Path) -> None:
         line = ax.axhline(target, color="red", linestyle="--", linewidth=1.2, label=f"target {target:g} ms")
         ax.set_yscale("log")
         ax.set_xticks(np.arange(len(classes)),
-                      [f"{c}\n({p['prompt_tokens']} tok)" for c, p in zip(classes, prof["classes"])])
+                      [f"{c['name']}\n({c['prompt_tokens']} tok)" for c in ran])
         ax.set_ylabel("latency, ms (log scale)")
         ok = prof["verdict"]["pass"]
         ax.set_title(f"{prof['name']}{' (emulated)' if prof.get('emulated') else ''}: "

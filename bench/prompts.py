@@ -1,5 +1,6 @@
-"""Prompt classes: the built-in set (``prompts.json`` beside this file) or a
-user file given with ``--prompts``.
+"""Prompt classes: the built-in set (``prompts.json`` beside this file), another
+built-in set by name (``prompts-arith.json`` is ``--prompts arith``, for the
+arithmetic student's 256-token context) or a user file given with ``--prompts``.
 
 A file is a JSON list or JSONL, one object per class::
 
@@ -124,8 +125,17 @@ def parse_cases(text: str, source: str = "<prompts>") -> list[PromptCase]:
     return cases
 
 
+def builtin_sets() -> dict[str, Path]:
+    """Built-in prompt sets by name: ``default`` (prompts.json) and prompts-NAME.json."""
+    here = BUILTIN.parent
+    return {"default": BUILTIN, **{f.stem.removeprefix("prompts-"): f for f in sorted(here.glob("prompts-*.json"))}}
+
+
 def load_cases(path: str | Path | None = None) -> list[PromptCase]:
-    """The built-in classes, or the ones in ``path``."""
+    """The built-in classes, a built-in set by name (e.g. ``arith``), or the ones in ``path``."""
+    sets = builtin_sets()
+    if path and not Path(path).exists() and str(path) in sets:
+        path = sets[str(path)]
     p = Path(path) if path else BUILTIN
     try:
         text = p.read_text(encoding="utf-8")

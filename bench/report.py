@@ -71,6 +71,8 @@ def profile_lines(record: dict) -> list[str]:
         lines.append(f"  load average (1/5/15 min): start {_load(la.get('start'))}, end {_load(la.get('end'))}"
                      + (f"; 1-min after rounds: max {max(rounds):.2f}" if rounds else ""))
         for cls in prof["classes"]:
+            if cls.get("skipped"):
+                lines.append(f"  skipped class {cls['name']}: {cls['skipped']}")
             o = cls.get("overhead")
             if o:
                 lines.append(f"  overhead vs llama-cpp-python [{cls['name']}]: TTFT x{_f(o['ttft_ratio'], 3)}, "
@@ -133,6 +135,9 @@ def markdown_summary(record: dict) -> str:
     for prof in record["profiles"]:
         word = "**PASS**" if prof["verdict"]["pass"] else "**FAIL**"
         for cls in prof["classes"]:
+            if cls.get("skipped"):
+                lines.append(f"| {prof['name']} | {cls['name']} | – | skipped: {cls['skipped']} | | | | | |")
+                continue
             m = cls["runners"][prof["runner"]]
 
             def p(metric, q, digits=0):

@@ -242,3 +242,45 @@ def test_cli_registers_latency_and_leaves_room_for_others():
     assert "bench.latency_cli" in SUBCOMMANDS
     args = build_parser().parse_args(["latency", "--profile", "phone", "--target-ms", "150"])
     assert (args.profile, args.target_ms, args.runs, args.warmup) == ("phone", 150.0, 20, 2)
+
+
+# --- built-in sets and classes that do not fit the context ---------------------
+
+def test_builtin_arith_set_by_name():
+    from bench.prompts import builtin_sets
+
+    assert {"default", "arith"} <= set(builtin_sets())
+    cases = load_cases("arith")
+    assert [c.name for c in cases] == ["short", "medium", "long"] and cases[0].verdict
+
+
+def test_a_class_that_does_not_fit_is_skipped_not_fatal():
+    from bench.latency import _timed, _warm
+    from runtime.errors import ContextLengthExceeded
+
+    class Runner:
+        name = "thinkling"
+
+        def __init__(self):
+            self.calls = []
+
+        def run(self, case, i):
+            self.calls.append((case.name, i))
+            if case.name == "long":
+                raise ContextLengthExceeded(900, 256)
+            return _samples("thinkling", case.name, [10.0])[0]
+
+    cases = parse_cases('{"name": "short", "text": "q", "verdict": true}\n{"name": "long", "text": "q"}')
+    runner, skipped = Runner(), {}
+    _warm(runner, cases, 2, skipped)
+    samples = _timed([runner], cases, 3, lambda _m: None, [], skipped)
+    assert skipped == {"long": "prompt has 900 tokens but the context holds 256"}
+    assert [c for c in runner.calls if c[0] == "long"] == [("long", -1)]  # tried once, then skipped
+    assert len(samples) == 3
+    prof = summarize_profile({"name": "laptop", "runner": "thinkling", "skipped": skipped}, samples, cases, 200.0)
+    assert prof["classes"][1]["skipped"] and prof["classes"][1]["checks"] == []
+    assert prof["verdict"]["pass"] is True and prof["verdict"]["classes"] == ["short"]
+    # a verdict class that was skipped leaves no evidence: fail
+    prof = summarize_profile({"name": "laptop", "runner": "thinkling", "skipped": {"short": "too long"}},
+                             [], cases, 200.0)
+    assert prof["verdict"]["pass"] is False
