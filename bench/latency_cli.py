@@ -49,7 +49,7 @@ def config_from_args(args) -> LatencyConfig:
 
 
 def run_latency_cli(args) -> int:
-    from .report import markdown_summary, print_report, write_csv, write_json
+    from .report import print_report, write_csv, write_json, write_markdown
 
     def progress(msg: str) -> None:
         if not args.quiet:
@@ -63,8 +63,7 @@ def run_latency_cli(args) -> int:
     if args.csv:
         write_csv(record, args.csv)
     if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(markdown_summary(record))
+        write_markdown(record, args.markdown)
     if args.plot:
         from .plot import plot_latency
         plot_latency(record, args.plot)

@@ -4,6 +4,7 @@ text otherwise), a markdown summary, JSON, and a CSV of every sample."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -151,14 +152,27 @@ def markdown_summary(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _atomic_write(path: str | Path, text: str) -> None:
+    """Write under a temporary name, then rename: a reader never sees half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
 def write_json(record: dict, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+    _atomic_write(path, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
 
 
 def write_csv(record: dict, path: str | Path) -> None:
     """Every timed sample, one row each (the JSON has the summaries)."""
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=SAMPLE_COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        for s in record["samples"]:
-            w.writerow(s)
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=SAMPLE_COLUMNS, extrasaction="ignore")
+    w.writeheader()
+    for s in record["samples"]:
+        w.writerow(s)
+    _atomic_write(path, buf.getvalue())
+
+
+def write_markdown(record: dict, path: str | Path) -> None:
+    _atomic_write(path, markdown_summary(record))
