@@ -17,8 +17,7 @@ import numpy as np
 
 from runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
 from runtime.generate import join_stream
-from runtime.thinking.profile import (FEATURES, Speed, ThinkingProfile, probe_features, profile_path,
-                                      query_features)
+from runtime.thinking.profile import FEATURES, Speed, ThinkingProfile, probe_signals, profile_path
 
 from .modes import is_correct, load_tasks, run_query, save_figure
 
@@ -82,10 +81,7 @@ def _probe(engine: Engine, question: str, label, probe_max_tokens: int) -> tuple
                             sampling=SamplingParams(temperature=0.0), think="off", logprobs=True)
     chunks = list(engine.stream(req))
     res = join_stream(iter(chunks), engine.model_name)
-    feats = query_features(question)
-    feats.update(probe_features(res.logprobs, [e for c in chunks for e in c.entropies],
-                                res.finish_reason == "stop"))
-    return feats, is_correct(res.text, label), res.timings.total_ms
+    return probe_signals(question, chunks), is_correct(res.text, label), res.timings.total_ms
 
 
 def calibrate(model: str, tasks: str, out: str | None = None, plot: str | None = None,

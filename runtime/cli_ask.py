@@ -89,9 +89,10 @@ def run_models(args) -> int:
         row = {"name": name, "description": desc, "path": str(path) if path else None}
         if path is not None and path.suffix == ".gguf":
             try:
-                check_gguf(path)
+                header = check_gguf(path)
                 _, entry = models.read_manifest(path)
-                row.update({k: v for k, v in gguf_info(name, path, entry).to_dict().items() if k != "name"})
+                info = gguf_info(name, path, entry, header=header)
+                row.update({k: v for k, v in info.to_dict().items() if k != "name"})
             except Exception as e:  # listing must survive one bad file
                 row["error"] = str(e)
         rows.append(row)

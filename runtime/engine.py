@@ -108,6 +108,11 @@ class Handle:
             raise item
         return item
 
+    def _end_unstarted(self, reason: str, queue_ms: float = 0.0) -> None:
+        """Finish a request that never reached the model (cancelled, deadline, shutdown)."""
+        self._out.put(Chunk(finish_reason=reason, timings=Timings(queue_ms=queue_ms)))
+        self._out.put(_DONE)
+
     def __iter__(self) -> Iterator[Chunk]:
         while (chunk := self.get()) is not None:
             yield chunk
@@ -123,8 +128,7 @@ class Engine:
     def __init__(self, model: str | None = None, config: EngineConfig | None = None):
         self.config = config or EngineConfig()
         self.ref = models.resolve(model)
-        if self.ref.backend == "llama_cpp":
-            check_gguf(self.ref.path)
+        self._header = check_gguf(self.ref.path) if self.ref.backend == "llama_cpp" else None
         t0 = time.perf_counter()
         opts = BackendOptions(n_ctx=self.config.n_ctx,
                               n_threads=self.config.n_threads or physical_cores(),
@@ -147,7 +151,7 @@ class Engine:
 
     def info(self) -> ModelInfo:
         if self.ref.backend == "llama_cpp":
-            return gguf_info(self.ref.name, self.ref.path, self.ref.file_entry)
+            return gguf_info(self.ref.name, self.ref.path, self.ref.file_entry, header=self._header)
         return ModelInfo(name=self.ref.name, path=str(self.ref.path), format="onnx",
                          size_bytes=self.ref.path.stat().st_size)
 
@@ -187,8 +191,7 @@ class Engine:
                 self._queue.not_full.notify(len(dropped))
         for h in dropped:
             self.stats["cancelled"] += 1
-            h._out.put(Chunk(finish_reason="cancelled", timings=Timings()))
-            h._out.put(_DONE)
+            h._end_unstarted("cancelled")
         return len(dropped)
 
     def stream(self, request: GenerationRequest) -> Iterator[Chunk]:
@@ -255,8 +258,7 @@ class Engine:
                 break
             if h is not None:
                 h.cancel()
-                h._out.put(Chunk(finish_reason="cancelled", timings=Timings()))
-                h._out.put(_DONE)
+                h._end_unstarted("cancelled")
         if self._current is not None:
             self._current.cancel()  # stops within one token
         self._queue.put(None)

@@ -88,10 +88,10 @@ class _Loop:
         self.forced = False
         self.forced_tokens = 0
 
-    def emit(self, delta: str, token_ids: list[int], logprobs: list[float]) -> tuple[Chunk, bool]:
+    def emit(self, delta: str, token_ids: list[int]) -> tuple[Chunk, bool]:
         safe, hit = self.stopper.feed(delta)
         answer, reasoning = self.splitter.feed(safe)
-        return Chunk(text=answer, reasoning=reasoning, token_ids=token_ids, logprobs=logprobs), hit
+        return Chunk(text=answer, reasoning=reasoning, token_ids=token_ids), hit
 
     def budget_reached(self) -> bool:
         mk = self.plan.markup
@@ -105,7 +105,7 @@ class _Loop:
         toks = self.backend.tokenize(close, add_special=False, parse_special=True)
         self.history.extend(toks)
         self.forced_tokens = len(toks)
-        chunk, _ = self.emit(close, toks, [])
+        chunk, _ = self.emit(close, toks)
         return chunk, self.backend.eval(toks)
 
     def finish(self, reason: str, timings: Timings) -> Chunk:
@@ -148,7 +148,7 @@ def stream_generate(backend: Backend, plan: GenerationPlan) -> Iterator[Chunk]:
         n_out += 1
         loop.history.append(tok)
         was_reasoning = loop.splitter.in_reasoning
-        chunk, hit = loop.emit(loop.detok.add(tok), [tok], [])
+        chunk, hit = loop.emit(loop.detok.add(tok), [tok])
         if was_reasoning and loop.splitter.in_reasoning:
             loop.reasoning_tokens += 1  # tokens that open or close the block do not count
         if plan.logprobs:

@@ -36,9 +36,10 @@ def _header(path: Path) -> GGUFHeader:
         raise InvalidModelFile(str(path), str(e)) from None
 
 
-def check_gguf(path: str | os.PathLike) -> None:
+def check_gguf(path: str | os.PathLike) -> GGUFHeader:
     """Raise ``InvalidModelFile`` unless ``path`` is a structurally whole GGUF:
-    right magic, parseable header, every tensor's data inside the file."""
+    right magic, parseable header, every tensor's data inside the file.
+    Returns the parsed header so callers need not read it again."""
     path = Path(path)
     size = path.stat().st_size
     hdr = _header(path)
@@ -46,14 +47,17 @@ def check_gguf(path: str | os.PathLike) -> None:
         raise InvalidModelFile(str(path), "no tensors")
     if hdr.data_end > size:
         raise InvalidModelFile(str(path), f"truncated: tensor data needs {hdr.data_end} bytes, file has {size}")
+    return hdr
 
 
-def gguf_info(name: str, path: str | os.PathLike, manifest_entry: dict | None = None) -> ModelInfo:
-    """Architecture, parameter count, quantization and size of a GGUF file."""
+def gguf_info(name: str, path: str | os.PathLike, manifest_entry: dict | None = None,
+              header: GGUFHeader | None = None) -> ModelInfo:
+    """Architecture, parameter count, quantization and size of a GGUF file
+    (``header``: one already parsed by ``check_gguf``)."""
     from gguf import GGMLQuantizationType, LlamaFileType
 
     path = Path(path)
-    hdr = _header(path)
+    hdr = header or _header(path)
     meta = hdr.metadata
     arch = meta.get("general.architecture")
     ftype = meta.get("general.file_type")

@@ -123,15 +123,22 @@ def _local_models() -> dict[str, Path]:
     return found
 
 
-def read_manifest(model_path: Path) -> tuple[dict | None, dict | None]:
-    """Return ``(manifest, entry_for_this_file)`` from ``manifest.json`` beside the file."""
-    mpath = model_path.parent / "manifest.json"
+def load_manifest(directory: Path) -> dict | None:
+    """The converter's ``manifest.json`` in ``directory``, or None (missing or unreadable)."""
+    mpath = directory / "manifest.json"
     if not mpath.is_file():
-        return None, None
+        return None
     try:
-        manifest = json.loads(mpath.read_text())
+        return json.loads(mpath.read_text())
     except (OSError, json.JSONDecodeError) as e:
         log.warning("ignoring unreadable manifest %s: %s", mpath, e)
+        return None
+
+
+def read_manifest(model_path: Path) -> tuple[dict | None, dict | None]:
+    """Return ``(manifest, entry_for_this_file)`` from ``manifest.json`` beside the file."""
+    manifest = load_manifest(model_path.parent)
+    if manifest is None:
         return None, None
     for entry in manifest.get("files", []):
         if Path(entry.get("path", "")).name == model_path.name:
@@ -164,8 +171,7 @@ def _thinking_format(path: Path) -> dict | None:
 
 def _ref_for_path(name: str, path: Path) -> ModelRef:
     if path.is_dir():
-        manifest, _ = read_manifest(path / "x")
-        files = (manifest or {}).get("files", [])
+        files = (load_manifest(path) or {}).get("files", [])
         if not files:
             raise ModelNotFound(str(path), ["(directory has no manifest.json with files)"])
         path = path / files[0]["path"]

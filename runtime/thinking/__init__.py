@@ -2,7 +2,7 @@
 
 from .controller import ThinkingController
 from .formats import FORMATS, ThinkingFormat, detect_format
-from .profile import ThinkingProfile, find_profile, probe_features, query_features
+from .profile import ThinkingProfile, find_profile, probe_features, probe_signals, query_features
 
 __all__ = ["ThinkingController", "FORMATS", "ThinkingFormat", "detect_format", "ThinkingProfile",
-           "find_profile", "probe_features", "query_features"]
+           "find_profile", "probe_features", "probe_signals", "query_features"]

@@ -22,7 +22,7 @@ from ..models import ModelRef
 from ..prompts import render_chat
 from ..types import Chunk, GenerationRequest, Message
 from .formats import ThinkingFormat, detect_format
-from .profile import Speed, ThinkingProfile, find_profile, probe_features, query_features
+from .profile import Speed, ThinkingProfile, find_profile, probe_signals
 
 log = logging.getLogger(__name__)
 MIN_USEFUL_BUDGET = 4  # below this many reasoning tokens, answering directly is the better bet
@@ -97,12 +97,8 @@ class ThinkingController:
         plan = self._plan(req, "off", should_stop, max_tokens=min(req.max_tokens, self.profile.probe_max_tokens),
                           logprobs=True)
         chunks = list(stream_generate(self.backend, plan))
-        lps = [x for c in chunks for x in c.logprobs]
-        ents = [x for c in chunks for x in c.entropies]
         question = next((m.content for m in reversed(req.messages) if m.role == "user"), "")
-        feats = query_features(question)
-        feats.update(probe_features(lps, ents, chunks[-1].finish_reason == "stop"))
-        return chunks, feats
+        return chunks, probe_signals(question, chunks)
 
     def _auto(self, req: GenerationRequest, should_stop) -> tuple[str, dict, list[Chunk] | None]:
         t0 = time.perf_counter()

@@ -46,6 +46,19 @@ def probe_features(logprobs: list[float], entropies: list[float], finished: bool
     }
 
 
+def probe_signals(question: str, chunks: list) -> dict[str, float]:
+    """All features of one probe: the question's and the probe stream's confidence.
+
+    The one place the features are computed, so ``thinkling calibrate`` fits the
+    profile on exactly what the controller scores at run time.
+    """
+    feats = query_features(question)
+    feats.update(probe_features([x for c in chunks for x in c.logprobs],
+                                [x for c in chunks for x in c.entropies],
+                                chunks[-1].finish_reason == "stop"))
+    return feats
+
+
 @dataclass
 class Speed:
     """Measured speed of this model on this device (for deadline planning)."""
