@@ -153,22 +153,39 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
 def pareto_plot(rows: list[dict], out: str | Path, title: str) -> None:
+    """Accuracy against mean latency, one point per row.
+
+    Modes often land on the same point (off, random@0.00 and oracle do when auto
+    never thinks), so nothing is written next to the points: each row has its
+    own marker and colour, named with its values in a legend beside the axes,
+    and hollow markers shrink row by row so coinciding ones stay visible inside
+    each other.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for r in rows:
-        marker = "x" if r.get("simulated") else "o"
-        ax.scatter(r["mean_latency_ms"], r["accuracy"] * 100, marker=marker, s=60)
-        ax.annotate(r["mode"], (r["mean_latency_ms"], r["accuracy"] * 100), textcoords="offset points",
-                    xytext=(5, 4), fontsize=9)
+    fig, ax = plt.subplots(figsize=(8.4, 4.4))
+    colors = plt.get_cmap("tab10").colors
+    big, step = 360, 300 / max(len(rows) - 1, 1)  # marker areas, points^2
+    for i, r in enumerate(rows):
+        x, y = r["mean_latency_ms"], r["accuracy"] * 100
+        color, simulated = colors[i % len(colors)], bool(r.get("simulated"))
+        label = f"{r['mode']}{' (simulated)' if simulated else ''}: {x:.1f} ms, {y:.1f}%"
+        ax.scatter(x, y, s=big - i * step, marker=_MARKERS[i % len(_MARKERS)], label=label, zorder=3 + i,
+                   facecolors="none", edgecolors=color, linewidths=1.5 if simulated else 2.0)
     ax.set_xlabel("mean latency per query (ms)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
+    ax.margins(0.12)  # markers at the extremes stay inside the axes
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8, markerscale=0.6,
+              frameon=False)
     save_figure(fig, out)
 
 

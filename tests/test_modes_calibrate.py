@@ -50,3 +50,35 @@ def test_random_gating_is_the_expectation_and_oracle_the_cheapest_correct():
 def test_summarize_percentiles():
     s = summarize("off", [outcome("off", i % 2 == 0, float(ms)) for i, ms in enumerate(range(1, 101))])
     assert s["accuracy"] == 0.5 and s["p50_ms"] == pytest.approx(50.5) and s["p95_ms"] == pytest.approx(95.05)
+
+
+def test_pareto_plot_labels_do_not_collide(monkeypatch, tmp_path):
+    """Rows with equal or near-equal (latency, accuracy) — as in the committed
+    arith-student run, where off, random@0.00 and oracle coincide — must still
+    get one readable label each: no two texts of the figure overlap."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.text import Text
+
+    from bench import modes
+
+    def row(mode, ms, acc, simulated=False):
+        return {"mode": mode, "mean_latency_ms": ms, "accuracy": acc, **({"simulated": True} if simulated else {})}
+
+    rows = [row("off", 7.3, 0.015), row("on", 22.3, 0.005), row("post", 21.1, 0.005), row("auto", 6.7, 0.015),
+            row("random@0.00", 7.3, 0.015, True), row("oracle", 7.3, 0.015, True)]
+    figs = []
+    monkeypatch.setattr(modes, "save_figure", lambda fig, out: figs.append(fig))
+    modes.pareto_plot(rows, tmp_path / "p.png", "arith-student on arith-test: accuracy vs latency")
+    (fig,) = figs
+    fig.tight_layout()
+    fig.canvas.draw()  # the legend is laid out at draw time
+    renderer = fig.canvas.get_renderer()
+    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    for r in rows:  # every mode is named somewhere
+        assert any(r["mode"] in t.get_text() for t in texts), r["mode"]
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
+    clashes = [(a, b) for i, (a, ba) in enumerate(boxes) for b, bb in boxes[i + 1:] if ba.overlaps(bb)]
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    assert clashes == []
