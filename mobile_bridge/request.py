@@ -32,7 +32,7 @@ NUMBERS: dict[str, tuple[str, float | None, float | None, bool]] = {
     "top_k": ("int", 0, 1 << 20, False),
     "min_p": ("num", 0, 1, False),
     "repeat_penalty": ("num", 0.01, 100, False),
-    "frequency_penalty": ("num", -2, 2, False),  # accepted, not applied (as over HTTP)
+    "frequency_penalty": ("num", -2, 2, False),
     "presence_penalty": ("num", -2, 2, False),
     "seed": ("int", -(1 << 63), (1 << 64) - 1, False),
     "reasoning_budget": ("int", 0, 1 << 31, False),
@@ -40,7 +40,7 @@ NUMBERS: dict[str, tuple[str, float | None, float | None, bool]] = {
     "n": ("int", 1, 1, False),
     "top_logprobs": ("int", 0, 20, False),
 }
-SAMPLING = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty")
+SAMPLING = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "frequency_penalty", "presence_penalty")
 
 
 def _bad(param: str, message: str) -> InvalidRequest:

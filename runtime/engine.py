@@ -58,6 +58,8 @@ def validate_request(req: GenerationRequest) -> None:
         (s.top_k >= 0, "top_k", "top_k must be >= 0"),
         (0 <= s.min_p <= 1, "min_p", "min_p must be in [0, 1]"),
         (0.01 <= s.repeat_penalty <= 100, "repeat_penalty", "repeat_penalty must be in [0.01, 100]"),
+        (-2 <= s.frequency_penalty <= 2, "frequency_penalty", "frequency_penalty must be in [-2, 2]"),
+        (-2 <= s.presence_penalty <= 2, "presence_penalty", "presence_penalty must be in [-2, 2]"),
         (req.think in THINK_MODES, "think", f"think must be one of {THINK_MODES}"),
         (req.reasoning_budget is None or req.reasoning_budget >= 0, "reasoning_budget",
          "reasoning_budget must be >= 0"),

@@ -77,7 +77,7 @@ class _Loop:
 
     def __init__(self, backend: Backend, plan: GenerationPlan):
         self.backend, self.plan = backend, plan
-        self.sampler = Sampler(plan.sampling)
+        self.sampler = Sampler(plan.sampling, n_prompt=len(plan.prompt_tokens))
         self.detok = Detokenizer(backend.token_bytes)
         self.stopper = StopMatcher(plan.stops)
         mk = plan.markup

@@ -1,8 +1,9 @@
 """Token sampling on next-token logits, shared by every backend.
 
-Order follows llama.cpp's default chain: repetition penalty, top-k, top-p and
-min-p (on the untempered distribution), then temperature, then a seeded draw.
-Temperature 0 is a plain argmax: deterministic, no filters, no penalty unless
+Order follows llama.cpp's default chain: penalties (repetition, then
+OpenAI's frequency and presence), top-k, top-p and min-p (on the untempered
+distribution), then temperature, then a seeded draw. Temperature 0 is a plain
+argmax over the penalized logits: deterministic, no filters, no penalty unless
 the request sets one.
 """
 
@@ -29,27 +30,46 @@ def entropy(logits: np.ndarray) -> float:
     return float(-(p[nz] * np.log(p[nz])).sum())
 
 
-class Sampler:
-    """Stateful sampler for one request (owns the RNG)."""
+def apply_penalties(logits: np.ndarray, history: list[int], params: SamplingParams,
+                    n_prompt: int = 0) -> np.ndarray:
+    """``logits`` (shape ``[n_vocab]``) with the request's penalties applied;
+    the input is never modified (a copy is returned when anything changes).
 
-    def __init__(self, params: SamplingParams):
-        self.params = params
-        self.rng = np.random.default_rng(params.seed)
-
-    def _penalize(self, logits: np.ndarray, history: list[int]) -> np.ndarray:
-        p = self.params
-        if p.repeat_penalty == 1.0 or not history:
-            return logits
+    ``history`` is the prompt followed by the tokens generated so far; its first
+    ``n_prompt`` tokens are the prompt. The repetition penalty looks at the last
+    ``repeat_last_n`` tokens of it, prompt included (llama.cpp's rule); the
+    frequency and presence penalties count only the generated part (OpenAI's):
+    ``logit[t] -= frequency_penalty * count[t] + presence_penalty * (count[t] > 0)``.
+    """
+    p = params
+    out = logits
+    if p.repeat_penalty != 1.0 and history:
         recent = np.unique(np.asarray(history[-p.repeat_last_n:], dtype=np.int64))
         out = logits.copy()
         vals = out[recent]
         # llama.cpp convention: divide positive logits, multiply negative ones.
         out[recent] = np.where(vals > 0, vals / p.repeat_penalty, vals * p.repeat_penalty)
-        return out
+    if (p.frequency_penalty or p.presence_penalty) and len(history) > n_prompt:
+        ids, counts = np.unique(np.asarray(history[n_prompt:], dtype=np.int64), return_counts=True)
+        if out is logits:
+            out = logits.copy()
+        out[ids] -= p.frequency_penalty * counts + p.presence_penalty
+    return out
+
+
+class Sampler:
+    """Stateful sampler for one generation (owns the RNG). ``n_prompt``: how
+    many leading tokens of the ``history`` given to ``sample`` are the prompt
+    (see ``apply_penalties``)."""
+
+    def __init__(self, params: SamplingParams, n_prompt: int = 0):
+        self.params = params
+        self.n_prompt = n_prompt
+        self.rng = np.random.default_rng(params.seed)
 
     def sample(self, logits: np.ndarray, history: list[int]) -> int:
         p = self.params
-        logits = self._penalize(logits, history)
+        logits = apply_penalties(logits, history, p, self.n_prompt)
         if p.greedy:
             return int(np.argmax(logits))
         n = logits.shape[0]

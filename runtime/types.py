@@ -25,7 +25,13 @@ class Message:
 @dataclass(frozen=True)
 class SamplingParams:
     """Sampling settings. ``temperature == 0`` is pure greedy: the filters and
-    the seed are ignored, and no penalty applies unless ``repeat_penalty`` is set."""
+    the seed are ignored, and no penalty applies unless one is set.
+
+    ``frequency_penalty`` and ``presence_penalty`` are OpenAI's (-2..2): each
+    generated occurrence of a token lowers its logit by ``frequency_penalty``,
+    and a token generated at least once loses ``presence_penalty`` more. Only
+    tokens generated in this generation count, not the prompt's.
+    """
 
     temperature: float = 0.8
     top_p: float = 0.95
@@ -33,6 +39,8 @@ class SamplingParams:
     min_p: float = 0.05
     repeat_penalty: float = 1.0
     repeat_last_n: int = 64
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
     seed: int | None = None
 
     @property

@@ -105,7 +105,9 @@ CASES = [
     Case("sampling-fields", chat(temperature=0.7, top_p=0.9, top_k=20, min_p=0.1, repeat_penalty=1.1, seed=7)),
     Case("negative-seed", chat(temperature=0.7, seed=-1)),
     Case("int-temperature", chat(temperature=1, seed=3)),
-    Case("accepted-not-applied", chat(frequency_penalty=0.5, presence_penalty=0.5, n=1, stream_options=None)),
+    # greedy alone answers "2 + 2 = 4"; strong OpenAI penalties change it, identically on every transport
+    Case("openai-penalties", chat(max_tokens=8, frequency_penalty=2, presence_penalty=2, n=1, stream_options=None),
+         check=lambda o: "2 + 2 = 4" not in o.text),
     Case("unknown-fields-ignored", {**chat(), "user": "u1", "metadata": {"a": 1}, "store": False}),
     *[Case(f"think-{mode}", chat(think=mode, reasoning_budget=2),
            check=lambda o, m=mode: o.decision is not None and o.decision.get("requested") == m) for mode in THINK],
@@ -135,6 +137,8 @@ CASES = [
     Case("top-p-zero", chat(top_p=0), code="invalid_request", param="top_p"),
     Case("top-k-negative", chat(top_k=-1), code="invalid_request", param="top_k"),
     Case("repeat-penalty-zero", chat(repeat_penalty=0), code="invalid_request", param="repeat_penalty"),
+    Case("frequency-penalty-over-2", chat(frequency_penalty=2.5), code="invalid_request", param="frequency_penalty"),
+    Case("presence-penalty-string", chat(presence_penalty="high"), code="invalid_request", param="presence_penalty"),
     Case("seed-too-big", chat(seed=1 << 64), code="invalid_request", param="seed"),
     Case("stop-too-many", chat(stop=["a"] * 9), code="invalid_request", param="stop"),
     Case("stop-not-text", chat(stop=5), code="invalid_request", param="stop"),
@@ -165,6 +169,23 @@ def _raw(body) -> bytes:
 def _with(body, **extra):
     """``body`` plus ``extra`` fields it does not set itself (a case about ``stream`` keeps its own)."""
     return {**extra, **body} if isinstance(body, dict) else body
+
+
+def test_both_mappings_give_the_same_sampling():
+    """The bridge's and the HTTP layer's body -> request mappings carry every
+    sampling field the same way (no model needed)."""
+    pytest.importorskip("runtime.server.translate", reason="the HTTP layer (pydantic) is not importable")
+    from mobile_bridge.request import chat_request
+    from runtime.server.schemas import ChatCompletionRequest
+    from runtime.server.settings import ServerSettings
+    from runtime.server.translate import to_generation_request
+
+    body = chat(temperature=0.7, top_p=0.9, top_k=20, min_p=0.1, repeat_penalty=1.1, frequency_penalty=0.5,
+                presence_penalty=-1.25, seed=-7)
+    via_http = to_generation_request(ChatCompletionRequest.model_validate(body), ServerSettings()).sampling
+    via_bridge = chat_request(body).sampling
+    assert via_http == via_bridge
+    assert (via_bridge.frequency_penalty, via_bridge.presence_penalty, via_bridge.seed) == (0.5, -1.25, (1 << 64) - 7)
 
 
 # --- the bridge ---------------------------------------------------------------------

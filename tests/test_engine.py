@@ -1,6 +1,7 @@
 """The runtime core on the real embedded model through real llama.cpp."""
 
 import threading
+from collections import Counter
 
 import pytest
 
@@ -53,6 +54,21 @@ def test_context_overflow_raises_and_engine_keeps_serving(engine):
         engine.generate(req("word " * 2000))
     assert e.value.prompt_tokens > e.value.limit == engine.backend.n_ctx
     assert engine.generate(req(max_tokens=2)).timings.completion_tokens == 2
+
+
+def test_frequency_penalty_breaks_a_greedy_repeat(engine):
+    prompt = "ha ha ha ha ha"
+    plain = engine.generate(req(prompt, max_tokens=8))
+    top, n = Counter(plain.tokens).most_common(1)[0]
+    assert n >= 6, plain.text  # greedy alone repeats " ha"
+    strong = SamplingParams(temperature=0.0, frequency_penalty=2.0)
+    a = engine.generate(req(prompt, max_tokens=8, sampling=strong))
+    engine.backend.truncate(0)  # cold cache: the same tokens regardless
+    b = engine.generate(req(prompt, max_tokens=8, sampling=strong))
+    assert a.tokens == b.tokens  # greedy with penalties stays deterministic
+    assert a.tokens.count(top) < n and a.text != plain.text, a.text
+    # the prompt's own " ha"s do not count (OpenAI's rule): the first token is unchanged
+    assert a.tokens[0] == plain.tokens[0]
 
 
 def test_prefix_reuse_shows_in_cached_tokens(engine):
@@ -127,6 +143,8 @@ def test_chat_uses_plain_fallback_for_base_model(engine):
     dict(sampling=SamplingParams(top_p=0)), dict(think="maybe"), dict(reasoning_budget=-3),
     dict(sampling=SamplingParams(repeat_penalty=1e-300, temperature=1)),
     dict(sampling=SamplingParams(temperature=1e9)),
+    dict(sampling=SamplingParams(frequency_penalty=2.5)), dict(sampling=SamplingParams(presence_penalty=-2.01)),
+    dict(sampling=SamplingParams(frequency_penalty=float("nan"))),
 ])
 def test_invalid_requests_are_rejected_before_queueing(engine, bad):
     with pytest.raises(InvalidRequest):

@@ -139,12 +139,14 @@ def test_mapping_defaults_caps_and_thinking_fields():
     body = {"messages": [{"role": "developer", "content": [{"type": "text", "text": "be brief"}]},
                          {"role": "assistant", "content": None}, *USER],
             "max_tokens": 5000, "max_completion_tokens": 7, "temperature": 0, "seed": -1, "stop": "\n",
-            "think": "on", "reasoning_budget": 12, "deadline_ms": 1500, "user": "ignored", "store": True}
+            "think": "on", "reasoning_budget": 12, "deadline_ms": 1500, "user": "ignored", "store": True,
+            "frequency_penalty": 0.5, "presence_penalty": -1.25}
     r = to_generation_request(ChatCompletionRequest.model_validate(body), s)
     assert [(m.role, m.content) for m in r.messages] == [("system", "be brief"), ("assistant", ""),
                                                        ("user", "12 + 30")]
     assert (r.max_tokens, r.think, r.reasoning_budget, r.deadline_s, r.stop) == (7, "on", 12, 1.5, ["\n"])
     assert r.sampling.temperature == 0 and r.sampling.seed == (1 << 64) - 1
+    assert (r.sampling.frequency_penalty, r.sampling.presence_penalty) == (0.5, -1.25)
     tiny = ChatCompletionRequest.model_validate({"messages": USER, "deadline_ms": 5e-324})
     assert 0 < to_generation_request(tiny, s).deadline_s < 1e-6  # positive stays positive
     r = to_generation_request(CompletionRequest.model_validate({"prompt": ["hi"], "max_tokens": 500}), s)

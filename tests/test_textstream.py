@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from runtime.sampling import Sampler, entropy, log_softmax_at
+from runtime.sampling import Sampler, apply_penalties, entropy, log_softmax_at
 from runtime.textstream import Detokenizer, ReasoningSplitter, StopMatcher, split_reasoning
 from runtime.types import SamplingParams
 
@@ -92,6 +92,57 @@ def test_repeat_penalty_only_when_set():
     logits = np.array([2.0, 1.9], dtype=np.float32)
     assert Sampler(SamplingParams(temperature=0.0)).sample(logits, [0, 0]) == 0
     assert Sampler(SamplingParams(temperature=0.0, repeat_penalty=1.5)).sample(logits, [0]) == 1
+
+
+def test_frequency_penalty_grows_with_each_generated_occurrence():
+    logits = np.array([2.0, 1.5, 0.0], dtype=np.float32)
+    p = SamplingParams(temperature=0.0, frequency_penalty=0.4)
+    assert Sampler(p).sample(logits, [0]) == 0  # 2.0 - 0.4 > 1.5
+    assert Sampler(p).sample(logits, [0, 0]) == 1  # 2.0 - 0.8 < 1.5: a repeat changes the argmax
+    assert Sampler(SamplingParams(temperature=0.0)).sample(logits, [0, 0, 0]) == 0  # off by default
+
+
+def test_presence_penalty_is_paid_once_per_token():
+    logits = np.array([2.0, 1.5, 0.0], dtype=np.float32)
+    assert Sampler(SamplingParams(temperature=0.0, presence_penalty=0.6)).sample(logits, [0]) == 1
+    # 0.4 once, however often the token came: 1.6 stays above 1.5
+    assert Sampler(SamplingParams(temperature=0.0, presence_penalty=0.4)).sample(logits, [0] * 5) == 0
+
+
+def test_penalties_count_generated_tokens_only():
+    logits = np.array([2.0, 1.5, 0.0], dtype=np.float32)
+    p = SamplingParams(temperature=0.0, frequency_penalty=0.4, presence_penalty=0.2)
+    assert Sampler(p, n_prompt=4).sample(logits, [0, 0, 0, 0]) == 0  # all prompt
+    assert Sampler(p, n_prompt=4).sample(logits, [0, 0, 0, 0, 0]) == 1  # one generated: 2.0-0.6 < 1.5
+
+
+def test_apply_penalties_is_openais_formula_and_copies():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=50).astype(np.float32)
+    before = logits.copy()
+    history = [7, 7, 3, 9, 9, 9, 7, 1, 2, 3, 3, 3, 3]  # the first 3 are the prompt
+    p = SamplingParams(frequency_penalty=0.75, presence_penalty=-0.5)
+    got = apply_penalties(logits, history, p, n_prompt=3)
+    expect = before.astype(np.float64)
+    for t in set(history[3:]):  # an independent count, token by token
+        c = history[3:].count(t)
+        expect[t] -= 0.75 * c + (-0.5) * (c > 0)
+    np.testing.assert_allclose(got, expect, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(logits, before)  # the caller's logits are untouched
+    assert apply_penalties(logits, history, SamplingParams()) is logits  # nothing set: no copy
+
+
+def test_negative_penalties_favour_repeats():
+    logits = np.array([1.5, 2.0], dtype=np.float32)
+    assert Sampler(SamplingParams(temperature=0.0, frequency_penalty=-1.0)).sample(logits, [0]) == 0
+
+
+def test_greedy_with_penalties_is_deterministic():
+    logits = np.random.default_rng(2).normal(size=1000).astype(np.float32)
+    history = np.random.default_rng(3).integers(0, 1000, size=200).tolist()
+    p = [SamplingParams(temperature=0.0, frequency_penalty=1.3, presence_penalty=0.7, seed=s) for s in (0, 1, None)]
+    picks = {Sampler(q, n_prompt=50).sample(logits, history) for q in p for _ in range(3)}
+    assert picks == {int(np.argmax(apply_penalties(logits, history, p[0], n_prompt=50)))}
 
 
 def test_logprob_and_entropy():

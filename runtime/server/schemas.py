@@ -89,8 +89,10 @@ class _GenerationFields(_Lenient):
     top_k: int | None = Field(None, ge=0, le=1 << 20, description="thinkling/llama.cpp extension")
     min_p: float | None = Field(None, ge=0, le=1, description="thinkling/llama.cpp extension")
     repeat_penalty: float | None = Field(None, ge=0.01, le=100, description="thinkling/llama.cpp extension")
-    frequency_penalty: float | None = Field(None, ge=-2, le=2, description="accepted, not applied")
-    presence_penalty: float | None = Field(None, ge=-2, le=2, description="accepted, not applied")
+    frequency_penalty: float | None = Field(
+        None, ge=-2, le=2, description="subtracted from a token's logit once per time it was generated so far")
+    presence_penalty: float | None = Field(
+        None, ge=-2, le=2, description="subtracted from the logit of every token generated so far")
     seed: int | None = Field(None, ge=-(1 << 63), le=(1 << 64) - 1)
     stop: _str_or_list(Stop, max_items=8) = Field(None, description="up to 8 stop strings")  # type: ignore[valid-type]
     stream: bool = False

@@ -15,7 +15,8 @@ from .settings import ServerSettings
 # The runtime's finish reasons -> OpenAI's. A deadline cut is a truncation
 # ("length"); the exact reason is kept in ``native_finish_reason``.
 FINISH = {"stop": "stop", "length": "length", "deadline": "length", "cancelled": "stop"}
-_SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty")
+_SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "frequency_penalty",
+                    "presence_penalty")
 
 
 def unsupported(body: ChatCompletionRequest | CompletionRequest) -> None:
