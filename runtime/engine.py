@@ -143,7 +143,10 @@ class Engine:
         self._closed = False
         self._busy = threading.Event()
         self._current: Handle | None = None
-        self.stats = {"completed": 0, "cancelled": 0, "errors": 0}
+        # Outcome counters: updated by the worker and by submitting threads
+        # (_drop_cancelled), read by /metrics scrapes; every access holds the lock.
+        self._stats_lock = threading.Lock()
+        self._stats = {"completed": 0, "cancelled": 0, "errors": 0}
         self._worker = threading.Thread(target=self._run, name="thinkling-engine", daemon=True)
         self._worker.start()
 
@@ -156,6 +159,17 @@ class Engine:
             return gguf_info(self.ref.name, self.ref.path, self.ref.file_entry, header=self._header)
         return ModelInfo(name=self.ref.name, path=str(self.ref.path), format="onnx",
                          size_bytes=self.ref.path.stat().st_size)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """A consistent snapshot (a copy) of the outcome counters:
+        ``completed``, ``cancelled``, ``errors``."""
+        with self._stats_lock:
+            return dict(self._stats)
+
+    def _count(self, outcome: str) -> None:
+        with self._stats_lock:
+            self._stats[outcome] += 1
 
     @property
     def queue_depth(self) -> int:
@@ -192,7 +206,7 @@ class Engine:
                 self._queue.queue.extend(h for h in waiting if h is None or not h.cancelled)
                 self._queue.not_full.notify(len(dropped))
         for h in dropped:
-            self.stats["cancelled"] += 1
+            self._count("cancelled")
             h._end_unstarted("cancelled")
         return len(dropped)
 
@@ -213,14 +227,14 @@ class Engine:
         queue_ms = (time.perf_counter() - req.submitted_at) * 1000
         early = "cancelled" if self._closed else handle.stop_reason()
         if early:
-            self.stats["cancelled" if early == "cancelled" else "completed"] += 1
+            self._count("cancelled" if early == "cancelled" else "completed")
             handle._out.put(Chunk(finish_reason=early, timings=Timings(queue_ms=queue_ms)))
             return
         for chunk in self.controller.stream(req, should_stop=handle.stop_reason):
             if chunk.timings is not None:
                 chunk.timings.queue_ms = queue_ms
                 chunk.timings.load_ms, self._pending_load_ms = self._pending_load_ms, 0.0
-                self.stats["cancelled" if chunk.finish_reason == "cancelled" else "completed"] += 1
+                self._count("cancelled" if chunk.finish_reason == "cancelled" else "completed")
             handle.tokens_emitted += len(chunk.token_ids)
             handle._out.put(chunk)
 
@@ -239,7 +253,7 @@ class Engine:
             try:
                 self._serve(handle)
             except Exception as e:  # delivered to the caller, the worker lives on
-                self.stats["errors"] += 1
+                self._count("errors")
                 if not hasattr(e, "code"):
                     log.exception("generation failed")
                 handle._out.put(e)

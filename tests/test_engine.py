@@ -71,6 +71,35 @@ def test_frequency_penalty_breaks_a_greedy_repeat(engine):
     assert a.tokens[0] == plain.tokens[0]
 
 
+class _WatchedStats(dict):
+    """Counts writes to the engine's counters and records any made without its lock."""
+
+    def __init__(self, data, lock):
+        super().__init__(data)
+        self.lock, self.writes, self.unlocked = lock, 0, []
+
+    def __setitem__(self, key, value):
+        self.writes += 1
+        if not self.lock.locked():
+            self.unlocked.append(key)
+        super().__setitem__(key, value)
+
+
+def test_stats_are_updated_under_the_lock_and_read_as_a_snapshot(engine, monkeypatch):
+    watched = _WatchedStats(engine.stats, engine._stats_lock)
+    monkeypatch.setattr(engine, "_stats", watched)
+    before = engine.stats
+    engine.generate(req(max_tokens=2))
+    with pytest.raises(ContextLengthExceeded):
+        engine.generate(req("word " * 2000))
+    # the worker counts before it hands over the last chunk or the error: no wait needed
+    after = engine.stats
+    assert watched.writes == 2 and watched.unlocked == []
+    assert after == {**before, "completed": before["completed"] + 1, "errors": before["errors"] + 1}
+    after["completed"] += 100  # a copy: changing it changes nothing in the engine
+    assert engine.stats["completed"] == before["completed"] + 1
+
+
 def test_prefix_reuse_shows_in_cached_tokens(engine):
     base = "The history of the bicycle begins in the early nineteenth century, when"
     engine.generate(req(base, max_tokens=2))
