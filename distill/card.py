@@ -74,9 +74,9 @@ A chain force-closed with `</think>` (reasoning budget) is still followed by an 
 
 Teacher: a programmatic solver writing up to 5 distinct valid paths per problem
 (precedence order, left-to-right, tens/ones splits, positives first, commuted, ...).
-{100 * ADAPTER_MIX.preferred_rate:.0f}% of the training chains follow the fully split path, in
-which every step touches one digit (`7 * 40 = 280`, `280 + 50 = 330`, `330 + 6 = 336`);
-the rest are drawn from all of the problem's paths.
+{100 * ADAPTER_MIX.preferred_rate:.0f}% of the training chains follow the canonical precedence path, one
+`a op b = c` line per operation (`7 * 48 = 336`, `37 + 336 = 373`), so a one-operation chain
+is the direct answer written out; the rest are drawn from all of the problem's paths.
 A noisy teacher injects mistakes into {100 * ADAPTER_MIX.mistake_rate:.0f}% of what it writes
 (wrong intermediate result, skipped step, wrong final answer); only chains that pass the
 step-by-step filter are trained on. Problems are split by a hash of the expression: held-out
@@ -95,7 +95,9 @@ numbers (e.g. a split of a literal).
 
 ## Training
 
-Seed {cfg["seed"]}, {cfg["threads"]} CPU threads, AdamW, cosine schedule, loss on the completion only.
+Seed {cfg["seed"]}, {cfg["threads"]} CPU threads, AdamW, cosine schedule, loss on the completion
+only, averaged per example (a 3-token direct answer weighs as much as a 70-token chain;
+averaged per token, an earlier adapter forgot direct answers).
 
 | phase | steps | batch | lr | wall time |
 |---|---|---|---|---|

@@ -17,7 +17,7 @@ from distill.chat import EOS, THINK_CLOSE, THINK_OPEN, render_completion, render
 from distill.filter import verify_completion
 from distill.noise import MISTAKES, inject
 from distill.problems import Problem, sample_split_problem
-from distill.teacher import FULLY_SPLIT, solve, steps_text, teach
+from distill.teacher import FULLY_SPLIT, Strategy, solve, steps_text, teach
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,8 @@ class Mix:
     mode_weights: dict[str, float]  # 'direct' / 'think' / 'post'
     truncate_rate: float = 0.0  # share of 'think' examples whose chain is cut, then answered
     question_rate: float = 0.3  # share phrased "What is ...?" instead of the bare expression
-    preferred_rate: float = 0.6  # share on the fully split path; the rest pick any path
+    preferred_rate: float = 0.6  # share on the preferred path; the rest pick any path
+    preferred: Strategy = FULLY_SPLIT
     mistake_rate: float = 0.15  # the noisy teacher's error rate before filtering
 
 
@@ -39,6 +40,11 @@ ADAPTER_MIX = Mix(
     op_weights=(0.25, 0.2, 0.25, 0.3),
     mode_weights={"direct": 0.3, "think": 0.55, "post": 0.15},
     truncate_rate=0.06,
+    # Mostly the canonical precedence path: one 'a op b = c' line per operation, so a
+    # one-operation chain is the direct answer written out and chains stay short (errors
+    # compound per line). The rest spread over every path the teacher writes.
+    preferred_rate=0.8,
+    preferred=Strategy(),
 )
 
 
@@ -79,7 +85,7 @@ def _write(rng: random.Random, problem: Problem, mode: str, mix: Mix) -> tuple[s
     if mode == "direct":
         steps, answer = [], problem.value  # no paths needed; saves most of the teacher's time
     elif rng.random() < mix.preferred_rate:
-        steps, answer = solve(problem, FULLY_SPLIT), problem.value
+        steps, answer = solve(problem, mix.preferred), problem.value
     else:
         solution = teach(problem)
         steps, answer = list(rng.choice(solution.paths)), solution.answer
