@@ -1,6 +1,17 @@
-"""MODEL_CARD.md for the arith-student, rendered from the build report (pure Python)."""
+"""MODEL_CARD.md for the arith-student, rendered from the build report (pure Python).
+
+The build writes the card; after conversion, re-render it with the runtime's numbers:
+
+    python -m distill.card distill/artifacts/arith-student \
+        --modes bench/results/modes-arith-student.json
+"""
 
 from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
 
 from distill.data import ADAPTER_MIX, BASE_MIX, DataStats
 
@@ -25,12 +36,18 @@ def _table(acc: dict) -> str:
     return "\n".join(lines)
 
 
-def render(r: dict) -> str:
-    """The model card text."""
+def render(r: dict, modes: dict | None = None) -> str:
+    """The model card text; with a ``bench modes`` record, also the runtime's numbers,
+    and the status then requires the targets both in torch and through the runtime."""
     cfg, s, f = r["config"], r["config"]["student"], r["filter"]
     n = cfg["eval_per_op"]
     per_class = ", ".join(f"{k} {100 * v:.1f}%" for k, v in f["recall_per_class"].items())
-    status = "meets" if _meets(r["accuracy"]) else "**does not meet**"
+    meets = _meets(r["accuracy"])
+    if modes is not None:
+        by_ops = modes["accuracy_by_ops"]
+        meets = meets and _meets({"direct": by_ops["off"], "think": by_ops["on"]})
+    status = "meets" if meets else "**does not meet**"
+    runtime = render_runtime(modes) if modes is not None else ""
     return f"""# arith-student
 
 Status: this build {status} the acceptance targets (see the end of this card).
@@ -117,7 +134,7 @@ Whole build (data, training, evaluation): {r["total_seconds"] / 60:.1f} min.
 `build_report.json` also records the accuracy on a small fixed sample
 ({r["check_sample"]["per_op"]} problems per #ops, seed {r["check_sample"]["seed"]}) that
 `tests/test_distill_student.py` reproduces from these files.
-"""
+{runtime}"""
 
 
 def _acceptance(acc: dict) -> str:
@@ -138,3 +155,45 @@ def _meets(acc: dict) -> bool:
 
 def _key(row: dict, k: int):
     return k if k in row else str(k)
+
+
+def render_runtime(modes: dict) -> str:
+    """The 'through the runtime' section from a ``bench modes`` JSON record."""
+    by_ops = modes["accuracy_by_ops"]
+    rows = {r["mode"]: r for r in modes["rows"]}
+    names = {"off": "direct (`off`)", "on": "pre-thinking (`on`)", "post": "post-thinking (`post`)"}
+    lines = ["| mode | 1 op | 2 ops | 3 ops | 4 ops | all |", "|---|---|---|---|---|---|"]
+    for mode, label in names.items():
+        cells = " | ".join(f"{100 * by_ops[mode][k]:.0f}%" for k in sorted(by_ops[mode], key=int))
+        lines.append(f"| {label} | {cells} | {100 * rows[mode]['accuracy']:.1f}% |")
+    direct, think = by_ops["off"], by_ops["on"]
+    gains = " / ".join(f"{100 * (think[k] - direct[k]):+.0f}" for k in ("3", "4") if k in direct)
+    table = "\n".join(lines)
+    return f"""
+## Through the runtime ({modes.get("model", "arith-student")}, llama.cpp, greedy)
+
+`bench modes --model {modes.get("model", "arith-student")} --tasks {modes.get("tasks", "arith-test")}`:
+{modes["n"]} held-out problems (per-query outcomes in `bench/results/modes-arith-student.json`).
+
+{table}
+
+Targets through the runtime: direct on 1 op {100 * direct[_key(direct, 1)]:.0f}% (target >= 90%);
+pre-thinking minus direct on 3 and 4 ops {gains} points (target >= +30).
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Re-render MODEL_CARD.md from build_report.json.")
+    parser.add_argument("artifacts", help="folder with build_report.json")
+    parser.add_argument("--modes", help="bench modes JSON of the converted model")
+    args = parser.parse_args(argv)
+    folder = Path(args.artifacts)
+    modes = json.loads(Path(args.modes).read_text()) if args.modes else None
+    text = render(json.loads((folder / "build_report.json").read_text()), modes)
+    tmp = folder / "MODEL_CARD.md.partial"
+    tmp.write_text(text)
+    os.replace(tmp, folder / "MODEL_CARD.md")
+
+
+if __name__ == "__main__":
+    main()

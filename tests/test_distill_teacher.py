@@ -199,3 +199,23 @@ def test_tokenizer_files_round_trip(tmp_path):
     assert config["chat_template"] == CHAT_TEMPLATE
     special_map = json.loads((tmp_path / "special_tokens_map.json").read_text())
     assert special_map["eos_token"] == "<|end|>"
+
+
+def test_model_card_status_needs_the_targets_through_the_runtime_too():
+    import copy
+    import json
+    from pathlib import Path
+
+    from distill import card
+
+    root = Path(__file__).resolve().parent.parent
+    report = json.loads((root / "distill/artifacts/arith-student/build_report.json").read_text())
+    modes = json.loads((root / "bench/results/modes-arith-student.json").read_text())
+    good = copy.deepcopy(report)
+    good["accuracy"]["direct"] = {"1": 0.95, "2": 0.2, "3": 0.1, "4": 0.05}
+    good["accuracy"]["think"] = {"1": 0.95, "2": 0.9, "3": 0.8, "4": 0.7}
+    assert "this build meets" in card.render(good)
+    fast = copy.deepcopy(modes)
+    fast["accuracy_by_ops"]["off"] = {"1": 0.8, "2": 0.2, "3": 0.1, "4": 0.05}  # 1 op below 90%
+    text = card.render(good, fast)
+    assert "**does not meet**" in text and "| direct (`off`) | 80% |" in text
