@@ -41,7 +41,7 @@ class BuildConfig:
     base: TrainConfig = field(default_factory=lambda: TrainConfig(
         steps=28000, batch_size=32, lr=2e-3, warmup=200, weight_decay=0.1, eval_every=4000))
     adapter: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=7000, batch_size=32, lr=2e-3, warmup=100, eval_every=1000))
+        steps=11000, batch_size=32, lr=2e-3, warmup=100, eval_every=1000))
     lora_r: int = 64
     lora_alpha: int = 64
     eval_per_op: int = 200
