@@ -139,15 +139,22 @@ def reset_peak_rss() -> bool:
         return False
 
 
-def current_rss_bytes() -> int | None:
-    """Resident set size now (Linux VmRSS; psutil elsewhere when installed)."""
+def _proc_status_bytes(key: str) -> int | None:
+    """A ``kB`` field of /proc/self/status (Linux) in bytes, or None."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
+    return None
+
+
+def current_rss_bytes() -> int | None:
+    """Resident set size now (Linux VmRSS; psutil elsewhere when installed)."""
+    if (rss := _proc_status_bytes("VmRSS")) is not None:
+        return rss
     try:
         import psutil
         return psutil.Process().memory_info().rss
@@ -158,13 +165,8 @@ def current_rss_bytes() -> int | None:
 def peak_rss_bytes() -> int | None:
     """Peak resident set size since the last reset (Linux VmHWM), else the
     process-lifetime peak from ``getrusage``."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    if (peak := _proc_status_bytes("VmHWM")) is not None:
+        return peak
     try:
         import resource
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
