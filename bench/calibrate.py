@@ -1,15 +1,18 @@
 """`thinkling calibrate`: fit a model's thinking profile on a labelled task set.
 
-Runs the direct-answer probe and the reasoning mode on every task, fits a
-logistic model "is the direct answer right?" over query features and probe
-confidence, sweeps the threshold, and writes the profile (JSON next to the
-model, read by the controller) with its accuracy-latency curve (JSON + PNG).
+Runs the direct-answer probe and the reasoning mode on every task, fits the
+two logistic models of the ``auto`` cascade ("is the direct answer right?"
+from the question alone, and from the question plus the probe's confidence),
+sweeps both thresholds against the measured costs, and writes the profile
+(JSON next to the model, read by the controller) with its accuracy-latency
+curve (JSON + PNG).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +20,9 @@ import numpy as np
 
 from runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
 from runtime.generate import join_stream
-from runtime.thinking.profile import FEATURES, Speed, ThinkingProfile, probe_signals, profile_path
+from runtime.thinking.profile import FEATURES, GATE_FEATURES, Speed, ThinkingProfile, probe_signals, profile_path
 
-from .modes import is_correct, load_tasks, run_query, save_figure
+from .modes import follow, is_correct, load_tasks, run_query, save_figure
 
 
 @dataclass
@@ -28,8 +31,9 @@ class Sample:
     off_correct: bool
     on_correct: bool
     probe_ms: float
-    on_ms: float
+    on_ms: float  # reasoning right after the probe, whose prompt prefix is then cached
     reasoning_tokens: int
+    on_cold_ms: float | None = None  # reasoning with no probe before it (None: use on_ms)
 
 
 def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1.0, steps: int = 3000, lr: float = 0.5) -> np.ndarray:
@@ -53,82 +57,145 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1.0, steps: int = 300
     return raw
 
 
-def sweep(scores: np.ndarray, samples: list[Sample]) -> list[dict]:
-    """Accuracy and mean latency of ``auto`` at each threshold (probe always runs)."""
+def sweep(scores: np.ndarray, samples: list[Sample], skipped: np.ndarray | None = None) -> list[dict]:
+    """Accuracy and mean latency of ``auto`` at each probe threshold.
+
+    ``skipped`` marks the queries the gate sends straight to reasoning (no
+    probe, the cold reasoning cost); the others pay the probe, plus reasoning
+    when their score is under the threshold.
+    """
     off = np.array([s.off_correct for s in samples])
     on = np.array([s.on_correct for s in samples])
     probe = np.array([s.probe_ms for s in samples])
     think = np.array([s.on_ms for s in samples])
+    cold = np.array([s.on_ms if s.on_cold_ms is None else s.on_cold_ms for s in samples])
+    skipped = np.zeros(len(samples), bool) if skipped is None else skipped
     curve = []
-    for t in np.unique(np.r_[0.0, scores, 1.0 + 1e-9]):
-        direct = scores >= t
+    for t in np.unique(np.r_[0.0, scores[~skipped], 1.0 + 1e-9]):
+        direct = (scores >= t) & ~skipped
+        latency = np.where(skipped, cold, probe + np.where(direct, 0.0, think))
         curve.append({"threshold": float(t), "accuracy": float(np.where(direct, off, on).mean()),
-                      "mean_latency_ms": float((probe + np.where(direct, 0.0, think)).mean()),
-                      "think_rate": float((~direct).mean())})
+                      "mean_latency_ms": float(latency.mean()), "think_rate": float((~direct).mean())})
     return curve
 
 
-def choose_threshold(curve: list[dict], on_accuracy: float, tolerance: float = 0.01) -> dict:
-    """The fastest point whose accuracy is within ``tolerance`` of always reasoning."""
+def choose_threshold(curve: list[dict], on_accuracy: float, tolerance: float = 0.01,
+                     latency_slack: float = 0.03) -> dict:
+    """The fastest point whose accuracy is within ``tolerance`` of always reasoning.
+
+    Points within ``latency_slack`` (a share) of the fastest are treated as
+    equally fast (their differences are measurement noise), and the most
+    accurate of them wins: otherwise noise alone would pick among near-equal
+    points, and the accuracy given up would be paid for nothing.
+    """
     ok = [c for c in curve if c["accuracy"] >= on_accuracy - tolerance]
     if not ok:
         return max(curve, key=lambda c: (c["accuracy"], -c["mean_latency_ms"]))
-    return min(ok, key=lambda c: (c["mean_latency_ms"], -c["accuracy"]))
+    fastest = min(c["mean_latency_ms"] for c in ok)
+    near = [c for c in ok if c["mean_latency_ms"] <= fastest * (1 + latency_slack)]
+    return max(near, key=lambda c: (c["accuracy"], -c["mean_latency_ms"]))
+
+
+def choose_cascade(gate: np.ndarray, scores: np.ndarray, samples: list[Sample], on_accuracy: float,
+                   tolerance: float = 0.01) -> tuple[list[dict], dict]:
+    """Sweep ``skip_below`` over the gate's scores; at each, the best probe threshold.
+
+    Returns one row per ``skip_below`` (its best point, with its skip rate) and
+    the chosen row, by the same rule as ``choose_threshold``. ``skip_below`` 0
+    (always probe) is among the candidates, so the gate is used only where the
+    measured costs say it pays.
+    """
+    rows = []
+    for skip in np.unique(np.r_[0.0, gate, 1.0 + 1e-9]):
+        skipped = gate < skip
+        best = choose_threshold(sweep(scores, samples, skipped), on_accuracy, tolerance)
+        rows.append({"skip_below": float(skip), "skip_rate": float(skipped.mean()), **best})
+    return rows, choose_threshold(rows, on_accuracy, tolerance)
 
 
 def _probe(engine: Engine, question: str, label, probe_max_tokens: int) -> tuple[dict, bool, float]:
     req = GenerationRequest(messages=[Message("user", question)], max_tokens=probe_max_tokens,
                             sampling=SamplingParams(temperature=0.0), think="off", logprobs=True)
+    t0 = time.perf_counter()
     chunks = list(engine.stream(req))
+    ms = (time.perf_counter() - t0) * 1000  # wall time, measured as run_query measures reasoning
     res = join_stream(iter(chunks), engine.model_name)
-    return probe_signals(question, chunks), is_correct(res.text, label), res.timings.total_ms
+    return probe_signals(question, chunks), is_correct(res.text, label), ms
+
+
+def _measure(engine: Engine, tasks: list[dict], i: int, probe_max_tokens: int, max_tokens: int,
+             repeats: int) -> Sample:
+    """Task ``i``'s probe, reasoning right after the probe, and reasoning alone.
+
+    Paired and repeated like ``bench modes`` (see ``run_modes``): the two paths
+    run back to back in alternating order, each after the previous task's
+    question; latencies are medians over ``repeats``.
+    """
+    t, prev = tasks[i], tasks[i - 1]
+    probe, warm, cold = [], [], []
+    for r in range(repeats):
+        for path in (("probe", "alone") if (i + r) % 2 == 0 else ("alone", "probe")):
+            follow(engine, prev)
+            if path == "probe":
+                feats, off_ok, ms = _probe(engine, t["question"], t["answer"], probe_max_tokens)
+                probe.append(ms)
+                warm.append(run_query(engine, t["question"], t["answer"], "on", max_tokens).latency_ms)
+            else:
+                on = run_query(engine, t["question"], t["answer"], "on", max_tokens)
+                cold.append(on.latency_ms)
+    return Sample(feats, off_ok, on.correct, statistics.median(probe), statistics.median(warm), on.tokens,
+                  on_cold_ms=statistics.median(cold))
 
 
 def calibrate(model: str, tasks: str, out: str | None = None, plot: str | None = None,
               probe_max_tokens: int = 8, max_tokens: int = 256, threads: int | None = None,
-              limit: int | None = None, tolerance: float = 0.01) -> ThinkingProfile:
+              limit: int | None = None, tolerance: float = 0.01, repeats: int = 3) -> ThinkingProfile:
     """Fit and write the thinking profile of ``model`` on ``tasks``; returns it."""
     rows = load_tasks(tasks)[:limit]
-    samples: list[Sample] = []
     with Engine(model, EngineConfig(n_ctx=1024, n_threads=threads, queue_size=1)) as engine:
         engine.controller.profile = None  # calibrate the raw modes, not a previous profile
-        for t in rows:
-            feats, off_ok, probe_ms = _probe(engine, t["question"], t["answer"], probe_max_tokens)
-            on = run_query(engine, t["question"], t["answer"], "on", max_tokens)
-            samples.append(Sample(feats, off_ok, on.correct, probe_ms, on.latency_ms, on.tokens))
+        samples = [_measure(engine, rows, i, probe_max_tokens, max_tokens, repeats) for i in range(len(rows))]
         speed = Speed(**vars(engine.controller.speed))
         model_path = engine.ref.path
     X = np.array([[1.0] + [s.features.get(f, 0.0) for f in FEATURES[1:]] for s in samples])
     y = np.array([float(s.off_correct) for s in samples])
     w = fit_logistic(X, y)
     scores = 1 / (1 + np.exp(-np.clip(X @ w, -60, 60)))
+    Xg = X[:, :len(GATE_FEATURES)]  # FEATURES starts with GATE_FEATURES
+    wg = fit_logistic(Xg, y)
+    gate = 1 / (1 + np.exp(-np.clip(Xg @ wg, -60, 60)))
     on_acc = float(np.mean([s.on_correct for s in samples]))
-    curve = sweep(scores, samples)
-    best = choose_threshold(curve, on_acc, tolerance)
+    gate_curve, chosen = choose_cascade(gate, scores, samples, on_acc, tolerance)
+    curve = sweep(scores, samples, gate < chosen["skip_below"])
     profile = ThinkingProfile(
-        weights={f: round(float(v), 6) for f, v in zip(FEATURES, w)}, threshold=best["threshold"],
+        weights={f: round(float(v), 6) for f, v in zip(FEATURES, w)}, threshold=chosen["threshold"],
+        gate_weights={f: round(float(v), 6) for f, v in zip(GATE_FEATURES, wg)}, skip_below=chosen["skip_below"],
         probe_max_tokens=probe_max_tokens,
         mean_reasoning_tokens=statistics.fmean(s.reasoning_tokens for s in samples),
-        mean_answer_tokens=4.0, speed=speed, fitted_on=f"{tasks} (n={len(samples)})", curve=curve)
+        mean_answer_tokens=4.0, speed=speed, fitted_on=f"{tasks} (n={len(samples)})", curve=curve,
+        gate_curve=gate_curve)
     target = Path(out) if out else profile_path(model_path)
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_text(profile.to_json())
     tmp.replace(target)
     if plot:
-        _plot(curve, best, on_acc, float(y.mean()), plot)
+        _plot(curve, gate_curve, chosen, on_acc, float(y.mean()), plot)
     return profile
 
 
-def _plot(curve: list[dict], best: dict, on_acc: float, off_acc: float, out: str) -> None:
+def _plot(curve: list[dict], gate_curve: list[dict], best: dict, on_acc: float, off_acc: float, out: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    ax.plot([c["mean_latency_ms"] for c in curve], [c["accuracy"] * 100 for c in curve], ".-", label="auto, by threshold")
+    ax.plot([c["mean_latency_ms"] for c in curve], [c["accuracy"] * 100 for c in curve], ".-",
+            label=f"auto by probe threshold (gate skip below {best['skip_below']:.2f})")
+    ax.plot([c["mean_latency_ms"] for c in gate_curve], [c["accuracy"] * 100 for c in gate_curve], "x",
+            color="tab:green", label="best point per gate skip level")
     ax.scatter([best["mean_latency_ms"]], [best["accuracy"] * 100], s=90, color="red", zorder=3,
-               label=f"chosen t={best['threshold']:.2f}")
+               label=f"chosen: skip below {best['skip_below']:.2f}, t={best['threshold']:.2f}")
     ax.axhline(on_acc * 100, ls="--", color="gray", label="always reason")
     ax.axhline(off_acc * 100, ls=":", color="gray", label="always direct")
     ax.set_xlabel("mean latency per query (ms)")
@@ -148,14 +215,19 @@ def register(sub) -> None:
     p.add_argument("--max-tokens", type=int, default=256)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--repeats", type=int, default=3, help="runs per task and path; latency is the median")
+    p.add_argument("--tolerance", type=float, default=1.0,
+                   help="accuracy points below always-reasoning that auto may give up for speed (default 1)")
     p.set_defaults(func=_cli)
 
 
 def _cli(args: argparse.Namespace) -> int:
     prof = calibrate(args.model, args.tasks, args.out, args.plot, args.probe_max_tokens, args.max_tokens,
-                     args.threads, args.limit)
-    best = next(c for c in prof.curve if c["threshold"] == prof.threshold)
-    print(f"threshold {prof.threshold:.3f}: accuracy {best['accuracy'] * 100:.1f}%, "
+                     args.threads, args.limit, args.tolerance / 100,
+                     max(1, args.repeats))
+    best = next(c for c in prof.gate_curve if c["skip_below"] == prof.skip_below)
+    print(f"gate skip below {prof.skip_below:.3f} (skips the probe on {best['skip_rate'] * 100:.0f}%), "
+          f"probe threshold {prof.threshold:.3f}: accuracy {best['accuracy'] * 100:.1f}%, "
           f"mean latency {best['mean_latency_ms']:.1f} ms, think rate {best['think_rate'] * 100:.0f}% "
           f"({prof.fitted_on})")
     return 0

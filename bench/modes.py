@@ -13,7 +13,7 @@ import random
 import re
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
@@ -86,6 +86,47 @@ def run_mode(engine: Engine, tasks: list[dict], mode: str, max_tokens: int) -> l
     return [run_query(engine, t["question"], t["answer"], mode, max_tokens) for t in tasks]
 
 
+def median_outcome(runs: list[Outcome]) -> Outcome:
+    """One query's repeats: the first run's answer, each latency the median over the runs."""
+    return replace(runs[0], latency_ms=statistics.median(o.latency_ms for o in runs),
+                   ttft_ms=statistics.median(o.ttft_ms for o in runs),
+                   time_to_answer_ms=statistics.median(o.time_to_answer_ms for o in runs))
+
+
+def follow(engine: Engine, previous: dict) -> None:
+    """Put ``previous``'s question in the KV cache (a one-token direct answer), so
+    the next run starts as in use: after another question, not a cached copy of its own."""
+    run_query(engine, previous["question"], previous["answer"], "off", 1)
+
+
+def run_modes(engine: Engine, tasks: list[dict], modes: tuple[str, ...], max_tokens: int,
+              repeats: int = 1) -> tuple[dict[str, list[Outcome]], int]:
+    """Every mode on every task, ``repeats`` times, per query the median latency.
+
+    Paired design: a query is run in all modes back to back (the order rotating
+    from query to query and repeat to repeat), so a machine that slows down for
+    a while weighs on every mode alike. Before each measured run the previous
+    task's question is put in the KV cache (a one-token direct answer), so every
+    mode starts as in use, after another question, never from the same
+    question's cached prompt. Returns the outcomes and how many (query, mode)
+    pairs answered differently between repeats (greedy decoding should make it 0).
+    """
+    runs: dict[str, list[Outcome]] = {m: [] for m in modes}
+    unstable = 0
+    for i, t in enumerate(tasks):
+        prev = tasks[i - 1]
+        got: dict[str, list[Outcome]] = {m: [] for m in modes}
+        for r in range(repeats):
+            k = (i + r) % len(modes)
+            for m in modes[k:] + modes[:k]:
+                follow(engine, prev)
+                got[m].append(run_query(engine, t["question"], t["answer"], m, max_tokens))
+        for m in modes:
+            unstable += len({o.answer for o in got[m]}) > 1
+            runs[m].append(median_outcome(got[m]))
+    return runs, unstable
+
+
 def _pct(values: list[float], q: float) -> float:
     s = sorted(values)
     if not s:
@@ -133,6 +174,16 @@ def random_gating(off: list[Outcome], on: list[Outcome], rate: float, draws: int
     return {"mode": f"random@{rate:.2f}", "n": len(off), "accuracy": acc, "mean_tokens": toks, "think_rate": rate,
             "mean_latency_ms": mean_lat, "p50_ms": _pct(pooled, 0.5), "p95_ms": _pct(pooled, 0.95),
             "time_to_answer_p50_ms": _pct(tta, 0.5), "simulated": True}
+
+
+def paired_difference(a: list[Outcome], b: list[Outcome], draws: int = 2000, seed: int = 0) -> dict:
+    """Mean per-query latency of ``b`` minus ``a`` (same queries), with a bootstrap
+    95% interval over queries: whether one mode is faster, beyond the noise."""
+    d = [y.latency_ms - x.latency_ms for x, y in zip(a, b)]
+    rng = random.Random(seed)
+    means = sorted(statistics.fmean(rng.choices(d, k=len(d))) for _ in range(draws))
+    return {"mean_ms": statistics.fmean(d), "ci95_ms": [_pct(means, 0.025), _pct(means, 0.975)],
+            "share_of_a": statistics.fmean(d) / statistics.fmean(x.latency_ms for x in a)}
 
 
 def oracle(off: list[Outcome], on: list[Outcome]) -> dict:
@@ -201,12 +252,16 @@ def save_figure(fig, out: str | Path) -> None:
 
 
 def bench_modes(model: str, tasks: str, max_tokens: int = 256, threads: int | None = None,
-                json_out: str | None = None, plot: str | None = None, limit: int | None = None) -> dict:
-    """Run every mode on ``tasks`` and return the table rows plus per-query outcomes."""
+                json_out: str | None = None, plot: str | None = None, limit: int | None = None,
+                repeats: int = 5) -> dict:
+    """Run every mode on ``tasks`` and return the table rows plus per-query outcomes.
+
+    Latencies are per-query medians over ``repeats`` paired runs (see ``run_modes``).
+    """
     rows_in = load_tasks(tasks)[:limit]
     with Engine(model, EngineConfig(n_ctx=1024, n_threads=threads, queue_size=1)) as engine:
         run_query(engine, rows_in[0]["question"], rows_in[0]["answer"], "off", 8)  # warm-up
-        runs = {m: run_mode(engine, rows_in, m, max_tokens) for m in ("off", "on", "post", "auto")}
+        runs, unstable = run_modes(engine, rows_in, ("off", "on", "post", "auto"), max_tokens, repeats)
         profile = engine.controller.profile
     rows = [summarize(m, runs[m]) for m in ("off", "on", "post", "auto")]
     by_ops = accuracy_by_ops(rows_in, runs)
@@ -216,12 +271,15 @@ def bench_modes(model: str, tasks: str, max_tokens: int = 256, threads: int | No
     on, orc = rows[1], rows[5]
     saved = on["mean_latency_ms"] - orc["mean_latency_ms"]
     result = {
-        "model": model, "tasks": tasks, "n": len(rows_in), "rows": rows,
+        "model": model, "tasks": tasks, "n": len(rows_in), "repeats": repeats,
+        "answers_changed_between_repeats": unstable, "rows": rows,
         "auto_vs_on_accuracy_points": (auto["accuracy"] - on["accuracy"]) * 100,
         "auto_vs_random_accuracy_points": (auto["accuracy"] - rows[4]["accuracy"]) * 100,
+        "auto_minus_on_latency": paired_difference(runs["on"], runs["auto"]),
         "oracle_savings_captured": (on["mean_latency_ms"] - auto["mean_latency_ms"]) / saved if saved > 0 else None,
         "accuracy_by_ops": by_ops,
-        "profile": None if profile is None else {"threshold": profile.threshold, "fitted_on": profile.fitted_on},
+        "profile": None if profile is None else {"threshold": profile.threshold, "skip_below": profile.skip_below,
+                                                 "fitted_on": profile.fitted_on},
         "per_query": {m: [asdict(o) for o in runs[m]] for m in runs},
     }
     if json_out:

@@ -14,18 +14,28 @@ def register(sub) -> None:
     p.add_argument("--max-tokens", type=int, default=256)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--limit", type=int, default=None, help="use only the first N tasks")
+    p.add_argument("--repeats", type=int, default=5,
+                   help="runs per query and mode (paired, rotated order); latency is the per-query median")
     p.add_argument("--json", dest="json_out", default=None)
     p.add_argument("--plot", default=None)
     p.set_defaults(func=_cli)
 
 
 def _cli(args: argparse.Namespace) -> int:
-    r = bench_modes(args.model, args.tasks, args.max_tokens, args.threads, args.json_out, args.plot, args.limit)
+    r = bench_modes(args.model, args.tasks, args.max_tokens, args.threads, args.json_out, args.plot, args.limit,
+                    max(1, args.repeats))
     print(table(r["rows"]))
     for mode, row in r["accuracy_by_ops"].items():
         print(f"  {mode:<5} accuracy by #ops: " + "  ".join(f"{k}: {v * 100:.0f}%" for k, v in row.items()))
     print(f"auto - on accuracy: {r['auto_vs_on_accuracy_points']:+.1f} points; auto - random gating: "
           f"{r['auto_vs_random_accuracy_points']:+.1f} points; oracle savings captured by auto: "
           + ("n/a" if r["oracle_savings_captured"] is None else f"{r['oracle_savings_captured'] * 100:.0f}%"))
-    print("random@rate and oracle rows are computed from the measured per-query off/on runs.")
+    d = r["auto_minus_on_latency"]
+    print(f"auto - on mean latency, paired per query: {d['mean_ms']:+.2f} ms ({d['share_of_a'] * 100:+.1f}%), "
+          f"95% interval {d['ci95_ms'][0]:+.2f} .. {d['ci95_ms'][1]:+.2f} ms")
+    print(f"latency: per-query median of {r['repeats']} paired runs; random@rate and oracle rows are "
+          "computed from the measured per-query off/on runs.")
+    if r["answers_changed_between_repeats"]:
+        print(f"note: {r['answers_changed_between_repeats']} (query, mode) answers differed between repeats; "
+              "the first pass's answer is scored.")
     return 0

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from bench.calibrate import Sample, choose_threshold, fit_logistic, sweep
-from bench.modes import Outcome, is_correct, oracle, random_gating, summarize
+from bench.calibrate import Sample, choose_cascade, choose_threshold, fit_logistic, sweep
+from bench import modes
+from bench.modes import Outcome, is_correct, median_outcome, oracle, paired_difference, random_gating, summarize
 
 
 def outcome(mode, correct, ms, tokens=1, thought=False):
@@ -38,6 +39,53 @@ def test_sweep_and_threshold_choice():
     assert 0.2 < best["threshold"] <= 0.8
 
 
+def test_sweep_charges_skipped_queries_the_cold_reasoning_cost_and_no_probe():
+    samples = [Sample({}, False, True, 10.0, 100.0, 20, on_cold_ms=104.0),
+               Sample({}, True, True, 10.0, 100.0, 20, on_cold_ms=104.0)]
+    scores = np.array([0.9, 0.9])  # the probe is (wrongly) confident on both
+    curve = sweep(scores, samples, skipped=np.array([True, False]))
+    direct = next(c for c in curve if c["threshold"] == 0.0)
+    assert direct["accuracy"] == 1.0 and direct["think_rate"] == 0.5  # the skipped one reasons
+    assert direct["mean_latency_ms"] == pytest.approx((104 + 10) / 2)
+
+
+def test_cascade_uses_the_gate_only_where_it_pays():
+    # two easy queries (direct right), two hard ones (direct wrong); the probe is
+    # informative (scores) and the gate too (gate): skipping the probe on the
+    # hard ones saves its 10 ms, with the same accuracy.
+    samples = [Sample({}, ok, True, 10.0, 100.0, 20, on_cold_ms=101.0) for ok in (True, True, False, False)]
+    scores, gate = np.array([0.9, 0.8, 0.2, 0.1]), np.array([0.9, 0.9, 0.1, 0.1])
+    rows, best = choose_cascade(gate, scores, samples, on_accuracy=1.0, tolerance=0.0)
+    assert best["accuracy"] == 1.0 and best["skip_rate"] == 0.5 and 0.1 < best["skip_below"] <= 0.9
+    assert best["mean_latency_ms"] == pytest.approx((10 + 10 + 101 + 101) / 4)
+    assert rows[0]["skip_below"] == 0.0 and rows[0]["skip_rate"] == 0.0  # always probing is a candidate
+    # a gate that cannot tell easy from hard is not used: skipping would lose accuracy
+    _, best = choose_cascade(np.full(4, 0.5), scores, samples, on_accuracy=1.0, tolerance=0.0)
+    assert best["skip_rate"] == 0.0
+
+
+def test_median_outcome_and_rotated_passes(monkeypatch):
+    runs = [outcome("on", True, ms) for ms in (9.0, 1.0, 5.0)]
+    m = median_outcome(runs)
+    assert (m.latency_ms, m.ttft_ms, m.answer) == (5.0, 2.5, "1")
+    calls = []
+
+    def fake_run_query(engine, question, label, mode, max_tokens):
+        calls.append((question, mode, max_tokens))
+        return outcome(mode, True, float(len(calls)))
+
+    monkeypatch.setattr(modes, "run_query", fake_run_query)
+    tasks = [{"question": q, "answer": "1"} for q in ("a", "b")]
+    out, unstable = modes.run_modes(None, tasks, ("off", "on", "auto"), 8, repeats=2)
+    # each measured run follows a one-token direct answer to the previous question
+    assert calls[0::2] == [("b", "off", 1)] * 6 + [("a", "off", 1)] * 6
+    assert [m for _, m, _ in calls[1::2]] == ["off", "on", "auto", "on", "auto", "off",
+                                              "on", "auto", "off", "auto", "off", "on"]
+    assert {q for q, _, n in calls[1::2] if n == 8} == {"a", "b"}
+    # query "a": off ran as calls 2 and 12 -> median 7; query "b": auto ran as 16 and 20 -> 18
+    assert out["off"][0].latency_ms == 7.0 and out["auto"][1].latency_ms == 18.0 and unstable == 0
+
+
 def test_random_gating_is_the_expectation_and_oracle_the_cheapest_correct():
     off = [outcome("off", True, 10), outcome("off", False, 10)]
     on = [outcome("on", True, 100, 20, True), outcome("on", True, 100, 20, True)]
@@ -45,6 +93,16 @@ def test_random_gating_is_the_expectation_and_oracle_the_cheapest_correct():
     assert r["accuracy"] == pytest.approx(0.75) and r["mean_latency_ms"] == pytest.approx(55)
     o = oracle(off, on)
     assert o["accuracy"] == 1.0 and o["mean_latency_ms"] == pytest.approx(55) and o["think_rate"] == 0.5
+
+
+def test_paired_difference_interval_excludes_zero_only_for_a_real_shift():
+    a = [outcome("on", True, 10.0 + (i % 7)) for i in range(100)]
+    faster = [outcome("auto", True, o.latency_ms - 1.0 + 0.1 * (i % 3)) for i, o in enumerate(a)]
+    d = paired_difference(a, faster)
+    assert d["mean_ms"] == pytest.approx(-0.9, abs=0.01) and d["ci95_ms"][1] < 0
+    noise = [outcome("auto", True, o.latency_ms + (1.0 if i % 2 else -1.0)) for i, o in enumerate(a)]
+    lo, hi = paired_difference(a, noise)["ci95_ms"]
+    assert lo < 0 < hi
 
 
 def test_summarize_percentiles():

@@ -1,6 +1,7 @@
 """The adaptive-thinking controller's logic on a scripted backend (exact,
 token by token); real-model behaviour is in test_student.py."""
 
+import math
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,47 @@ def test_auto_unsure_probe_reasons(ctl):
     assert {"score", "threshold", "reason", "probe_ms", "features"} <= d.keys()
 
 
+# The gate: each operator lowers p(direct right); three operators fall under skip_below.
+GATED = ThinkingProfile(weights=PROFILE.weights, threshold=0.5, probe_max_tokens=8,
+                        gate_weights={"bias": 3.0, "q_operators": -2.0}, skip_below=0.5)
+
+
+def evaluated_text(backend, calls):
+    return "".join(backend.token_bytes(t).decode() for toks in calls for t in toks)
+
+
+@pytest.fixture
+def gated():
+    ctl = ThinkingController(ScriptedBackend(), REF, profile=GATED)
+    calls = []
+    real_eval = ctl.backend.eval
+    ctl.backend.eval = lambda toks: (calls.append(list(toks)), real_eval(toks))[1]
+    return ctl, calls
+
+
+def test_auto_gate_sends_a_plainly_hard_question_to_reasoning_without_a_probe(gated):
+    ctl, calls = gated
+    _, r = run(ctl, "1 + 2 * 3 - 4", think="auto", reasoning_budget=3)
+    d = r.decision
+    assert (d["stage"], d["mode"]) == ("gate", "on") and "without a probe" in d["reason"]
+    assert d["score"] == d["gate_score"] < d["threshold"] == d["skip_below"] == 0.5
+    assert "probe_ms" not in d and d["features"]["q_operators"] == 3.0
+    assert "<|direct|>" not in evaluated_text(ctl.backend, calls)  # no probe was run
+    assert r.reasoning == "abc" and r.text == "42"
+
+
+def test_auto_gate_above_skip_level_probes(gated):
+    ctl, calls = gated
+    _, r = run(ctl, "12 + 30", think="auto")
+    d = r.decision
+    assert (d["stage"], d["mode"]) == ("probe", "off") and d["gate_score"] >= d["skip_below"]
+    assert "<|direct|>" in evaluated_text(ctl.backend, calls) and r.text == "42"
+    # a profile without a gate probes every query
+    plain = ThinkingController(ScriptedBackend(), REF, profile=PROFILE)
+    _, r = run(plain, "1 + 2 * 3 - 4", think="auto")
+    assert r.decision["stage"] == "probe" and "gate_score" not in r.decision
+
+
 def test_auto_without_profile_uses_family_default():
     ctl = ThinkingController(ScriptedBackend(), REF, profile=None)
     _, r = run(ctl, think="auto", max_tokens=10)
@@ -111,3 +153,9 @@ def test_profile_score_is_logistic():
     assert p.score({"probe_min_logprob": 0.0}) == pytest.approx(0.5)
     assert p.score({"probe_min_logprob": -5.0}) < 0.01 < 0.99 < p.score({"probe_min_logprob": 5.0})
     assert ThinkingProfile.from_dict({**vars(p), "speed": {"decode_tok_s": 3.0}, "junk": 1}).speed.decode_tok_s == 3.0
+    assert p.gate_score({}) is None and not p.skips_probe(None)
+    assert GATED.gate_score({"q_operators": 1.0}) == pytest.approx(1 / (1 + math.exp(-1.0)))
+    assert GATED.skips_probe(0.49) and not GATED.skips_probe(0.5)
+    # a profile written before the gate existed still loads, and probes every query
+    old = ThinkingProfile.from_dict({"weights": {"bias": 1.0}, "threshold": 0.3})
+    assert (old.gate_weights, old.skip_below) == ({}, 0.0)

@@ -3,9 +3,10 @@ reasons, in which format, and with what budget; then stream the generation.
 
 Modes: ``off`` (direct answer), ``on`` (reasoning, then the answer), ``post``
 (answer first, then the rationale, which a budget can cut or skip), ``auto``
-(decided here). ``auto`` runs a short direct-answer probe and scores it with
-the model's profile; a confident probe *is* the answer (no wasted work),
-otherwise the model reasons. A deadline turns into a reasoning budget from the
+(decided here). ``auto`` is a cascade: the profile's gate scores the question
+text alone and sends plainly hard queries straight to reasoning; the rest get
+a short direct-answer probe scored with the profile; a confident probe *is*
+the answer (no wasted work), otherwise the model reasons. A deadline turns into a reasoning budget from the
 measured speed of this model on this device.
 """
 
@@ -22,7 +23,7 @@ from ..models import ModelRef
 from ..prompts import render_chat
 from ..types import Chunk, GenerationRequest, Message
 from .formats import ThinkingFormat, detect_format
-from .profile import Speed, ThinkingProfile, find_profile, probe_signals
+from .profile import Speed, ThinkingProfile, find_profile, probe_signals, query_features
 
 log = logging.getLogger(__name__)
 MIN_USEFUL_BUDGET = 4  # below this many reasoning tokens, answering directly is the better bet
@@ -92,22 +93,33 @@ class ThinkingController:
         return mode, decision
 
     # --- the probe --------------------------------------------------------
-    def _probe(self, req: GenerationRequest, should_stop) -> tuple[list[Chunk], dict]:
+    def _probe(self, req: GenerationRequest, question: str, should_stop) -> tuple[list[Chunk], dict]:
         """A short direct answer with token confidences; returns its chunks and features."""
         plan = self._plan(req, "off", should_stop, max_tokens=min(req.max_tokens, self.profile.probe_max_tokens),
                           logprobs=True)
         chunks = list(stream_generate(self.backend, plan))
-        question = next((m.content for m in reversed(req.messages) if m.role == "user"), "")
         return chunks, probe_signals(question, chunks)
 
     def _auto(self, req: GenerationRequest, should_stop) -> tuple[str, dict, list[Chunk] | None]:
+        prof = self.profile
+        question = next((m.content for m in reversed(req.messages) if m.role == "user"), "")
+        decision = {"requested": "auto", "family": self.format.family}
+        gate = prof.gate_score(query_features(question))
+        if gate is not None:
+            decision.update(gate_score=round(gate, 4), skip_below=prof.skip_below)
+        if prof.skips_probe(gate):
+            decision.update(stage="gate", mode="on", score=round(gate, 4), threshold=prof.skip_below,
+                            features={k: round(v, 4) for k, v in query_features(question).items()},
+                            reason=f"question alone says reason (p={gate:.2f} < {prof.skip_below:.2f}); "
+                                   "reasoning without a probe")
+            return "on", decision, None
         t0 = time.perf_counter()
-        chunks, feats = self._probe(req, should_stop)
-        score = self.profile.score(feats)
-        thr = self.profile.threshold
-        decision = {"requested": "auto", "family": self.format.family, "score": round(score, 4),
-                    "threshold": thr, "probe_ms": round((time.perf_counter() - t0) * 1000, 2),
-                    "features": {k: round(v, 4) for k, v in feats.items()}}
+        chunks, feats = self._probe(req, question, should_stop)
+        score = prof.score(feats)
+        thr = prof.threshold
+        decision.update(stage="probe", score=round(score, 4), threshold=thr,
+                        probe_ms=round((time.perf_counter() - t0) * 1000, 2),
+                        features={k: round(v, 4) for k, v in feats.items()})
         if chunks[-1].finish_reason in ("cancelled", "deadline"):
             decision.update(mode="off", reason=f"probe ended: {chunks[-1].finish_reason}")
             return "off", decision, chunks

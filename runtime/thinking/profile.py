@@ -1,10 +1,18 @@
 """Per-model thinking profile: how ``auto`` turns cheap signals into a decision.
 
-The profile is a small logistic model over query features and the confidence
-of a short direct-answer probe; its output is the estimated probability that
-the direct answer is right. At or above ``threshold`` the probe's answer is
-returned at once; below it the model reasons. ``thinkling calibrate`` fits it
-on a labelled task set and writes it as JSON next to the model.
+The decision is a two-stage cascade of small logistic models, each estimating
+the probability that the direct answer is right:
+
+1. the *gate* scores the question text alone (no model call). Below
+   ``skip_below`` the query is plainly one that needs reasoning, and the
+   model reasons at once: a probe there would be paid for and thrown away;
+2. otherwise a short direct-answer *probe* runs, and the full model scores the
+   query features together with the probe's confidence. At or above
+   ``threshold`` the probe's answer is returned at once; below it the model
+   reasons.
+
+``thinkling calibrate`` fits both on a labelled task set, picks the pair
+(``skip_below``, ``threshold``) and writes the profile as JSON next to the model.
 """
 
 from __future__ import annotations
@@ -15,8 +23,9 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-FEATURES = ("bias", "q_chars", "q_numbers", "q_operators", "probe_mean_logprob", "probe_min_logprob",
-            "probe_first_entropy", "probe_max_entropy", "probe_tokens", "probe_finished")
+GATE_FEATURES = ("bias", "q_chars", "q_numbers", "q_operators")
+FEATURES = GATE_FEATURES + ("probe_mean_logprob", "probe_min_logprob", "probe_first_entropy",
+                            "probe_max_entropy", "probe_tokens", "probe_finished")
 
 _NUM = re.compile(r"\d+(?:\.\d+)?")
 _OPS = re.compile(r"(?<=[\d\s)])[-+*/×÷^](?=[\s\d(])")
@@ -77,27 +86,48 @@ class Speed:
         self.samples += 1
 
 
+def logistic(weights: dict[str, float], features: dict[str, float]) -> float:
+    """sigmoid(bias + sum of weight * feature); a feature missing from ``features`` counts 0."""
+    z = weights.get("bias", 0.0)
+    for name, w in weights.items():
+        if name != "bias":
+            z += w * features.get(name, 0.0)
+    z = max(-60.0, min(60.0, z))
+    return 1.0 / (1.0 + math.exp(-z))
+
+
 @dataclass
 class ThinkingProfile:
-    """Logistic weights over ``FEATURES`` plus a threshold and usage statistics."""
+    """The cascade's weights and thresholds, plus usage statistics.
+
+    ``weights``/``threshold``: the probe stage, over ``FEATURES``.
+    ``gate_weights``/``skip_below``: the gate, over ``GATE_FEATURES``; an empty
+    gate or ``skip_below`` 0 means every ``auto`` query is probed.
+    """
 
     weights: dict[str, float] = field(default_factory=dict)
     threshold: float = 0.5
+    gate_weights: dict[str, float] = field(default_factory=dict)
+    skip_below: float = 0.0
     probe_max_tokens: int = 8
     mean_reasoning_tokens: float = 64.0
     mean_answer_tokens: float = 4.0
     speed: Speed = field(default_factory=Speed)
     fitted_on: str = ""
-    curve: list[dict] = field(default_factory=list)
+    curve: list[dict] = field(default_factory=list)  # threshold sweep at the chosen skip_below
+    gate_curve: list[dict] = field(default_factory=list)  # per skip_below, its best threshold
 
     def score(self, features: dict[str, float]) -> float:
-        """Estimated probability that the direct answer is correct."""
-        z = self.weights.get("bias", 0.0)
-        for name, w in self.weights.items():
-            if name != "bias":
-                z += w * features.get(name, 0.0)
-        z = max(-60.0, min(60.0, z))
-        return 1.0 / (1.0 + math.exp(-z))
+        """Estimated probability that the direct answer is correct, after the probe."""
+        return logistic(self.weights, features)
+
+    def gate_score(self, features: dict[str, float]) -> float | None:
+        """The same estimate from the question alone; None when the profile has no gate."""
+        return logistic(self.gate_weights, features) if self.gate_weights else None
+
+    def skips_probe(self, gate: float | None) -> bool:
+        """True when the gate alone sends the query to reasoning."""
+        return gate is not None and gate < self.skip_below
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
