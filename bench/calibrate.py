@@ -22,7 +22,16 @@ from runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingPa
 from runtime.generate import join_stream
 from runtime.thinking.profile import FEATURES, GATE_FEATURES, Speed, ThinkingProfile, probe_signals, profile_path
 
-from .modes import follow, is_correct, load_tasks, run_query, save_figure
+from .modes import RunOptions, follow, is_correct, load_tasks, run_query, save_figure
+
+
+@dataclass
+class CalibrateOptions(RunOptions):
+    """``RunOptions`` plus the probe length and the accuracy ``auto`` may give up."""
+
+    repeats: int = 3
+    probe_max_tokens: int = 8
+    tolerance: float = 0.01  # share of accuracy below always reasoning (0.01 = 1 point)
 
 
 @dataclass
@@ -123,38 +132,37 @@ def _probe(engine: Engine, question: str, label, probe_max_tokens: int) -> tuple
     return probe_signals(question, chunks), is_correct(res.text, label), ms
 
 
-def _measure(engine: Engine, tasks: list[dict], i: int, probe_max_tokens: int, max_tokens: int,
-             repeats: int) -> Sample:
+def _measure(engine: Engine, tasks: list[dict], i: int, opts: CalibrateOptions) -> Sample:
     """Task ``i``'s probe, reasoning right after the probe, and reasoning alone.
 
     Paired and repeated like ``bench modes`` (see ``run_modes``): the two paths
     run back to back in alternating order, each after the previous task's
-    question; latencies are medians over ``repeats``.
+    question; latencies are medians over ``opts.repeats``.
     """
     t, prev = tasks[i], tasks[i - 1]
     probe, warm, cold = [], [], []
-    for r in range(repeats):
+    for r in range(opts.repeats):
         for path in (("probe", "alone") if (i + r) % 2 == 0 else ("alone", "probe")):
             follow(engine, prev)
             if path == "probe":
-                feats, off_ok, ms = _probe(engine, t["question"], t["answer"], probe_max_tokens)
+                feats, off_ok, ms = _probe(engine, t["question"], t["answer"], opts.probe_max_tokens)
                 probe.append(ms)
-                warm.append(run_query(engine, t["question"], t["answer"], "on", max_tokens).latency_ms)
+                warm.append(run_query(engine, t["question"], t["answer"], "on", opts.max_tokens).latency_ms)
             else:
-                on = run_query(engine, t["question"], t["answer"], "on", max_tokens)
+                on = run_query(engine, t["question"], t["answer"], "on", opts.max_tokens)
                 cold.append(on.latency_ms)
     return Sample(feats, off_ok, on.correct, statistics.median(probe), statistics.median(warm), on.tokens,
                   on_cold_ms=statistics.median(cold))
 
 
-def calibrate(model: str, tasks: str, out: str | None = None, plot: str | None = None,
-              probe_max_tokens: int = 8, max_tokens: int = 256, threads: int | None = None,
-              limit: int | None = None, tolerance: float = 0.01, repeats: int = 3) -> ThinkingProfile:
+def calibrate(model: str, tasks: str, opts: CalibrateOptions | None = None, out: str | None = None,
+              plot: str | None = None) -> ThinkingProfile:
     """Fit and write the thinking profile of ``model`` on ``tasks``; returns it."""
-    rows = load_tasks(tasks)[:limit]
-    with Engine(model, EngineConfig(n_ctx=1024, n_threads=threads, queue_size=1)) as engine:
+    opts = opts or CalibrateOptions()
+    rows = load_tasks(tasks)[:opts.limit]
+    with Engine(model, EngineConfig(n_ctx=1024, n_threads=opts.threads, queue_size=1)) as engine:
         engine.controller.profile = None  # calibrate the raw modes, not a previous profile
-        samples = [_measure(engine, rows, i, probe_max_tokens, max_tokens, repeats) for i in range(len(rows))]
+        samples = [_measure(engine, rows, i, opts) for i in range(len(rows))]
         speed = Speed(**vars(engine.controller.speed))
         model_path = engine.ref.path
     X = np.array([[1.0] + [s.features.get(f, 0.0) for f in FEATURES[1:]] for s in samples])
@@ -165,12 +173,12 @@ def calibrate(model: str, tasks: str, out: str | None = None, plot: str | None =
     wg = fit_logistic(Xg, y)
     gate = 1 / (1 + np.exp(-np.clip(Xg @ wg, -60, 60)))
     on_acc = float(np.mean([s.on_correct for s in samples]))
-    gate_curve, chosen = choose_cascade(gate, scores, samples, on_acc, tolerance)
+    gate_curve, chosen = choose_cascade(gate, scores, samples, on_acc, opts.tolerance)
     curve = sweep(scores, samples, gate < chosen["skip_below"])
     profile = ThinkingProfile(
         weights={f: round(float(v), 6) for f, v in zip(FEATURES, w)}, threshold=chosen["threshold"],
         gate_weights={f: round(float(v), 6) for f, v in zip(GATE_FEATURES, wg)}, skip_below=chosen["skip_below"],
-        probe_max_tokens=probe_max_tokens,
+        probe_max_tokens=opts.probe_max_tokens,
         mean_reasoning_tokens=statistics.fmean(s.reasoning_tokens for s in samples),
         mean_answer_tokens=4.0, speed=speed, fitted_on=f"{tasks} (n={len(samples)})", curve=curve,
         gate_curve=gate_curve)
@@ -222,9 +230,10 @@ def register(sub) -> None:
 
 
 def _cli(args: argparse.Namespace) -> int:
-    prof = calibrate(args.model, args.tasks, args.out, args.plot, args.probe_max_tokens, args.max_tokens,
-                     args.threads, args.limit, args.tolerance / 100,
-                     max(1, args.repeats))
+    opts = CalibrateOptions(max_tokens=args.max_tokens, threads=args.threads, limit=args.limit,
+                            repeats=max(1, args.repeats), probe_max_tokens=args.probe_max_tokens,
+                            tolerance=args.tolerance / 100)
+    prof = calibrate(args.model, args.tasks, opts, args.out, args.plot)
     best = next(c for c in prof.gate_curve if c["skip_below"] == prof.skip_below)
     print(f"gate skip below {prof.skip_below:.3f} (skips the probe on {best['skip_rate'] * 100:.0f}%), "
           f"probe threshold {prof.threshold:.3f}: accuracy {best['accuracy'] * 100:.1f}%, "

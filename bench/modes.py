@@ -23,6 +23,16 @@ _INT = re.compile(r"-?\d+")
 
 
 @dataclass
+class RunOptions:
+    """How ``bench modes`` (and ``thinkling calibrate``) run a labelled task set."""
+
+    max_tokens: int = 256  # per generation; reasoning included
+    threads: int | None = None  # llama.cpp threads (None: the engine's default)
+    limit: int | None = None  # use only the first N tasks
+    repeats: int = 5  # paired runs per query and mode; latency is the per-query median
+
+
+@dataclass
 class Outcome:
     """One query in one mode."""
 
@@ -251,17 +261,17 @@ def save_figure(fig, out: str | Path) -> None:
     tmp.replace(out)
 
 
-def bench_modes(model: str, tasks: str, max_tokens: int = 256, threads: int | None = None,
-                json_out: str | None = None, plot: str | None = None, limit: int | None = None,
-                repeats: int = 5) -> dict:
+def bench_modes(model: str, tasks: str, opts: RunOptions | None = None, json_out: str | None = None,
+                plot: str | None = None) -> dict:
     """Run every mode on ``tasks`` and return the table rows plus per-query outcomes.
 
-    Latencies are per-query medians over ``repeats`` paired runs (see ``run_modes``).
+    Latencies are per-query medians over ``opts.repeats`` paired runs (see ``run_modes``).
     """
-    rows_in = load_tasks(tasks)[:limit]
-    with Engine(model, EngineConfig(n_ctx=1024, n_threads=threads, queue_size=1)) as engine:
+    opts = opts or RunOptions()
+    rows_in = load_tasks(tasks)[:opts.limit]
+    with Engine(model, EngineConfig(n_ctx=1024, n_threads=opts.threads, queue_size=1)) as engine:
         run_query(engine, rows_in[0]["question"], rows_in[0]["answer"], "off", 8)  # warm-up
-        runs, unstable = run_modes(engine, rows_in, ("off", "on", "post", "auto"), max_tokens, repeats)
+        runs, unstable = run_modes(engine, rows_in, ("off", "on", "post", "auto"), opts.max_tokens, opts.repeats)
         profile = engine.controller.profile
     rows = [summarize(m, runs[m]) for m in ("off", "on", "post", "auto")]
     by_ops = accuracy_by_ops(rows_in, runs)
@@ -271,7 +281,7 @@ def bench_modes(model: str, tasks: str, max_tokens: int = 256, threads: int | No
     on, orc = rows[1], rows[5]
     saved = on["mean_latency_ms"] - orc["mean_latency_ms"]
     result = {
-        "model": model, "tasks": tasks, "n": len(rows_in), "repeats": repeats,
+        "model": model, "tasks": tasks, "n": len(rows_in), "repeats": opts.repeats,
         "answers_changed_between_repeats": unstable, "rows": rows,
         "auto_vs_on_accuracy_points": (auto["accuracy"] - on["accuracy"]) * 100,
         "auto_vs_random_accuracy_points": (auto["accuracy"] - rows[4]["accuracy"]) * 100,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .modes import bench_modes, table
+from .modes import RunOptions, bench_modes, table
 
 
 def register(sub) -> None:
@@ -22,8 +22,9 @@ def register(sub) -> None:
 
 
 def _cli(args: argparse.Namespace) -> int:
-    r = bench_modes(args.model, args.tasks, args.max_tokens, args.threads, args.json_out, args.plot, args.limit,
-                    max(1, args.repeats))
+    opts = RunOptions(max_tokens=args.max_tokens, threads=args.threads, limit=args.limit,
+                      repeats=max(1, args.repeats))
+    r = bench_modes(args.model, args.tasks, opts, args.json_out, args.plot)
     print(table(r["rows"]))
     for mode, row in r["accuracy_by_ops"].items():
         print(f"  {mode:<5} accuracy by #ops: " + "  ".join(f"{k}: {v * 100:.0f}%" for k, v in row.items()))
