@@ -70,3 +70,17 @@ def test_student_reproduces_recorded_accuracy(student):
             ok += bool(nums) and nums[-1] == str(t["answer"])
         got = ok / len(rec["tasks"])
         assert abs(got - expected) <= 0.05, (mode, got, expected)
+
+
+def test_auto_cascade_with_the_committed_profile(student):
+    """The calibrated profile's gate sends a three-operation problem straight to
+    reasoning (no probe); a one-operation problem is probed and its confident
+    direct answer returned."""
+    hard = ask(student, "37 + 4 * 12 - 9", "auto")
+    d = hard.decision
+    assert (d["stage"], d["mode"]) == ("gate", "on") and d["score"] < d["threshold"], d
+    assert "probe_ms" not in d and hard.reasoning.strip() and hard.text.strip() == "76"
+    easy = ask(student, "14 + 31", "auto")
+    d = easy.decision
+    assert (d["stage"], d["mode"]) == ("probe", "off") and d["score"] >= d["threshold"], d
+    assert d["gate_score"] >= d["skip_below"] and easy.reasoning == "" and easy.text.strip() == "45"
