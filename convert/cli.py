@@ -32,10 +32,11 @@ def register(subparsers) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from .parity import Parity, format_table
-    from .pipeline import convert
+    from .pipeline import ConvertOptions, convert
 
-    manifest = convert(args.src, args.out, lora=args.lora, gguf=args.gguf, check=args.check, name=args.name,
-                       threads=args.threads, progress=sys.stderr.isatty(), onnx=args.onnx)
+    options = ConvertOptions(gguf=args.gguf, onnx=args.onnx, name=args.name, check=args.check,
+                             threads=args.threads, progress=sys.stderr.isatty())
+    manifest = convert(args.src, args.out, lora=args.lora, options=options)
     for f in manifest.files:
         note = f", {len(f.fallbacks)} tensors fell back to another type" if f.fallbacks else ""
         print(f"wrote {args.out}/{f.path} ({f.size_bytes / 1e6:.1f} MB{note})")

@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,41 @@ EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's hard limit is 2 GiB; stay clea
 # Copied from the source folder when present: what a tokenizer and a chat template need.
 SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
               "generation_config.json", "chat_template.jinja", "chat_template.json")
+
+
+@dataclass(frozen=True)
+class OnnxOptions:
+    """What ``export_onnx`` writes: which decoders, under what name, with which side files."""
+
+    # --- what to write
+    name: str
+    """File name stem: ``<out>/<name>-onnx-<quant>/<name>-<quant>.onnx``."""
+    quants: Sequence[str] = ("fp32",)
+    """Decoders to write, from ``ONNX_QUANTS`` (fp32, int4); one folder each."""
+    attention: str = "auto"
+    """``"plain"``, ``"gqa"``, or ``"auto"``: GroupQueryAttention where the
+    architecture allows (no qk-norm), the plain-ops lowering otherwise."""
+
+    # --- what goes beside each decoder
+    src: str | os.PathLike | None = None
+    """The HF folder whose tokenizer and generation files (``SIDE_FILES``) are copied."""
+    thinkling: str | os.PathLike | None = None
+    """The ``thinkling.json`` (chat format) to copy; ``None``: one beside ``src`` or its parent."""
+    extra_manifest: dict | None = None
+    """Fields for each folder's ``manifest.json`` besides ``architecture`` and ``files``."""
+
+
+@dataclass(frozen=True)
+class OnnxParity:
+    """How ``pipeline_step`` checks parity, so ONNX rows land in the GGUF files' table."""
+
+    tokens: list[list[int]] | None = None
+    """The prompt tokens the GGUF files were checked on (from llama.cpp); ``None``:
+    the ONNX backend's own tokenization of the parity prompts."""
+    hf_matches: bool | None = None
+    """Whether ``tokens`` match the HF tokenizer's (recomputed when ``tokens`` is ``None``)."""
+    threads: int = 2
+    """Threads for the ONNX backend (tokenizing the prompts, computing logits)."""
 
 
 def _sha256(path: Path) -> str:
@@ -155,10 +191,15 @@ def _carry_thinking_format(src: Path | None, folder: Path, given: Path | None = 
             return
 
 
-def _write_folder(model, spec: DecoderSpec, config: dict, quant: str, name: str, out: Path,
-                  src: Path | None, attention: str, extra_manifest: dict,
-                  thinkling: Path | None = None) -> tuple[dict, Path]:
-    """Write one quant's folder under a temporary name; return (entry, temp folder)."""
+def _write_folder(model, quant: str, spec: DecoderSpec, config: dict, out: Path,
+                  opts: OnnxOptions) -> tuple[dict, Path]:
+    """Write one quant's folder under a temporary name; return (entry, temp folder).
+
+    ``opts`` is ``export_onnx``'s, resolved: ``src`` and ``thinkling`` are
+    ``Path``s or ``None``, ``attention`` is the lowering used, and
+    ``extra_manifest`` is a dict.
+    """
+    name, src, attention = opts.name, opts.src, opts.attention
     folder_name = f"{name}-onnx-{quant}"
     tmp = out / f".{folder_name}.{os.getpid()}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -168,7 +209,7 @@ def _write_folder(model, spec: DecoderSpec, config: dict, quant: str, name: str,
     for side in SIDE_FILES:
         if src is not None and (src / side).is_file():
             shutil.copy2(src / side, tmp / side)
-    _carry_thinking_format(src, tmp, thinkling)
+    _carry_thinking_format(src, tmp, opts.thinkling)
     (tmp / "genai_config.json").write_text(
         json.dumps(genai_config(spec, config, fname, src), indent=2) + "\n")
     size = (tmp / fname).stat().st_size + (data.stat().st_size if data else 0)
@@ -177,7 +218,7 @@ def _write_folder(model, spec: DecoderSpec, config: dict, quant: str, name: str,
     if data is not None:
         entry["external_data"] = {"path": f"{folder_name}/{data.name}", "sha256": _sha256(data),
                                   "size_bytes": data.stat().st_size}
-    local = dict(extra_manifest, files=[dict(entry, path=fname)])
+    local = dict(opts.extra_manifest, files=[dict(entry, path=fname)])
     if not local.get("thinking_family") and (tmp / "thinkling.json").is_file():
         local["thinking_family"] = json.loads((tmp / "thinkling.json").read_text()).get("family")
     (tmp / "manifest.json").write_text(json.dumps(local, indent=2) + "\n")
@@ -206,36 +247,34 @@ def check_exportable(config: dict, src: Path | None = None) -> DecoderSpec:
     return spec
 
 
-def export_onnx(tensors: Mapping[str, np.ndarray], config: dict, out: str | os.PathLike, *,
-                name: str, quants: Sequence[str] = ("fp32",), src: str | os.PathLike | None = None,
-                attention: str = "auto", extra_manifest: dict | None = None,
-                thinkling: str | os.PathLike | None = None) -> list[dict]:
-    """Write one ONNX folder per quant and return their manifest entries.
+def export_onnx(tensors: Mapping[str, np.ndarray], config: dict, out: str | os.PathLike,
+                options: OnnxOptions) -> list[dict]:
+    """Write one ONNX folder per quant in ``options.quants`` and return their manifest entries.
 
     ``tensors`` are the (merged) HF-named weights, ``config`` the HF
-    ``config.json`` dict, ``src`` the folder whose tokenizer files are copied.
-    ``attention="auto"`` uses GroupQueryAttention where the architecture allows
-    and the plain-ops lowering otherwise.
+    ``config.json`` dict; ``options`` says what to write (``OnnxOptions``).
     """
     from .onnx_graph import build_decoder
 
-    src_p = Path(src) if src is not None else None
+    src_p = Path(options.src) if options.src is not None else None
     spec = check_exportable(config, src_p)
+    attention = options.attention
     if attention == "auto":
         attention = "plain" if spec.qk_norm else "gqa"
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    extra = dict(extra_manifest or {}, architecture=spec.model_type)
+    extra = dict(options.extra_manifest or {}, architecture=spec.model_type)
+    opts = replace(options, src=src_p, attention=attention, extra_manifest=extra,
+                   thinkling=Path(options.thinkling) if options.thinkling else None)
     staged: list[tuple[dict, Path]] = []
     try:
         fp32 = build_decoder(spec, tensors, attention=attention)
         # fp32 last: saving with external data moves its tensors out of the in-memory proto,
         # and int4 is quantized from a copy of that proto.
-        for quant in sorted(parse_onnx_quants(list(quants)), key=lambda q: q == "fp32"):
+        for quant in sorted(parse_onnx_quants(list(options.quants)), key=lambda q: q == "fp32"):
             log.info("writing ONNX %s (%s attention)", quant, attention)
             model = fp32 if quant == "fp32" else _quantize_int4(_clone(fp32))
-            staged.append(_write_folder(model, spec, config, quant, name, out, src_p, attention, extra,
-                                        Path(thinkling) if thinkling else None))
+            staged.append(_write_folder(model, quant, spec, config, out, opts))
             del model
         staged.sort(key=lambda st: ONNX_QUANTS.index(st[0]["quant"]))
         for entry, tmp in staged:  # every folder written: move them all into place
@@ -267,26 +306,27 @@ def _rewrite_folder_manifest(out: Path, entry: dict) -> None:
     os.replace(tmp, mpath)
 
 
-def pipeline_step(weights, dims, src: Path, out: Path, name: str, quants: Sequence[str], *,
-                  check: bool, tokens: list[list[int]] | None = None, hf_matches: bool | None = None,
-                  thinkling: Path | None = None, threads: int = 2) -> list:
+def pipeline_step(weights, dims, out: Path, options: OnnxOptions, parity: OnnxParity | None = None) -> list:
     """``convert()``'s ONNX step: export, optionally check parity, return manifest ``FileEntry``s.
 
-    With ``check``, the same prompt tokens as the GGUF files (``tokens``, from
-    llama.cpp) go through each ONNX file and the numpy reference, so ONNX rows
-    land in the same parity table. Without GGUF outputs, the ONNX backend's own
-    tokenization of the parity prompts is used.
+    ``options.src`` is the source folder (required here) and ``options.thinkling``
+    the chat format ``convert()`` found; each folder's manifest gets the name and that
+    format's family. With ``parity``, the same prompt tokens as the GGUF files
+    (``parity.tokens``, from llama.cpp) go through each ONNX file and the numpy
+    reference, so ONNX rows land in the same parity table. Without GGUF
+    outputs, the ONNX backend's own tokenization of the parity prompts is used.
     """
     from .manifest import FileEntry
     from .onnx_parity import onnx_logits
     from .parity import PROMPTS, compare, hf_tokenization
     from .reference import reference_logits
 
+    thinkling = options.thinkling
     family = json.loads(Path(thinkling).read_text()).get("family") if thinkling else None
-    extra = {"name": name, "thinking_family": family}
-    entries = export_onnx(weights, weights.model.config, out, name=name, quants=quants, src=src,
-                          extra_manifest=extra, thinkling=thinkling)
-    if check and entries:
+    extra = dict(options.extra_manifest or {}, name=options.name, thinking_family=family)
+    entries = export_onnx(weights, weights.model.config, out, replace(options, extra_manifest=extra))
+    if parity is not None and entries:
+        tokens, hf_matches, threads = parity.tokens, parity.hf_matches, parity.threads
         if tokens is None:
             from runtime.backends import BackendOptions, open_backend
 
@@ -295,7 +335,7 @@ def pipeline_step(weights, dims, src: Path, out: Path, name: str, quants: Sequen
                 tokens = [b.tokenize(p, add_special=True) for p in PROMPTS]
             finally:
                 b.close()
-            hf = hf_tokenization(src / "tokenizer.json", PROMPTS)
+            hf = hf_tokenization(Path(options.src) / "tokenizer.json", PROMPTS)
             hf_matches = None if hf is None else hf == tokens
         ref = reference_logits(weights, dims, tokens)
         for e in entries:

@@ -112,29 +112,57 @@ def default_name(src: Path) -> str:
     return src.parent.name if src.name in ("base", "model", "hf", "merged") else src.name
 
 
+@dataclass(frozen=True)
+class ConvertOptions:
+    """What ``convert()`` writes and how it checks it.
+
+    Field names match ``thinkling convert``'s flags (``--gguf``, ``--onnx``,
+    ``--check``, ``--name``, ``--threads``); the CLI fills one from its flags.
+    """
+
+    # --- what to write
+    gguf: str | Sequence[str] = ("f16",)
+    """GGUF types, ``"f16,q8_0"`` or a list: f32, f16, bf16, q8_0 written directly;
+    q4_k_m, q5_k_m, q6_k by llama.cpp from the F16 file. Empty with ``onnx`` set: ONNX only."""
+    onnx: str | Sequence[str] = ()
+    """ONNX decoders to write as well (``"fp32,int4"``), each in a folder of its own
+    (``convert.onnx_export``)."""
+    name: str | None = None
+    """File name stem; ``None``: the source folder's name (``default_name``)."""
+
+    # --- checking and running
+    check: bool = False
+    """Compare every file's next-token logits on fixed prompts with the numpy reference
+    and put the results in the manifest."""
+    threads: int | None = None
+    """Threads for K-quantization and the parity check; ``None``: up to 4."""
+    progress: bool = False
+    """Show a progress bar for the parity check (the CLI turns it on for a terminal)."""
+
+
 def convert(src: str | os.PathLike, out: str | os.PathLike, lora: str | os.PathLike | None = None,
-            gguf: str | Sequence[str] = ("f16",), check: bool = False, name: str | None = None, *,
-            threads: int | None = None, progress: bool = False, onnx: str | Sequence[str] = ()) -> Manifest:
+            options: ConvertOptions = ConvertOptions()) -> Manifest:
     """Convert an HF model directory (+ an optional PEFT LoRA adapter) to GGUF files in ``out``.
 
-    Writes ``<name>-<quant>.gguf`` for each of ``gguf`` (f32, f16, bf16, q8_0,
-    q4_k_m, q5_k_m, q6_k), ``manifest.json``, and a copy of ``thinkling.json``
-    if the adapter or source has one. With ``check``, every file's next-token
-    logits on a fixed prompt set are compared with an independent numpy
-    reference and the results go into the manifest. ``onnx`` ("fp32,int4") also
-    writes ONNX decoder folders (``convert.onnx_export``). Returns the manifest.
+    Writes ``<name>-<quant>.gguf`` for each of ``options.gguf``,
+    ``manifest.json``, and a copy of ``thinkling.json`` if the adapter or
+    source has one. With ``options.check``, every file's next-token logits on a
+    fixed prompt set are compared with an independent numpy reference and the
+    results go into the manifest. ``options.onnx`` ("fp32,int4") also writes
+    ONNX decoder folders (``convert.onnx_export``). Returns the manifest.
     Raises ``ConversionError`` subclasses on bad input; ``out`` then holds no
     partial files.
     """
     src, out = Path(src), Path(out)
     lora_path = Path(lora) if lora is not None else None
+    check, progress = options.check, options.progress
     # --- ONNX (issue 8): begin
     from .onnx_export import parse_onnx_quants
-    onnx_quants = parse_onnx_quants(onnx)
-    quants = parse_quants(gguf) if gguf or not onnx_quants else []
+    onnx_quants = parse_onnx_quants(options.onnx)
+    quants = parse_quants(options.gguf) if options.gguf or not onnx_quants else []
     # --- ONNX: end
-    name = name or default_name(src)
-    threads = threads or min(os.cpu_count() or 1, 4)
+    name = options.name or default_name(src)
+    threads = options.threads or min(os.cpu_count() or 1, 4)
     t0 = time.perf_counter()
     prep = _prepare(src, lora_path, name)  # step 1
     log.info("validated %s%s in %.1fs", src, f" + {lora_path}" if lora_path else "", time.perf_counter() - t0)
@@ -149,13 +177,13 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, lora: str | os.PathL
         files = _write_all(prep, quants, stage, name, threads, progress) if quants else []  # steps 2-3
         tokens = matches = None
         if check and files:  # step 4
-            tokens, matches = _check_all(prep, src, stage, files, name, threads, progress)
+            tokens, matches = _check_all(prep, src, stage, files, threads, progress)
         onnx_files = []
         if onnx_quants:  # --- ONNX: folders of their own, checked on the same prompts and reference
-            from .onnx_export import pipeline_step
-            onnx_files = pipeline_step(prep.weights, prep.dims, src, out, name, onnx_quants, check=check,
-                                       tokens=tokens, hf_matches=matches, thinkling=prep.thinkling,
-                                       threads=threads)
+            from .onnx_export import OnnxOptions, OnnxParity, pipeline_step
+            onnx_opts = OnnxOptions(name=name, quants=onnx_quants, src=src, thinkling=prep.thinkling)
+            parity = OnnxParity(tokens=tokens, hf_matches=matches, threads=threads) if check else None
+            onnx_files = pipeline_step(prep.weights, prep.dims, out, onnx_opts, parity)
         for entry in files:
             entry.sha256 = sha256_file(stage.tmp[entry.path])
             entry.size_bytes = stage.tmp[entry.path].stat().st_size
@@ -199,8 +227,8 @@ def _write_all(prep: _Prepared, quants: list[QuantSpec], stage: _Staging, name: 
     return entries
 
 
-def _check_all(prep: _Prepared, src: Path, stage: _Staging, files: list[FileEntry], name: str,
-               threads: int, progress: bool = False) -> tuple[list[list[int]], bool | None]:
+def _check_all(prep: _Prepared, src: Path, stage: _Staging, files: list[FileEntry], threads: int,
+               progress: bool = False) -> tuple[list[list[int]], bool | None]:
     first = stage.tmp[files[0].path]
     tokens = tokenize(first, PROMPTS, threads)
     hf = hf_tokenization(src / "tokenizer.json", PROMPTS)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from convert.parity import compare, gguf_logits
-from convert.pipeline import convert
+from convert.pipeline import ConvertOptions, convert
 from runtime.backends import BackendOptions, open_backend
 
 FIXTURES = Path(__file__).parent / "fixtures" / "convert"
@@ -48,8 +48,8 @@ def converted(tmp_path_factory):
     def get(fx: str):
         if fx not in cache:
             out = tmp_path_factory.mktemp(fx)
-            m = convert(FIXTURES / fx / "base", out, lora=FIXTURES / fx / "adapter", gguf=QUANTS, name=fx,
-                        threads=2)
+            m = convert(FIXTURES / fx / "base", out, lora=FIXTURES / fx / "adapter",
+                        options=ConvertOptions(gguf=QUANTS, name=fx, threads=2))
             cache[fx] = (out, m)
         return cache[fx]
     return get
@@ -160,8 +160,8 @@ def test_thinkling_json_is_copied_and_named(converted):
 
 def test_check_writes_parity_into_manifest(tmp_path):
     fx = "qwen3-bpe"
-    m = convert(FIXTURES / fx / "base", tmp_path, lora=FIXTURES / fx / "adapter", gguf="f16,q8_0", check=True,
-                threads=2)
+    m = convert(FIXTURES / fx / "base", tmp_path, lora=FIXTURES / fx / "adapter",
+                options=ConvertOptions(gguf="f16,q8_0", check=True, threads=2))
     assert m.name == "qwen3-bpe"  # default name: the parent of a folder called "base"
     f16 = m.file("f16").parity
     assert f16["top1_agreement"] == 1.0 and f16["kl_mean"] < F16_MAX_KL and f16["tokenization_matches_hf"] is True
@@ -174,7 +174,8 @@ def test_kquants_on_a_wide_model_have_no_fallbacks(tmp_path):
     from convert.testing import SMALL_QWEN2, make_random_qwen2
 
     src = make_random_qwen2(tmp_path / "src", SMALL_QWEN2, FIXTURES / "qwen2-bpe" / "base")
-    m = convert(src, tmp_path / "out", gguf="q8_0,q6_k,q5_k_m,q4_k_m", check=True, name="wide", threads=2)
+    m = convert(src, tmp_path / "out",
+                options=ConvertOptions(gguf="q8_0,q6_k,q5_k_m,q4_k_m", check=True, name="wide", threads=2))
     assert not (tmp_path / "out" / "wide-f16.gguf").exists()  # the K-quants' source is not kept
     for f in m.files:
         assert f.fallbacks == [], f.quant
@@ -191,7 +192,7 @@ def test_thinkling_json_one_level_up_is_found(tmp_path):
     shutil.copytree(FIXTURES / "llama-spm/base", run / "base")
     shutil.copytree(FIXTURES / "llama-spm/adapter", run / "adapter")
     (run / "thinkling.json").write_text(json.dumps({"family": "run-level"}))
-    m = convert(run / "base", run / "gguf", lora=run / "adapter", gguf="q8_0")
+    m = convert(run / "base", run / "gguf", lora=run / "adapter", options=ConvertOptions(gguf="q8_0"))
     assert m.name == "run" and m.thinking_family == "run-level"
     assert (run / "gguf" / "thinkling.json").is_file() and (run / "gguf" / "run-q8_0.gguf").is_file()
 
@@ -211,7 +212,7 @@ def test_sharded_checkpoint_converts_to_the_same_bytes(tmp_path):
         save_file({n: tensors[n] for n in part}, str(src / fname))
     index = {"metadata": {}, "weight_map": {n: f for f, part in shards.items() for n in part}}
     (src / "model.safetensors.index.json").write_text(json.dumps(index))
-    a = convert(FIXTURES / "llama-spm/base", tmp_path / "a", gguf="f16", name="m")
-    b = convert(src, tmp_path / "b", gguf="f16", name="m")
+    a = convert(FIXTURES / "llama-spm/base", tmp_path / "a", options=ConvertOptions(gguf="f16", name="m"))
+    b = convert(src, tmp_path / "b", options=ConvertOptions(gguf="f16", name="m"))
     assert a.file("f16").sha256 == b.file("f16").sha256
     assert set(b.source["files"]) >= set(shards) | {"model.safetensors.index.json"}

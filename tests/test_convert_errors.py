@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from convert import errors as E
-from convert.pipeline import convert
+from convert.pipeline import ConvertOptions, convert
 
 FIXTURES = Path(__file__).parent / "fixtures" / "convert"
 
@@ -142,7 +142,7 @@ def test_missing_adapter_weights(tmp_path):
 
 def test_unknown_output_type(tmp_path):
     with pytest.raises(E.UnknownQuant) as e:
-        convert(FIXTURES / "llama-spm/base", tmp_path / "out", gguf="f16,q3_xs")
+        convert(FIXTURES / "llama-spm/base", tmp_path / "out", options=ConvertOptions(gguf="f16,q3_xs"))
     assert e.value.quant == "q3_xs" and "q4_k_m" in e.value.known
     _assert_clean(tmp_path / "out")
 
@@ -164,7 +164,7 @@ def test_failure_while_writing_leaves_out_as_it_was(tmp_path, monkeypatch):
 
     monkeypatch.setattr(writer, "encode", failing)
     with pytest.raises(OSError):
-        convert(FIXTURES / "llama-spm/base", out, gguf="f16,q8_0")
+        convert(FIXTURES / "llama-spm/base", out, options=ConvertOptions(gguf="f16,q8_0"))
     _assert_clean(out, {"notes.txt"})
 
 
@@ -177,7 +177,7 @@ def test_failure_in_kquant_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pipeline, "quantize_kquant", failing)
     with pytest.raises(E.QuantizationFailed):
-        convert(FIXTURES / "llama-spm/base", tmp_path / "out", gguf="f16,q4_k_m")
+        convert(FIXTURES / "llama-spm/base", tmp_path / "out", options=ConvertOptions(gguf="f16,q4_k_m"))
     _assert_clean(tmp_path / "out")
 
 

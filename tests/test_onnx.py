@@ -15,7 +15,7 @@ pytest.importorskip("onnx", reason="onnx not installed (the onnx extra)")
 pytest.importorskip("tokenizers", reason="tokenizers not installed (the onnx extra)")
 
 from convert.errors import UnsupportedArchitecture  # noqa: E402
-from convert.onnx_export import export_onnx  # noqa: E402
+from convert.onnx_export import OnnxOptions, export_onnx  # noqa: E402
 from convert.onnx_parity import compare_logits, load_merged, onnx_logits  # noqa: E402
 from runtime import (ContextLengthExceeded, Engine, EngineConfig, GenerationRequest,  # noqa: E402
                      InvalidModelFile, SamplingParams)
@@ -40,7 +40,7 @@ def _export(tmp_root: Path, fx: str, quants=("fp32",)) -> dict[str, Path]:
     if key not in _exports:
         w, cfg = load_merged(FIXTURES / fx / "base", FIXTURES / fx / "adapter")
         out = tmp_root / fx
-        entries = export_onnx(w, cfg, out, name=fx, quants=quants, src=FIXTURES / fx / "base")
+        entries = export_onnx(w, cfg, out, OnnxOptions(name=fx, quants=quants, src=FIXTURES / fx / "base"))
         _exports[key] = {e["quant"]: out / e["path"] for e in entries}
     return _exports[key]
 
@@ -123,8 +123,8 @@ def test_folder_is_genai_shaped_with_manifest(llama, tmp_root):
 def test_plain_and_gqa_lowerings_agree(tmp_root):
     w, cfg = load_merged(FIXTURES / "llama-spm" / "base", FIXTURES / "llama-spm" / "adapter")
     out = tmp_root / "plain"
-    entry = export_onnx(w, cfg, out, name="p", quants=["fp32"], src=FIXTURES / "llama-spm" / "base",
-                        attention="plain")[0]
+    opts = OnnxOptions(name="p", quants=["fp32"], src=FIXTURES / "llama-spm" / "base", attention="plain")
+    entry = export_onnx(w, cfg, out, opts)[0]
     golden, ref = _golden("llama-spm")
     r = compare_logits(onnx_logits(out / entry["path"], golden["token_ids"]), ref)
     assert entry["attention"] == "plain" and r["top1_agreement"] == 1.0 and r["max_abs_diff"] < 1e-3
@@ -133,7 +133,8 @@ def test_plain_and_gqa_lowerings_agree(tmp_root):
 def test_unsupported_architecture_refused_before_writing(tmp_path):
     w, cfg = load_merged(FIXTURES / "gemma3-spm" / "base")
     with pytest.raises(UnsupportedArchitecture, match="gemma3"):
-        export_onnx(w, cfg, tmp_path / "out", name="g", quants=["fp32"], src=FIXTURES / "gemma3-spm" / "base")
+        export_onnx(w, cfg, tmp_path / "out", OnnxOptions(name="g", quants=["fp32"],
+                                                             src=FIXTURES / "gemma3-spm" / "base"))
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
@@ -291,8 +292,8 @@ def test_external_data_past_the_threshold(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ox, "EXTERNAL_DATA_BYTES", 0)  # the fixture is tiny: force the big-model path
     w, cfg = load_merged(FIXTURES / "llama-spm" / "base", FIXTURES / "llama-spm" / "adapter")
-    entry, int4 = export_onnx(w, cfg, tmp_path, name="x", quants=["fp32", "int4"],
-                              src=FIXTURES / "llama-spm" / "base")
+    entry, int4 = export_onnx(w, cfg, tmp_path, OnnxOptions(name="x", quants=["fp32", "int4"],
+                                                            src=FIXTURES / "llama-spm" / "base"))
     assert int4["quant"] == "int4" and (tmp_path / int4["external_data"]["path"]).is_file()
     data = tmp_path / entry["external_data"]["path"]
     assert data.is_file() and (tmp_path / entry["path"]).stat().st_size < 100_000
@@ -307,7 +308,8 @@ def test_truncated_external_data_is_invalid_model_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ox, "EXTERNAL_DATA_BYTES", 0)
     w, cfg = load_merged(FIXTURES / "llama-spm" / "base")
-    entry = export_onnx(w, cfg, tmp_path, name="x", quants=["fp32"], src=FIXTURES / "llama-spm" / "base")[0]
+    entry = export_onnx(w, cfg, tmp_path, OnnxOptions(name="x", quants=["fp32"],
+                                                       src=FIXTURES / "llama-spm" / "base"))[0]
     data = tmp_path / entry["external_data"]["path"]
     data.write_bytes(data.read_bytes()[: data.stat().st_size // 3])
     with pytest.raises(InvalidModelFile):
@@ -350,11 +352,12 @@ def test_cli_convert_unsupported_architecture_is_one_line(tmp_path):
 
 
 def test_int4_on_a_well_conditioned_model_in_the_same_table_as_gguf(tmp_path):
-    from convert.pipeline import convert
+    from convert.pipeline import ConvertOptions, convert
     from convert.testing import SMALL_QWEN2, make_random_qwen2
 
     src = make_random_qwen2(tmp_path / "src", SMALL_QWEN2, FIXTURES / "qwen2-bpe" / "base")
-    m = convert(src, tmp_path / "out", gguf="q4_k_m", onnx="fp32,int4", check=True, name="wide", threads=2)
+    m = convert(src, tmp_path / "out",
+                options=ConvertOptions(gguf="q4_k_m", onnx="fp32,int4", check=True, name="wide", threads=2))
     rows = {(f.format, f.quant): f.parity for f in m.files}
     assert set(rows) == {("gguf", "q4_k_m"), ("onnx", "fp32"), ("onnx", "int4")}
     assert rows["onnx", "fp32"]["top1_agreement"] == 1.0 and rows["onnx", "fp32"]["max_abs_diff"] < 1e-3
