@@ -84,3 +84,33 @@ def test_auto_cascade_with_the_committed_profile(student):
     d = easy.decision
     assert (d["stage"], d["mode"]) == ("probe", "off") and d["score"] >= d["threshold"], d
     assert d["gate_score"] >= d["skip_below"] and easy.reasoning == "" and easy.text.strip() == "45"
+
+
+def test_calibrate_and_bench_modes_command_lines_on_the_student(tmp_path, capsys):
+    """`thinkling calibrate` then `bench modes` on a few tasks: the files they
+    write and what they print (structure only; timings are not asserted)."""
+    from bench.cli import main as bench_main
+    from runtime.cli import main as thinkling_main
+    from runtime.thinking import ThinkingProfile
+
+    prof_path, modes_json = tmp_path / "profile.json", tmp_path / "modes.json"
+    assert thinkling_main(["calibrate", "--model", "arith-student", "--tasks", "arith-calib", "--limit", "12",
+                           "--repeats", "1", "--threads", "1", "--max-tokens", "160",
+                           "--out", str(prof_path)]) == 0
+    assert "gate skip below" in capsys.readouterr().out
+    prof = ThinkingProfile.load(prof_path)
+    assert set(prof.gate_weights) == {"bias", "q_chars", "q_numbers", "q_operators"}
+    assert prof.fitted_on == "arith-calib (n=12)"
+    assert any(row["skip_below"] == prof.skip_below for row in prof.gate_curve)
+    assert any(row["threshold"] == prof.threshold for row in prof.curve)
+
+    assert bench_main(["modes", "--model", "arith-student", "--tasks", "arith-test", "--limit", "6",
+                       "--repeats", "2", "--threads", "1", "--max-tokens", "160", "--json", str(modes_json)]) == 0
+    out = capsys.readouterr().out
+    assert "auto - on mean latency, paired per query" in out
+    r = json.loads(modes_json.read_text())
+    assert [row["mode"] for row in r["rows"]][:4] == ["off", "on", "post", "auto"]
+    assert r["repeats"] == 2 and r["answers_changed_between_repeats"] >= 0
+    assert all(len(r["per_query"][m]) == 6 for m in ("off", "on", "post", "auto"))
+    lo, hi = r["auto_minus_on_latency"]["ci95_ms"]
+    assert lo <= r["auto_minus_on_latency"]["mean_ms"] <= hi
