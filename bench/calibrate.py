@@ -22,7 +22,8 @@ from runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingPa
 from runtime.generate import join_stream
 from runtime.thinking.profile import FEATURES, GATE_FEATURES, Speed, ThinkingProfile, probe_signals, profile_path
 
-from .modes import RunOptions, follow, is_correct, load_tasks, run_query, save_figure
+from .files import save_figure, write_text_atomic
+from .modes import RunOptions, follow, is_correct, load_tasks, run_query
 
 
 @dataclass
@@ -45,6 +46,11 @@ class Sample:
     on_cold_ms: float | None = None  # reasoning with no probe before it (None: use on_ms)
 
 
+def predict(X: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Logistic probabilities for the rows of ``X`` under weights ``w`` (column 0 the bias)."""
+    return 1 / (1 + np.exp(-np.clip(X @ w, -60, 60)))
+
+
 def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1.0, steps: int = 3000, lr: float = 0.5) -> np.ndarray:
     """L2-regularised logistic regression by gradient descent on standardised columns.
 
@@ -57,7 +63,7 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1.0, steps: int = 300
     Z = np.hstack([np.ones((len(X), 1)), (X[:, 1:] - mu) / sd])
     w = np.zeros(Z.shape[1])
     for _ in range(steps):
-        p = 1 / (1 + np.exp(-np.clip(Z @ w, -60, 60)))
+        p = predict(Z, w)
         grad = Z.T @ (p - y) / len(y) + l2 * np.r_[0.0, w[1:]] / len(y)
         w -= lr * grad
     raw = np.empty_like(w)
@@ -168,10 +174,10 @@ def calibrate(model: str, tasks: str, opts: CalibrateOptions | None = None, out:
     X = np.array([[1.0] + [s.features.get(f, 0.0) for f in FEATURES[1:]] for s in samples])
     y = np.array([float(s.off_correct) for s in samples])
     w = fit_logistic(X, y)
-    scores = 1 / (1 + np.exp(-np.clip(X @ w, -60, 60)))
+    scores = predict(X, w)
     Xg = X[:, :len(GATE_FEATURES)]  # FEATURES starts with GATE_FEATURES
     wg = fit_logistic(Xg, y)
-    gate = 1 / (1 + np.exp(-np.clip(Xg @ wg, -60, 60)))
+    gate = predict(Xg, wg)
     on_acc = float(np.mean([s.on_correct for s in samples]))
     gate_curve, chosen = choose_cascade(gate, scores, samples, on_acc, opts.tolerance)
     curve = sweep(scores, samples, gate < chosen["skip_below"])
@@ -183,9 +189,7 @@ def calibrate(model: str, tasks: str, opts: CalibrateOptions | None = None, out:
         mean_answer_tokens=4.0, speed=speed, fitted_on=f"{tasks} (n={len(samples)})", curve=curve,
         gate_curve=gate_curve)
     target = Path(out) if out else profile_path(model_path)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(profile.to_json())
-    tmp.replace(target)
+    write_text_atomic(target, profile.to_json())
     if plot:
         _plot(curve, gate_curve, chosen, on_acc, float(y.mean()), plot)
     return profile

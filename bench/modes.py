@@ -18,6 +18,8 @@ from pathlib import Path
 
 from runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
 
+from .files import save_figure, write_text_atomic
+
 TASKS_DIR = Path(__file__).parent / "tasks"
 _INT = re.compile(r"-?\d+")
 
@@ -250,17 +252,6 @@ def pareto_plot(rows: list[dict], out: str | Path, title: str) -> None:
     save_figure(fig, out)
 
 
-def save_figure(fig, out: str | Path) -> None:
-    """Write a matplotlib figure under a temporary name, then rename (never half-written)."""
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    tmp = Path(out).with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(out)
-
-
 def bench_modes(model: str, tasks: str, opts: RunOptions | None = None, json_out: str | None = None,
                 plot: str | None = None) -> dict:
     """Run every mode on ``tasks`` and return the table rows plus per-query outcomes.
@@ -293,9 +284,7 @@ def bench_modes(model: str, tasks: str, opts: RunOptions | None = None, json_out
         "per_query": {m: [asdict(o) for o in runs[m]] for m in runs},
     }
     if json_out:
-        tmp = Path(json_out).with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=1))
-        tmp.replace(json_out)
+        write_text_atomic(json_out, json.dumps(result, indent=1))
     if plot:
         pareto_plot(rows, plot, f"{model} on {tasks}: accuracy vs latency")
     return result

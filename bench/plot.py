@@ -72,6 +72,6 @@ def plot_latency(record: dict, path: str | Path) -> None:
     fig.suptitle(f"{model.get('name') or 'endpoint'} {model.get('quantization') or ''} on {m.get('cpu')} "
                  f"({m.get('physical_cores')} cores); {record['config']['runs']} runs per class; "
                  f"load avg {la[0] if la else '?'} at start", fontsize=10)
-    from .modes import save_figure
+    from .files import save_figure
 
     save_figure(fig, path)  # tight layout, written under a temporary name, then renamed

@@ -8,6 +8,8 @@ import io
 import json
 from pathlib import Path
 
+from .files import write_text_atomic
+
 SAMPLE_COLUMNS = ["profile", "runner", "prompt_class", "run", "prompt_tokens", "cached_tokens",
                   "completion_tokens", "ttft_ms", "first_token_ms", "short_answer_ms", "e2e_ms",
                   "prefill_tok_s", "decode_tok_s", "finish_reason"]
@@ -152,16 +154,8 @@ def markdown_summary(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _atomic_write(path: str | Path, text: str) -> None:
-    """Write under a temporary name, then rename: a reader never sees half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def write_json(record: dict, path: str | Path) -> None:
-    _atomic_write(path, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+    write_text_atomic(path, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
 
 
 def write_csv(record: dict, path: str | Path) -> None:
@@ -171,8 +165,8 @@ def write_csv(record: dict, path: str | Path) -> None:
     w.writeheader()
     for s in record["samples"]:
         w.writerow(s)
-    _atomic_write(path, buf.getvalue())
+    write_text_atomic(path, buf.getvalue())
 
 
 def write_markdown(record: dict, path: str | Path) -> None:
-    _atomic_write(path, markdown_summary(record))
+    write_text_atomic(path, markdown_summary(record))

@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 from pathlib import Path
 
+from bench.files import write_text_atomic
 from bench.modes import load_tasks, run_mode
 from runtime import Engine, EngineConfig, models
 
@@ -39,10 +39,7 @@ def record(model: str = "arith-student", tasks: str = "arith-test", max_tokens: 
         "accuracy": accuracy,
         "tasks": sample,
     }
-    out = path.parent / "runtime_check_sample.json"
-    tmp = out.with_name(out.name + ".partial")
-    tmp.write_text(json.dumps(rec, indent=1) + "\n")
-    os.replace(tmp, out)
+    write_text_atomic(path.parent / "runtime_check_sample.json", json.dumps(rec, indent=1) + "\n")
     return rec
 
 
