@@ -104,12 +104,13 @@ class ThinkingController:
         prof = self.profile
         question = next((m.content for m in reversed(req.messages) if m.role == "user"), "")
         decision = {"requested": "auto", "family": self.format.family}
-        gate = prof.gate_score(query_features(question))
+        qfeats = query_features(question)
+        gate = prof.gate_score(qfeats)
         if gate is not None:
             decision.update(gate_score=round(gate, 4), skip_below=prof.skip_below)
         if prof.skips_probe(gate):
             decision.update(stage="gate", mode="on", score=round(gate, 4), threshold=prof.skip_below,
-                            features={k: round(v, 4) for k, v in query_features(question).items()},
+                            features={k: round(v, 4) for k, v in qfeats.items()},
                             reason=f"question alone says reason (p={gate:.2f} < {prof.skip_below:.2f}); "
                                    "reasoning without a probe")
             return "on", decision, None
