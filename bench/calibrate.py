@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
+from runtime.extras import require
 from runtime.generate import join_stream
 from runtime.thinking.profile import FEATURES, GATE_FEATURES, Speed, ThinkingProfile, probe_signals, profile_path
 
@@ -234,6 +235,8 @@ def register(sub) -> None:
 
 
 def _cli(args: argparse.Namespace) -> int:
+    if args.plot:  # fail before the calibration runs, not after it
+        require("thinkling calibrate --plot", "bench", "matplotlib")
     opts = CalibrateOptions(max_tokens=args.max_tokens, threads=args.threads, limit=args.limit,
                             repeats=max(1, args.repeats), probe_max_tokens=args.probe_max_tokens,
                             tolerance=args.tolerance / 100)

@@ -12,6 +12,7 @@ import sys
 
 from runtime.cli import register_subcommands
 from runtime.errors import ThinklingError
+from runtime.extras import missing_extra
 
 # subcommand modules; each has register(subparsers). "bench.modes_cli" is the
 # thinking-controller's `bench modes`; it is skipped until it exists.
@@ -39,7 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ThinklingError as e:
-        return fail(e.message, 3 if e.code == "model_not_found" else 1)
+        return fail(e.message, {"model_not_found": 3, "missing_extra": 7}.get(e.code, 1))
+    except ModuleNotFoundError as e:  # an optional package this install lacks
+        extra = missing_extra(e, feature=f"bench {args.command}")
+        if extra is None:
+            raise
+        return fail(extra.message, 7)
     except ValueError as e:  # bad flag values, a bad --prompts file
         return fail(str(e), 2)
     except KeyboardInterrupt:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 
+from runtime.extras import require
 from runtime.types import THINK_MODES
 
 from .latency import LatencyConfig, run_latency
@@ -50,6 +51,9 @@ def config_from_args(args) -> LatencyConfig:
 
 def run_latency_cli(args) -> int:
     from .report import print_report, write_csv, write_json, write_markdown
+
+    if args.plot:  # fail before the benchmark, not after it
+        require("bench latency --plot", "bench", "matplotlib")
 
     def progress(msg: str) -> None:
         if not args.quiet:

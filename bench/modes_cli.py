@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from runtime.extras import require
+
 from .modes import RunOptions, bench_modes, table
 
 
@@ -22,6 +24,8 @@ def register(sub) -> None:
 
 
 def _cli(args: argparse.Namespace) -> int:
+    if args.plot:  # fail before the benchmark, not after it
+        require("bench modes --plot", "bench", "matplotlib")
     opts = RunOptions(max_tokens=args.max_tokens, threads=args.threads, limit=args.limit,
                       repeats=max(1, args.repeats))
     r = bench_modes(args.model, args.tasks, opts, args.json_out, args.plot)

@@ -31,6 +31,11 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from runtime.extras import require
+
+    require("thinkling convert", "convert", "safetensors", "tokenizers")
+    if args.onnx:
+        require("thinkling convert --onnx", "onnx", "onnx", "onnxruntime", "onnx_ir")
     from .parity import Parity, format_table
     from .pipeline import ConvertOptions, convert
 

@@ -20,8 +20,8 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 MAX_INPUT_CHARS = 1 << 20  # the HTTP server's default max_body_bytes; a whole n_ctx of chat is far below it
 
-CODES = ("invalid_json", "invalid_request", "model_not_found", "not_loaded", "busy",
-         "context_length_exceeded", "internal")
+CODES = ("invalid_json", "invalid_request", "unsupported_version", "model_not_found", "not_loaded",
+         "busy", "context_length_exceeded", "missing_extra", "internal")
 
 # runtime error code -> bridge code (anything not listed is "internal")
 _RUNTIME_CODES = {
@@ -31,6 +31,7 @@ _RUNTIME_CODES = {
     "invalid_request": "invalid_request",
     "busy": "busy",
     "not_loaded": "not_loaded",
+    "missing_extra": "missing_extra",  # e.g. an ONNX model on an install without onnxruntime
 }
 
 _LAST_RESORT = '{"v": 1, "error": {"code": "internal", "message": "the bridge could not encode its reply"}}'
@@ -102,7 +103,23 @@ def parse_object(raw: Any, *, optional: bool = False) -> dict:
         raise BridgeError("invalid_json", f"invalid JSON: {e}") from None
     if not isinstance(obj, dict):
         raise BridgeError("invalid_request", "the argument must be a JSON object")
+    check_version(obj)
     return obj
+
+
+def check_version(obj: dict) -> None:
+    """Accept (and remove) the ``"v"`` a client echoes from the bridge's replies.
+
+    A request without ``"v"`` speaks the current schema; one naming another
+    version gets ``unsupported_version``, never a guess at what it meant.
+    """
+    if "v" not in obj:
+        return
+    v = obj.pop("v")
+    if isinstance(v, bool) or v != SCHEMA_VERSION:
+        raise BridgeError("unsupported_version",
+                          f"this bridge speaks schema version {SCHEMA_VERSION}, the request says {v!r}",
+                          param="v")
 
 
 def request_id_arg(raw: Any) -> str:

@@ -14,9 +14,10 @@ import logging
 import sys
 
 from .errors import ThinklingError
+from .extras import missing_extra
 
 EXIT_CODES = {"model_not_found": 3, "invalid_model_file": 4, "context_length_exceeded": 5,
-              "invalid_request": 2, "cancelled": 130, "busy": 6}
+              "invalid_request": 2, "cancelled": 130, "busy": 6, "missing_extra": 7}
 
 # subcommand modules owned by other subsystems; each has register(subparsers)
 _EXTERNAL = ["runtime.cli_ask", "runtime.server.cli", "convert.cli", "bench.calibrate"]
@@ -61,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ThinklingError as e:
         return fail(e.message, EXIT_CODES.get(e.code, 1))
+    except ModuleNotFoundError as e:  # an optional package this install lacks
+        extra = missing_extra(e, feature=f"thinkling {args.command}")
+        if extra is None:
+            raise
+        return fail(extra.message, EXIT_CODES[extra.code])
     except KeyboardInterrupt:
         return fail("interrupted", 130)
     except BrokenPipeError:

@@ -88,3 +88,20 @@ class EngineClosed(ThinklingError):
 
     def __init__(self) -> None:
         super().__init__("no model is loaded (the engine was closed)")
+
+
+class MissingExtra(ThinklingError):
+    """A feature needs an optional dependency group (a pip "extra") that this
+    install lacks; ``hint`` is the command that adds it."""
+
+    code = "missing_extra"
+
+    def __init__(self, module: str, extra: str, feature: str | None = None):
+        self.module = module
+        self.extra = extra
+        self.feature = feature
+        self.hint = f"pip install 'thinkling[{extra}]'"
+        if feature:
+            super().__init__(f"{feature} needs the '{extra}' extra ({module} is not installed): {self.hint}")
+        else:
+            super().__init__(f"{module} is not installed (the '{extra}' extra): {self.hint}")

@@ -1,8 +1,10 @@
 """The `thinkling` CLI as a user runs it: a real subprocess."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -55,3 +57,28 @@ def test_models_lists_default_with_metadata():
     g = rows["gemma-3-270m"]
     assert g["architecture"] == "gemma3" and g["quantization"] == "Q4_K_M"
     assert 250e6 < g["parameters"] < 300e6 and g["size_bytes"] > 0
+
+
+# A module set to None in sys.modules fails to import with ModuleNotFoundError,
+# as an absent package does: these children see an install without that extra.
+_WITHOUT = ("import sys\nfor m in {mods!r}: sys.modules[m] = None\n"
+            "from {cli} import main\nsys.exit(main({argv!r}))\n")
+
+
+@pytest.mark.parametrize("mods,cli,argv,extra", [
+    (["fastapi", "uvicorn", "pydantic", "pydantic_settings"], "runtime.cli", ["serve"], "serve"),
+    (["onnxruntime", "onnx"], "runtime.cli", ["ask", "1 + 1", "--model", "arith-student-onnx"], "onnx"),
+    (["safetensors"], "runtime.cli", ["convert", "x", "--out", "y"], "convert"),
+    (["matplotlib"], "bench.cli", ["latency", "--model", "arith-student", "--runs", "1", "--plot", "p.png"],
+     "bench"),
+    (["matplotlib"], "bench.cli", ["modes", "--model", "arith-student", "--tasks", "arith-test", "--plot",
+                                   "p.png"], "bench"),
+])
+def test_a_missing_extra_is_one_line_naming_it(tmp_path, mods, cli, argv, extra):
+    code = _WITHOUT.format(mods=mods, cli=cli, argv=argv)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert p.returncode == 7, p.stderr
+    assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert f"pip install 'thinkling[{extra}]'" in p.stderr
+    assert not (tmp_path / "p.png").exists()

@@ -379,6 +379,9 @@ BAD = [
     (mb.cancel, "", "invalid_request", "request_id"),
     (mb.cancel, "req_unknown", "invalid_request", "request_id"),
     (mb.set_callback, 42, "invalid_request", None),
+    (mb.generate, json.dumps({"v": 2, "messages": MSG}), "unsupported_version", "v"),
+    (mb.load_model, '{"v": "1"}', "unsupported_version", "v"),
+    (mb.memory_pressure, '{"v": true}', "unsupported_version", "v"),
 ]
 
 
@@ -388,6 +391,17 @@ def test_bad_input_gets_a_stable_code(loaded, fn, arg, code, param):
     assert err["code"] == code, err
     assert err.get("param") == param, err
     assert isinstance(err["message"], str) and err["message"]
+
+
+def test_requests_may_carry_the_version_the_replies_carry(loaded):
+    """A client that versions its requests as the bridge versions its replies is understood."""
+    again = call(mb.load_model, json.dumps({"v": 1, **LOAD}))
+    assert again["already_loaded"] is True, again
+    done = call(mb.complete, json.dumps({"v": 1, **json.loads(body())}))
+    assert "error" not in done and done["finish_reason"] in ("stop", "length"), done
+    rid = call(mb.generate, json.dumps({"v": 1, **json.loads(body())}))["request_id"]
+    assert drain(rid)[-1]["type"] == "done"
+    assert "error" not in call(mb.memory_pressure, '{"v": 1, "level": "moderate"}')
 
 
 def test_wrong_arity_and_bad_wait(loaded):

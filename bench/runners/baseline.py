@@ -16,12 +16,47 @@ worker thread does.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ..profiles import Profile
 from ..prompts import PromptCase
 from .base import SHORT_ANSWER_TOKENS, Sample, StreamClock
+
+
+_PARAMS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _thinkling_model_params():
+    """While ``Llama`` loads, give it the model parameters thinkling's backend uses.
+
+    ``Llama.__init__`` takes its ``llama_model_params`` from
+    ``llama_model_default_params()`` and has no argument for
+    ``use_extra_bufts``, so without this the baseline would load with ggml's
+    AMX buffers on an AMX build and die with SIGILL where thinkling does not
+    (see ``runtime.backends.llama_cpp``). The one function is swapped for the
+    duration of the load only, under a lock; a same-settings baseline needs it.
+    """
+    import llama_cpp.llama_cpp as C  # noqa: N812
+
+    from runtime.backends.llama_cpp import model_param_values, set_fields
+
+    with _PARAMS_LOCK:
+        original = C.llama_model_default_params
+
+        def defaults():
+            params = original()
+            set_fields(params, model_param_values())
+            return params
+
+        C.llama_model_default_params = defaults
+        try:
+            yield
+        finally:
+            C.llama_model_default_params = original
 
 
 class LlamaBaselineRunner:
@@ -41,9 +76,10 @@ class LlamaBaselineRunner:
     def _load(model_path: str, profile: Profile, n_ctx: int):
         from llama_cpp import Llama
 
-        return Llama(model_path=model_path, n_ctx=n_ctx, n_threads=profile.n_threads,
-                     n_threads_batch=profile.n_threads, n_batch=profile.n_batch,
-                     n_ubatch=profile.n_batch, flash_attn=True, verbose=False)
+        with _thinkling_model_params():
+            return Llama(model_path=model_path, n_ctx=n_ctx, n_threads=profile.n_threads,
+                         n_threads_batch=profile.n_threads, n_batch=profile.n_batch,
+                         n_ubatch=profile.n_batch, flash_attn=True, verbose=False)
 
     def set_work(self, case: PromptCase, prompt_tokens: list[int], max_tokens: int) -> None:
         """The exact tokens and output length to reproduce for ``case``."""

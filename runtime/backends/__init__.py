@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 
+from ..extras import missing_extra
 from .base import Backend, BackendOptions
 
 # name -> "module:factory"; the factory is ``open(path, options) -> Backend``.
@@ -17,7 +18,13 @@ _BACKENDS: dict[str, str] = {
 def open_backend(kind: str, path: str, options: BackendOptions) -> Backend:
     """Open ``path`` with the backend called ``kind``."""
     module_name, func = _BACKENDS[kind].split(":")
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:  # e.g. an ONNX model on an install without onnxruntime
+        extra = missing_extra(e, feature=f"the {kind} backend")
+        if extra is None:
+            raise
+        raise extra from None
     return getattr(module, func)(path, options)
 
 

@@ -64,12 +64,76 @@ def _init_once(C) -> None:
 
 
 def build_info() -> str:
-    """llama.cpp build string, for benchmark fingerprints."""
+    """llama.cpp build string plus the extra-buffer policy in force, for benchmark fingerprints."""
     import llama_cpp
 
     C = _lib()
     info = C.llama_print_system_info()
-    return f"llama-cpp-python {llama_cpp.__version__}; {info.decode(errors='replace').strip()}"
+    enabled, why = extra_buffers_policy()
+    return (f"llama-cpp-python {llama_cpp.__version__}; {info.decode(errors='replace').strip()}; "
+            f"extra buffer types {'on' if enabled else 'off'} ({why})")
+
+
+# --- the AMX guard ---------------------------------------------------------
+# pip builds llama.cpp for the installing CPU (GGML_NATIVE). On a CPU that
+# advertises AMX, ggml then registers its AMX "extra buffer type": weights are
+# repacked into it at load and every matmul on them runs tile instructions.
+# On the VMs this project runs on those instructions fault (SIGILL in
+# ggml_backend_amx_mul_mat on an OpenMP worker thread, although the kernel
+# grants the tile permission; llama.cpp PR #26954, issues #28756/#20824), and
+# a signal cannot be caught from Python. So by default we turn ggml's extra
+# buffer types off whenever the build has AMX compiled in; the weights then
+# stay in plain CPU buffers and run the AVX-512/VNNI kernels. The cost is
+# measured in docs/bench.md. THINKLING_LLAMA_EXTRA_BUFFERS=on turns them back
+# on (a machine whose AMX works), =off forces them off anywhere.
+EXTRA_BUFFERS_ENV = "THINKLING_LLAMA_EXTRA_BUFFERS"
+
+
+def build_has_amx() -> bool:
+    """Whether this llama.cpp build compiled ggml's AMX path in (its system info says AMX_INT8 = 1)."""
+    info = _lib().llama_print_system_info().decode(errors="replace")
+    return "AMX_INT8 = 1" in info
+
+
+def extra_buffers_policy() -> tuple[bool, str]:
+    """``(enabled, reason)``: whether models load with ggml's extra buffer types."""
+    setting = os.environ.get(EXTRA_BUFFERS_ENV, "auto").strip().lower()
+    if setting in ("on", "1", "true"):
+        return True, f"{EXTRA_BUFFERS_ENV}={setting}"
+    if setting in ("off", "0", "false"):
+        return False, f"{EXTRA_BUFFERS_ENV}={setting}"
+    if setting not in ("", "auto"):
+        log.warning("ignoring %s=%r (expected auto, on or off)", EXTRA_BUFFERS_ENV, setting)
+    if build_has_amx():
+        return False, "auto: the build has AMX kernels, which fault on many VMs"
+    return True, "auto: no AMX in this build"
+
+
+def set_fields(struct: ctypes.Structure, values: dict) -> None:
+    """Write ``values`` into a ctypes structure, refusing names it does not have.
+
+    Assigning an unknown attribute to a ctypes structure silently creates a
+    Python attribute and changes nothing in C, which is how a renamed field of
+    a newer llama-cpp-python goes unnoticed; this raises instead.
+    """
+    names = {f[0] for f in type(struct)._fields_}
+    for key, value in values.items():
+        if key not in names:
+            raise TypeError(f"{type(struct).__name__} has no field {key!r} in this llama-cpp-python")
+        setattr(struct, key, value)
+
+
+def model_param_values() -> dict:
+    """The ``llama_model_params`` fields every llama.cpp load in thinkling sets
+    (the engine's backend, the converter's checks and the bench baseline)."""
+    enabled, _ = extra_buffers_policy()
+    return {"use_extra_bufts": enabled}
+
+
+def context_param_values(n_ctx: int, n_batch: int, n_threads: int) -> dict:
+    """The ``llama_context_params`` fields the backend sets."""
+    return {"n_ctx": n_ctx, "n_batch": n_batch, "n_ubatch": n_batch,
+            "n_threads": n_threads, "n_threads_batch": n_threads}
 
 
 class LlamaCppBackend:
@@ -82,8 +146,8 @@ class LlamaCppBackend:
         _init_once(C)
         self._C = C
         self.path = str(path)
-        mparams = C.llama_model_default_params()
-        mparams.use_mmap = True
+        mparams = C.llama_model_default_params()  # mmap is llama.cpp's default load mode
+        set_fields(mparams, model_param_values())
         self._model = C.llama_model_load_from_file(self.path.encode(), mparams)
         if not self._model:
             raise InvalidModelFile(self.path, "llama.cpp could not load it (see the log for the reason)")
@@ -91,12 +155,8 @@ class LlamaCppBackend:
         cparams = C.llama_context_default_params()
         n_ctx_train = C.llama_model_n_ctx_train(self._model)
         self.n_ctx = min(options.n_ctx, n_ctx_train) if n_ctx_train > 0 else options.n_ctx
-        cparams.n_ctx = self.n_ctx
-        cparams.n_batch = min(options.n_batch, self.n_ctx)
-        cparams.n_ubatch = cparams.n_batch
         threads = options.n_threads or os.cpu_count() or 1
-        cparams.n_threads = threads
-        cparams.n_threads_batch = threads
+        set_fields(cparams, context_param_values(self.n_ctx, min(options.n_batch, self.n_ctx), threads))
         self.n_threads = threads
         self._ctx = C.llama_init_from_model(self._model, cparams)
         if not self._ctx:

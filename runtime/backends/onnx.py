@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidModelFile
+from ..errors import InvalidModelFile, MissingExtra
 from .base import BackendOptions
 
 log = logging.getLogger(__name__)
@@ -29,8 +29,8 @@ _REQUIRED_INPUTS = ("input_ids", "attention_mask", "past_key_values.0.key")
 def _ort():
     try:
         import onnxruntime
-    except ImportError as e:  # the onnx extra is not installed
-        raise InvalidModelFile("", "onnxruntime is not installed (pip install 'thinkling[onnx]')") from e
+    except ImportError:  # the onnx extra is not installed
+        raise MissingExtra("onnxruntime", "onnx", "the onnx backend") from None
     return onnxruntime
 
 
