@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def register(subparsers) -> None:
@@ -15,7 +16,8 @@ def register(subparsers) -> None:
         "convert", help="HF model (+ PEFT LoRA) -> merged GGUF files with a manifest and parity report",
         description="Merge a PEFT LoRA adapter into a Hugging Face model and write GGUF files "
                     "<name>-<quant>.gguf plus manifest.json into --out.")
-    p.add_argument("src", help="Hugging Face model directory (config.json, *.safetensors, tokenizer)")
+    p.add_argument("src", help="Hugging Face model directory (config.json, *.safetensors, tokenizer), or a GGUF "
+                               "file to requantize with llama.cpp")
     p.add_argument("--lora", default=None, help="PEFT adapter directory to merge (adapter_config.json + "
                                                 "adapter_model.safetensors)")
     p.add_argument("--out", required=True, help="output directory")
@@ -27,20 +29,24 @@ def register(subparsers) -> None:
                                                         "independent numpy reference on fixed prompts")
     p.add_argument("--name", default=None, help="file name stem (default: the source folder's name)")
     p.add_argument("--threads", type=int, default=None, help="threads for quantization and the parity check")
+    p.add_argument("--head-type", default=None, help="type of the token embedding / output head in the outputs "
+                                                     "llama.cpp quantizes: f16, q8_0, q6_k, q5_k, q4_k, q5_0, q4_0 "
+                                                     "(default: llama.cpp's choice)")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from runtime.extras import require
 
-    require("thinkling convert", "convert", "safetensors", "tokenizers")
+    if not Path(args.src).is_file():  # an HF folder; requantizing a GGUF needs only llama.cpp
+        require("thinkling convert", "convert", "safetensors", "tokenizers")
     if args.onnx:
         require("thinkling convert --onnx", "onnx", "onnx", "onnxruntime", "onnx_ir")
     from .parity import Parity, format_table
     from .pipeline import ConvertOptions, convert
 
     options = ConvertOptions(gguf=args.gguf, onnx=args.onnx, name=args.name, check=args.check,
-                             threads=args.threads, progress=sys.stderr.isatty())
+                             threads=args.threads, head_type=args.head_type, progress=sys.stderr.isatty())
     manifest = convert(args.src, args.out, lora=args.lora, options=options)
     for f in manifest.files:
         note = f", {len(f.fallbacks)} tensors fell back to another type" if f.fallbacks else ""

@@ -95,3 +95,14 @@ class QuantizationFailed(ConversionError):
         self.quant = quant
         self.reason = reason
         super().__init__(f"quantization to {quant} failed: {reason}")
+
+
+class UnsupportedSource(ConversionError):
+    """The source is readable but cannot give what was asked of it (e.g. ONNX from a GGUF file)."""
+
+    code = "unsupported_source"
+
+    def __init__(self, path: str, detail: str):
+        self.path = str(path)
+        self.detail = detail
+        super().__init__(f"cannot convert {self.path} as asked: {detail}")

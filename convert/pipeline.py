@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .archs import EMBED, Dims, dims_from_config, gguf_metadata, spec_for
-from .errors import UnknownQuant
+from .errors import UnknownQuant, UnsupportedSource
 from .manifest import FileEntry, Manifest, hash_files, now_iso, sha256_file, tool_versions, write_json_atomic
 from .parity import PROMPTS, Parity, compare, gguf_logits, hf_tokenization, tokenize
 from .plan import TensorPlan, plan_tensors
-from .quantize import kquant_fallbacks, quantize_kquant, tensor_types, type_counts
+from .quantize import check_head_type, kquant_fallbacks, parse_head_type, quantize_kquant, tensor_types, type_counts
 from .reference import reference_logits
 from .source import read_json
 from .vocab import Vocab, load_vocab
@@ -136,6 +136,10 @@ class ConvertOptions:
     and put the results in the manifest."""
     threads: int | None = None
     """Threads for K-quantization and the parity check; ``None``: up to 4."""
+    head_type: str | None = None
+    """GGML type of the token embedding / output head in the llama.cpp-quantized outputs
+    (``"q4_k"``, ``"q6_k"``, ...; ``convert.quantize.HEAD_TYPES``); ``None``: llama.cpp's
+    choice for the mixture."""
     progress: bool = False
     """Show a progress bar for the parity check (the CLI turns it on for a terminal)."""
 
@@ -156,15 +160,23 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, lora: str | os.PathL
     src, out = Path(src), Path(out)
     lora_path = Path(lora) if lora is not None else None
     check, progress = options.check, options.progress
+    head = parse_head_type(options.head_type)
+    if src.is_file() and _is_gguf(src):
+        return _from_gguf(src, out, lora_path, options, head)
     # --- ONNX (issue 8): begin
     from .onnx_export import parse_onnx_quants
     onnx_quants = parse_onnx_quants(options.onnx)
     quants = parse_quants(options.gguf) if options.gguf or not onnx_quants else []
     # --- ONNX: end
+    if head is not None and any(q.direct for q in quants):
+        raise UnsupportedSource(str(src), "--head-type applies to the outputs llama.cpp quantizes "
+                                          f"({', '.join(n for n, q in QUANTS.items() if not q.direct)}); "
+                                          "f32/f16/bf16/q8_0 are written directly")
     name = options.name or default_name(src)
     threads = options.threads or min(os.cpu_count() or 1, 4)
     t0 = time.perf_counter()
     prep = _prepare(src, lora_path, name)  # step 1
+    check_head_type(head, prep.dims.hidden, src)
     log.info("validated %s%s in %.1fs", src, f" + {lora_path}" if lora_path else "", time.perf_counter() - t0)
     if onnx_quants:  # --- ONNX: refuse before writing anything
         from .onnx_export import check_exportable
@@ -174,7 +186,7 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, lora: str | os.PathL
     out.mkdir(parents=True, exist_ok=True)
     stage = _Staging(out)
     try:
-        files = _write_all(prep, quants, stage, name, threads, progress) if quants else []  # steps 2-3
+        files = _write_all(prep, quants, stage, name, threads, progress, head) if quants else []  # steps 2-3
         tokens = matches = None
         if check and files:  # step 4
             tokens, matches = _check_all(prep, src, stage, files, threads, progress)
@@ -200,8 +212,27 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, lora: str | os.PathL
     return manifest
 
 
+def _is_gguf(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) == b"GGUF"
+
+
+def _from_gguf(src: Path, out: Path, lora: Path | None, options: ConvertOptions, head) -> Manifest:
+    """A GGUF source: requantize it with llama.cpp (``convert.requantize``)."""
+    from .requantize import requantize
+
+    if lora is not None:
+        raise UnsupportedSource(str(src), "merging a LoRA adapter into a GGUF base is not supported yet; "
+                                          "convert from the HF model folder")
+    if options.onnx:
+        raise UnsupportedSource(str(src), "ONNX is exported from the HF model folder, not from a GGUF file")
+    quants = parse_quants(options.gguf)
+    threads = options.threads or min(os.cpu_count() or 1, 4)
+    return requantize(src, out, quants, head=head, name=options.name, check=options.check, threads=threads)
+
+
 def _write_all(prep: _Prepared, quants: list[QuantSpec], stage: _Staging, name: str, threads: int,
-               progress: bool) -> list[FileEntry]:
+               progress: bool, head=None) -> list[FileEntry]:
     direct = [q for q in quants if q.direct]
     kquants = [q for q in quants if not q.direct]
     if kquants and QUANTS["f16"] not in direct:
@@ -216,7 +247,7 @@ def _write_all(prep: _Prepared, quants: list[QuantSpec], stage: _Staging, name: 
         final = f"{name}-{q.name}.gguf"
         if not q.direct:
             t0 = time.perf_counter()
-            quantize_kquant(stage.tmp[f"{name}-f16.gguf"], stage.path(final), q, threads)
+            quantize_kquant(stage.tmp[f"{name}-f16.gguf"], stage.path(final), q, threads, head)
             log.info("quantized %s in %.1fs", q.name, time.perf_counter() - t0)
         types = tensor_types(stage.tmp[final])
         fb = fallbacks[q.name] if q.direct else kquant_fallbacks(types, matrices, q)

@@ -15,11 +15,11 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from gguf import GGMLQuantizationType
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from runtime.ggufheader import read_header
 
-from .errors import QuantizationFailed
+from .errors import QuantizationFailed, UnknownQuant, UnsupportedSource
 from .writer import Fallback, QuantSpec
 
 log = logging.getLogger(__name__)
@@ -27,15 +27,53 @@ Q = GGMLQuantizationType
 K_TYPES = {Q.Q2_K, Q.Q3_K, Q.Q4_K, Q.Q5_K, Q.Q6_K, Q.Q8_K}
 
 
-def quantize_kquant(src: Path, dst: Path, quant: QuantSpec, threads: int | None = None) -> None:
-    """Quantize the F16 GGUF ``src`` into ``dst`` as ``quant`` (e.g. Q4_K_M)."""
-    from runtime.backends.llama_cpp import c_api  # routes llama.cpp's log into Python logging
+# --head-type values -> the GGML type given to token_embd (and to output.weight where the
+# model has an untied head). In a small model with a large vocabulary the head is most of
+# the bytes read per generated token, so its type moves decode speed (docs/bench.md).
+# K types need rows that divide into 256; Gemma 3 270M's are 640 wide, so its head can be
+# Q8_0, Q5_1, Q5_0, IQ4_NL, Q4_1 or Q4_0 (32-wide blocks) but not a K type.
+HEAD_TYPES = {"f16": Q.F16, "q8_0": Q.Q8_0, "q6_k": Q.Q6_K, "q5_k": Q.Q5_K, "q4_k": Q.Q4_K,
+              "q5_1": Q.Q5_1, "q5_0": Q.Q5_0, "iq4_nl": Q.IQ4_NL, "q4_1": Q.Q4_1, "q4_0": Q.Q4_0}
+
+
+def parse_head_type(head: str | None) -> GGMLQuantizationType | None:
+    """``"q4_k"`` -> the GGML type; None or "" -> None (llama.cpp's choice for the mixture)."""
+    if not head:
+        return None
+    name = head.strip().lower()
+    if name not in HEAD_TYPES:
+        raise UnknownQuant(f"head type {name}", list(HEAD_TYPES))
+    return HEAD_TYPES[name]
+
+
+def check_head_type(head: GGMLQuantizationType | None, row: int, source: Path) -> None:
+    """Refuse a head type whose blocks do not divide the head's rows (``row`` =
+    n_embd): llama.cpp would abort the process on it, not return an error."""
+    if head is None:
+        return
+    block = GGML_QUANT_SIZES[head][0]
+    if row % block:
+        fits = [n for n, t in HEAD_TYPES.items() if row % GGML_QUANT_SIZES[t][0] == 0]
+        raise UnsupportedSource(str(source), f"head type {head.name.lower()} needs rows divisible by {block}; "
+                                             f"this model's are {row} wide (types that fit: {', '.join(fits)})")
+
+
+def quantize_kquant(src: Path, dst: Path, quant: QuantSpec, threads: int | None = None,
+                    head: GGMLQuantizationType | None = None, allow_requantize: bool = False) -> None:
+    """Quantize the GGUF ``src`` into ``dst`` as ``quant`` (e.g. Q4_K_M); ``head``
+    sets the token-embedding/output type; ``allow_requantize`` lets a quantized
+    source be dequantized and quantized again (tensors already in their target
+    type are copied as they are)."""
+    from runtime.backends.llama_cpp import c_api, set_fields  # routes llama.cpp's log into Python logging
 
     C = c_api()
     params = C.llama_model_quantize_default_params()
-    params.ftype = int(quant.file_type)
-    params.nthread = threads or os.cpu_count() or 1
-    log.info("quantizing %s -> %s (%s)", src.name, dst.name, quant.name)
+    values = {"ftype": int(quant.file_type), "nthread": threads or os.cpu_count() or 1,
+              "allow_requantize": allow_requantize}
+    if head is not None:
+        values.update(token_embedding_type=int(head), output_tensor_type=int(head))
+    set_fields(params, values)
+    log.info("quantizing %s -> %s (%s%s)", src.name, dst.name, quant.name, f", head {head.name}" if head else "")
     rc = C.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
     if rc != 0 or not dst.is_file():
         raise QuantizationFailed(quant.name, f"llama_model_quantize returned {rc} (see the log with -v)")

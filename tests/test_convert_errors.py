@@ -171,7 +171,7 @@ def test_failure_while_writing_leaves_out_as_it_was(tmp_path, monkeypatch):
 def test_failure_in_kquant_leaves_nothing(tmp_path, monkeypatch):
     import convert.pipeline as pipeline
 
-    def failing(src, dst, quant, threads=None):
+    def failing(src, dst, quant, threads=None, head=None):
         dst.write_bytes(b"GGUF half")
         raise E.QuantizationFailed(quant.name, "simulated")
 

@@ -48,12 +48,15 @@ class OnnxBackend:
     def __init__(self, path: str, options: BackendOptions):
         from .onnx_tokenizer import HFTokenizer
 
+        _ort()  # a missing onnxruntime is the first thing to report
         self.path = str(path)
         folder = Path(path).parent
         if not (folder / "tokenizer.json").is_file():
             raise InvalidModelFile(self.path, "no tokenizer.json beside the model")
         try:
             self.tokenizer = HFTokenizer(folder)
+        except ModuleNotFoundError:  # the tokenizers package, part of the onnx extra
+            raise MissingExtra("tokenizers", "onnx", "the onnx backend") from None
         except Exception as e:  # tokenizers raises plain Exceptions on bad JSON
             raise InvalidModelFile(self.path, f"unreadable tokenizer: {e}") from None
         self.genai = self._read_json(folder / "genai_config.json")
