@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from runtime.errors import ContextLengthExceeded
 
 from . import fingerprint as fp
+from .bandwidth import decode_share, read_bandwidth_gb_s, weights_bytes_per_token
 from .profiles import Profile, resolve_profiles
 from .prompts import PromptCase, load_cases
 from .runners.base import SHORT_ANSWER_TOKENS, Sample
@@ -45,6 +46,10 @@ DEFINITIONS = {
     "percentiles": "linear interpolation between closest ranks (numpy 'linear')",
     "verdict": "pass when p95 TTFT and p95 short-answer latency are <= target_ms over the verdict classes",
     "overhead": "median thinkling / median baseline; decode compares ms per token (> 1: thinkling slower)",
+    "memory": "weights_bytes_per_token: the GGUF's tensor bytes, which one decode step reads (KV cache "
+              "excluded); read_bandwidth_gb_s: best of 3 parallel numpy reads of 256 MiB per thread with the "
+              "profile's threads; per class, read_gb_s = decode tok/s p50 x bytes per token and share = "
+              "read_gb_s / read_bandwidth_gb_s",
 }
 
 
@@ -62,6 +67,7 @@ class LatencyConfig:
     baseline: bool = False
     max_tokens: int | None = None  # overrides every class's own max_tokens
     think: str = "off"
+    speculative: str = "off"  # "ngram": prompt-lookup speculative decoding (greedy requests)
 
     def validate(self) -> None:
         if self.runs < 1:
@@ -133,7 +139,8 @@ def _run_local_profile(cfg: LatencyConfig, profile: Profile, cases: list[PromptC
         # What the process already held (earlier profiles' freed-but-kept heap is in the peak too)
         rec["rss_at_start_bytes"] = fp.current_rss_bytes()
         progress(f"[{profile.name}] loading {cfg.model or 'the default model'}")
-        thinkling = EngineRunner(cfg.model, profile, max_tokens=cfg.max_tokens, think=cfg.think)
+        thinkling = EngineRunner(cfg.model, profile, max_tokens=cfg.max_tokens, think=cfg.think,
+                                 speculative=cfg.speculative)
         runners.append(thinkling)
         if not model_facts:
             model_facts.update(fp.model_fingerprint(thinkling.model_info(), thinkling.engine.ref.file_entry))
@@ -162,6 +169,10 @@ def _run_local_profile(cfg: LatencyConfig, profile: Profile, cases: list[PromptC
             rec["peak_rss_with_baseline_bytes"] = fp.peak_rss_bytes()
         else:
             rec["peak_rss_bytes"] = fp.peak_rss_bytes()
+        # the wall decode runs against, measured with the profile's threads and pinning
+        rec["memory"] = {"weights_bytes_per_token": weights_bytes_per_token(thinkling.engine.ref.path),
+                         "read_bandwidth_gb_s": round(read_bandwidth_gb_s(profile.n_threads), 2),
+                         "threads": profile.n_threads}
     finally:
         for r in runners:
             r.close()
@@ -226,6 +237,10 @@ def summarize_profile(rec: dict, samples: list[Sample], cases: list[PromptCase],
         base = by_runner.get("llama-cpp-python")
         if base:
             row["overhead"] = overhead(head, base)
+        mem = rec.get("memory")
+        if mem and head:
+            row["memory"] = decode_share(summarize([s.decode_tok_s for s in head]).p50,
+                                         mem["weights_bytes_per_token"], mem["read_bandwidth_gb_s"])
         classes.append(row)
     rec["classes"] = classes
     # judged on the verdict classes that ran; if every one was skipped, there is no evidence: fail

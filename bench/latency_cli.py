@@ -6,6 +6,7 @@ import shlex
 import sys
 
 from runtime.extras import require
+from runtime.speculative import SPECULATIVE_MODES
 from runtime.types import THINK_MODES
 
 from .latency import LatencyConfig, run_latency
@@ -31,6 +32,8 @@ def register(sub) -> None:
                    help="override every class's max_tokens")
     p.add_argument("--think", choices=THINK_MODES, default=d.think,
                    help="reasoning mode of the requests (default off: direct answers)")
+    p.add_argument("--speculative", choices=SPECULATIVE_MODES, default=d.speculative,
+                   help="ngram: prompt-lookup speculative decoding in thinkling's runner (greedy; same output)")
     p.add_argument("--endpoint", default=d.endpoint, metavar="URL",
                    help="time a running OpenAI-compatible server instead (e.g. http://phone:8080)")
     p.add_argument("--baseline", action="store_true", default=d.baseline,
@@ -46,7 +49,8 @@ def register(sub) -> None:
 def config_from_args(args) -> LatencyConfig:
     return LatencyConfig(model=args.model, profile=args.profile, prompts=args.prompts, runs=args.runs,
                          warmup=args.warmup, target_ms=args.target_ms, endpoint=args.endpoint,
-                         baseline=args.baseline, max_tokens=args.max_tokens, think=args.think)
+                         baseline=args.baseline, max_tokens=args.max_tokens, think=args.think,
+                         speculative=args.speculative)
 
 
 def run_latency_cli(args) -> int:

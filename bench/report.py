@@ -73,6 +73,13 @@ def profile_lines(record: dict) -> list[str]:
         rounds = [x for x in la.get("rounds") or [] if x is not None]
         lines.append(f"  load average (1/5/15 min): start {_load(la.get('start'))}, end {_load(la.get('end'))}"
                      + (f"; 1-min after rounds: max {max(rounds):.2f}" if rounds else ""))
+        mem = prof.get("memory") or {}
+        if mem.get("weights_bytes_per_token"):
+            shares = ", ".join(f"{c['name']} {_f(c['memory']['read_gb_s'], 1)} GB/s ({c['memory']['share']:.0%})"
+                               for c in prof["classes"] if (c.get("memory") or {}).get("share"))
+            lines.append(f"  memory wall: {mem['weights_bytes_per_token'] / 1e6:.0f} MB of weights read per token; "
+                         f"read bandwidth {mem['read_bandwidth_gb_s']:.1f} GB/s ({mem['threads']} thread(s)); "
+                         f"decode reads {shares or 'n/a'}")
         for cls in prof["classes"]:
             if cls.get("skipped"):
                 lines.append(f"  skipped class {cls['name']}: {cls['skipped']}")

@@ -23,6 +23,7 @@ from runtime import models
 from runtime.engine import Engine, EngineConfig
 from runtime.hardware import device_facts
 from runtime.modelinfo import check_gguf
+from runtime.speculative import SPECULATIVE_MODES
 
 from . import cores
 from .events import TERMINAL, Record, RequestTable
@@ -32,7 +33,7 @@ from .jsonio import SCHEMA_VERSION, BridgeError, dumps, error_fields
 log = logging.getLogger(__name__)
 
 MAX_POLL_WAIT_MS = 10_000
-LOAD_KEYS = ("model", "threads", "n_ctx", "n_batch", "queue_size", "cpu_affinity")
+LOAD_KEYS = ("model", "threads", "n_ctx", "n_batch", "queue_size", "cpu_affinity", "speculative")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class LoadOptions:
     n_batch: int = 512
     queue_size: int = 4
     cpu_affinity: tuple[int, ...] | None = None
+    speculative: str = "off"  # the default for requests that do not say (runtime.speculative)
 
     @classmethod
     def from_json(cls, obj: dict) -> "LoadOptions":
@@ -75,14 +77,19 @@ class LoadOptions:
                     or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < 1024 for c in affinity)):
                 raise BridgeError("invalid_request", 'cpu_affinity must be "big" or a list of CPU numbers',
                                   param="cpu_affinity")
+        speculative = obj.get("speculative", d.speculative)
+        if speculative not in SPECULATIVE_MODES:
+            raise BridgeError("invalid_request", f"speculative must be one of {SPECULATIVE_MODES}",
+                              param="speculative")
         return cls(model=model or None, threads=threads, n_ctx=integer("n_ctx", 64, 131072, d.n_ctx),
                    n_batch=integer("n_batch", 1, 8192, d.n_batch),
                    queue_size=integer("queue_size", 1, 64, d.queue_size),
-                   cpu_affinity=tuple(sorted(set(affinity))) if affinity else None)
+                   cpu_affinity=tuple(sorted(set(affinity))) if affinity else None, speculative=speculative)
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(n_ctx=self.n_ctx, n_threads=self.threads, n_batch=self.n_batch,
-                            queue_size=self.queue_size, cpu_affinity=self.cpu_affinity)
+                            queue_size=self.queue_size, cpu_affinity=self.cpu_affinity,
+                            speculative=self.speculative)
 
 
 def _open_engine(opts: LoadOptions) -> Engine:

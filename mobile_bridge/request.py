@@ -16,6 +16,7 @@ import math
 from typing import Any
 
 from runtime.errors import InvalidRequest
+from runtime.speculative import SPECULATIVE_MODES
 from runtime.types import THINK_MODES, GenerationRequest, Message, SamplingParams
 
 DEFAULT_MAX_TOKENS = 256  # the server's default_max_tokens
@@ -177,6 +178,9 @@ def chat_request(body: dict) -> GenerationRequest:
     think = body.get("think")
     if think is not None and think not in THINK_MODES:
         raise _bad("think", f"must be one of {THINK_MODES}")
+    speculative = body.get("speculative")
+    if speculative is not None and speculative not in SPECULATIVE_MODES:
+        raise _bad("speculative", f"must be one of {SPECULATIVE_MODES}")
     _unsupported(body)
     sampling = {k: nums[k] for k in SAMPLING if nums[k] is not None}
     if nums["seed"] is not None:
@@ -187,4 +191,5 @@ def chat_request(body: dict) -> GenerationRequest:
                              sampling=SamplingParams(**sampling), stop=stop, think=think or "auto",
                              reasoning_budget=nums["reasoning_budget"],
                              # a subnormal deadline_ms must not round to 0 s (which the engine refuses)
-                             deadline_s=max(deadline / 1000, 1e-9) if deadline else None)
+                             deadline_s=max(deadline / 1000, 1e-9) if deadline else None,
+                             speculative=speculative)

@@ -9,6 +9,7 @@ import sys
 from . import models
 from .engine import Engine, EngineConfig
 from .modelinfo import check_gguf, gguf_info
+from .speculative import SPECULATIVE_MODES
 from .types import GenerationRequest, Message, SamplingParams, THINK_MODES
 
 
@@ -32,6 +33,8 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--ctx", type=int, default=4096)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
+    p.add_argument("--speculative", choices=SPECULATIVE_MODES, default="off",
+                   help="ngram: prompt-lookup speculative decoding (greedy only; the output is unchanged)")
     p.set_defaults(func=run_ask)
 
     m = sub.add_parser("models", help="list available models with metadata")
@@ -44,7 +47,8 @@ def request_from_args(args) -> GenerationRequest:
                               seed=args.seed)
     common = dict(max_tokens=args.max_tokens, sampling=sampling, stop=args.stop, think=args.think,
                   reasoning_budget=args.budget,
-                  deadline_s=args.deadline_ms / 1000 if args.deadline_ms else None)
+                  deadline_s=args.deadline_ms / 1000 if args.deadline_ms else None,
+                  speculative=args.speculative)
     if args.chat:
         return GenerationRequest(messages=[Message("user", args.prompt)], **common)
     return GenerationRequest(prompt=args.prompt, **common)
@@ -79,7 +83,9 @@ def run_ask(args) -> int:
         print(f"[{engine.model_name}] finish={last.finish_reason} load={t.load_ms:.0f}ms "
               f"prompt={t.prompt_tokens}tok/{t.prompt_ms:.0f}ms ttft={t.ttft_ms:.0f}ms "
               f"out={t.completion_tokens}tok decode={t.decode_tok_s:.1f}tok/s total={t.total_ms:.0f}ms "
-              f"mode={(last.decision or {}).get('mode')}", file=sys.stderr)
+              f"mode={(last.decision or {}).get('mode')}"
+              + (f" drafted={t.drafted_tokens} accepted={t.accepted_tokens}" if t.drafted_tokens else ""),
+              file=sys.stderr)
     return 0
 
 

@@ -22,6 +22,7 @@ from .errors import EngineBusy, EngineClosed, InvalidRequest
 from .generate import join_stream
 from .hardware import physical_cores
 from .modelinfo import ModelInfo, check_gguf, gguf_info
+from .speculative import SPECULATIVE_MODES
 from .thinking import ThinkingController
 from .types import Chunk, GenerationRequest, GenerationResult, Timings, THINK_MODES
 
@@ -38,6 +39,7 @@ class EngineConfig:
     n_batch: int = 512
     queue_size: int = 8
     cpu_affinity: tuple[int, ...] | None = None
+    speculative: str = "off"  # default for requests that do not say: "ngram" or "off" (runtime.speculative)
 
 
 def validate_request(req: GenerationRequest) -> None:
@@ -64,6 +66,8 @@ def validate_request(req: GenerationRequest) -> None:
         (req.reasoning_budget is None or req.reasoning_budget >= 0, "reasoning_budget",
          "reasoning_budget must be >= 0"),
         (req.deadline_s is None or req.deadline_s > 0, "deadline_ms", "deadline must be > 0"),
+        (req.speculative is None or req.speculative in SPECULATIVE_MODES, "speculative",
+         f"speculative must be one of {SPECULATIVE_MODES}"),
     ]
     for ok, param, msg in checks:
         if not ok:
@@ -129,6 +133,8 @@ class Engine:
 
     def __init__(self, model: str | None = None, config: EngineConfig | None = None):
         self.config = config or EngineConfig()
+        if self.config.speculative not in SPECULATIVE_MODES:
+            raise InvalidRequest(f"speculative must be one of {SPECULATIVE_MODES}", param="speculative")
         self.ref = models.resolve(model)
         self._header = check_gguf(self.ref.path) if self.ref.backend == "llama_cpp" else None
         t0 = time.perf_counter()
@@ -181,6 +187,8 @@ class Engine:
         if self._closed:
             raise EngineClosed()
         validate_request(request)
+        if request.speculative is None:
+            request.speculative = self.config.speculative
         request.submitted_at = time.perf_counter()
         handle = Handle(request)
         try:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from .backends.base import Backend
 from .errors import ContextLengthExceeded, InvalidRequest
 from .sampling import Sampler, entropy, log_softmax_at
+from .speculative import NgramDrafter, SpeculativeConfig
 from .textstream import Detokenizer, ReasoningSplitter, StopMatcher
 from .types import Chunk, GenerationResult, SamplingParams, Timings
 
@@ -48,6 +49,7 @@ class GenerationPlan:
     # Returns None to go on, or a finish reason ("cancelled", "deadline").
     should_stop: Callable[[], str | None] = lambda: None
     started_at: float | None = None  # perf_counter of submission, for TTFT
+    speculative: SpeculativeConfig | None = None  # n-gram drafting (greedy only); None: off
 
 
 def common_prefix_len(a: list[int], b: list[int]) -> int:
@@ -117,10 +119,41 @@ class _Loop:
         return Chunk(text=a + fa, reasoning=r + fr, finish_reason=reason, timings=timings)
 
 
+class _Guess:
+    """A draft in flight: guessed tokens scored in one pass, verified one by one.
+
+    ``rows[i]`` are the logits after the i-th token of the pass (the pass is the
+    last sampled token followed by the guess), a view valid until the next
+    backend call.
+    """
+
+    def __init__(self, tokens: list[int], rows):
+        self.tokens, self.rows = tokens, rows
+        self.kept = 0
+
+    def next_logits(self):
+        return self.rows[self.kept]
+
+    def verify(self, tok: int) -> bool:
+        """Whether the token plain decoding produced here is the guessed one."""
+        if self.kept < len(self.tokens) and tok == self.tokens[self.kept]:
+            self.kept += 1
+            return True
+        return False
+
+    @property
+    def open(self) -> bool:
+        return self.kept < len(self.tokens)
+
+
 def stream_generate(backend: Backend, plan: GenerationPlan) -> Iterator[Chunk]:
     """Yield chunks for ``plan``; the last one carries ``finish_reason`` and ``timings``.
 
     Raises ``ContextLengthExceeded`` before any work if the prompt does not fit.
+    With ``plan.speculative`` (greedy only) the guessed tokens of a draft are
+    scored in one backend pass; each kept token still arrives as its own chunk,
+    after the same checks (stop strings, tags, budget, cancel, deadline), so
+    the output is the one plain decoding gives.
     """
     prompt = plan.prompt_tokens
     if not prompt:
@@ -130,9 +163,13 @@ def stream_generate(backend: Backend, plan: GenerationPlan) -> Iterator[Chunk]:
     t_start = plan.started_at or time.perf_counter()
     timings = Timings()
     loop = _Loop(backend, plan)
+    drafter = _drafter(backend, plan, loop.history)
+    guess: _Guess | None = None
     logits = _prefill(backend, prompt, timings)
     max_new = min(plan.max_tokens, backend.n_ctx - len(prompt))
     n_out, t_first, reason = 0, None, "length"
+    # At the top of the loop ``logits`` follow loop.history; the KV cache holds
+    # loop.history, or with a guess open, loop.history then the guess's unverified rest.
     while n_out < max_new:
         stop_reason = plan.should_stop()
         if stop_reason:
@@ -142,6 +179,8 @@ def stream_generate(backend: Backend, plan: GenerationPlan) -> Iterator[Chunk]:
         if t_first is None:
             t_first = time.perf_counter()
             timings.ttft_ms = (t_first - t_start) * 1000
+        if guess is not None and not guess.verify(tok):  # plain decoding differs here: the guess ends
+            guess = _end_guess(backend, drafter, guess, timings, len(loop.history))
         if backend.is_eog(tok):
             reason = "stop"
             break
@@ -163,11 +202,26 @@ def stream_generate(backend: Backend, plan: GenerationPlan) -> Iterator[Chunk]:
             if plan.markup.on_budget == "stop":
                 reason = "stop"
                 break
+            if guess is not None:  # back to the plain state: the cache holds history minus ``tok``
+                guess = _end_guess(backend, drafter, guess, timings, len(loop.history) - 1)
             logits = backend.eval([tok])
             chunk, logits = loop.force_close()
             yield chunk
             continue
-        logits = backend.eval([tok])
+        if guess is not None and guess.open:  # the next guessed position was scored already
+            logits = guess.next_logits()
+            continue
+        if guess is not None:  # every guessed token was kept; start the next pass from ``tok``
+            guess = _end_guess(backend, drafter, guess, timings, len(loop.history) - 1)
+        tokens = drafter.propose(min(max_new - n_out - 1, backend.n_ctx - len(loop.history) - 1)) if drafter else []
+        if tokens:
+            timings.drafted_tokens += len(tokens)
+            guess = _Guess(tokens, backend.eval_many([tok] + tokens))
+            logits = guess.next_logits()
+        else:
+            logits = backend.eval([tok])
+    if guess is not None:
+        _end_guess(backend, drafter, guess, timings, len(loop.history))
     t_end = time.perf_counter()
     timings.completion_tokens = n_out + loop.forced_tokens
     if t_first is not None and n_out > 1:
@@ -175,6 +229,23 @@ def stream_generate(backend: Backend, plan: GenerationPlan) -> Iterator[Chunk]:
         timings.decode_tok_s = (n_out - 1) / max(t_end - t_first, 1e-9)
     timings.total_ms = (t_end - t_start) * 1000
     yield loop.finish(reason, timings)
+
+
+def _drafter(backend: Backend, plan: GenerationPlan, history: list[int]) -> NgramDrafter | None:
+    """A drafter when the plan asks for one and it can be exact: greedy decoding
+    on a backend that scores several positions in one pass (``eval_many``)."""
+    if plan.speculative is None or plan.sampling.temperature > 0 or not hasattr(backend, "eval_many"):
+        return None
+    return NgramDrafter(plan.speculative, history)
+
+
+def _end_guess(backend: Backend, drafter: NgramDrafter, guess: _Guess, timings: Timings, keep: int) -> None:
+    """Close a guess: count what was kept, tell the drafter, and roll the KV
+    cache back to its first ``keep`` positions (dropping unverified guesses)."""
+    timings.accepted_tokens += guess.kept
+    drafter.feedback(len(guess.tokens), guess.kept)
+    backend.truncate(keep)
+    return None
 
 
 def join_stream(chunks: Iterator[Chunk], model: str) -> GenerationResult:

@@ -66,6 +66,8 @@ class GenerationRequest:
     reasoning_budget: int | None = None
     deadline_s: float | None = None
     logprobs: bool = False
+    # "ngram": prompt-lookup speculative decoding (greedy only); "off"; None: the engine's default
+    speculative: str | None = None
     # Set by the engine on submission; used for TTFT and deadlines.
     submitted_at: float = field(default_factory=time.perf_counter)
 
@@ -84,6 +86,8 @@ class Timings:
     decode_ms: float = 0.0
     decode_tok_s: float = 0.0
     total_ms: float = 0.0
+    drafted_tokens: int = 0  # speculative decoding: tokens guessed by the drafter
+    accepted_tokens: int = 0  # ... and kept (each is what plain decoding produced)
 
     def to_dict(self) -> dict:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}

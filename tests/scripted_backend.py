@@ -107,3 +107,28 @@ class ScriptedBackend:
 
     def close(self):
         pass
+
+
+class ScriptedManyBackend(ScriptedBackend):
+    """The scripted backend plus ``eval_many`` (logits after each token of a pass),
+    so the speculative loop can be checked token by token."""
+
+    def __init__(self):
+        super().__init__()
+        self.passes: list[int] = []  # tokens per backend call
+
+    def eval(self, tokens):
+        self.passes.append(len(tokens))
+        return super().eval(tokens)
+
+    def eval_many(self, tokens):
+        self.passes.append(len(tokens))
+        rows = []
+        for t in tokens:
+            self._kv.append(t)
+            tok, sharp = self._next()
+            row = np.zeros(self.n_vocab, dtype=np.float32)
+            row[tok] = sharp
+            rows.append(row)
+        self.evals += 1
+        return np.stack(rows)

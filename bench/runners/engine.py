@@ -22,9 +22,10 @@ class EngineRunner:
     name = "thinkling"
 
     def __init__(self, model: str | None, profile: Profile, *, max_tokens: int | None = None,
-                 think: str = "off", short_tokens: int = SHORT_ANSWER_TOKENS):
+                 think: str = "off", short_tokens: int = SHORT_ANSWER_TOKENS, speculative: str = "off"):
         self.profile = profile
         self.max_tokens, self.think, self.short_tokens = max_tokens, think, short_tokens
+        self.speculative = speculative
         self.engine = Engine(model, profile.engine_config())
         self.load_ms: float | None = self.engine.load_ms
         self._prompt_tokens: dict[str, list[int]] = {}
@@ -44,6 +45,7 @@ class EngineRunner:
 
     def run(self, case: PromptCase, run: int) -> Sample:
         request = case.request(max_tokens=self.max_tokens, think=self.think)
+        request.speculative = self.speculative
         backend = self.engine.backend
         backend.truncate(0)
         text: list[str] = []
@@ -63,6 +65,7 @@ class EngineRunner:
             completion_tokens=t.completion_tokens, finish_reason=last.finish_reason, text="".join(text),
             engine={"queue_ms": t.queue_ms, "prompt_ms": t.prompt_ms, "ttft_ms": t.ttft_ms,
                     "decode_tok_s": t.decode_tok_s, "total_ms": t.total_ms,
+                    "drafted_tokens": t.drafted_tokens, "accepted_tokens": t.accepted_tokens,
                     "mode": (last.decision or {}).get("mode")},
         )
 

@@ -211,27 +211,43 @@ class LlamaCppBackend:
             self._C.llama_memory_seq_rm(self._mem, 0, n_keep, -1)
             del self._kv[n_keep:]
 
-    def eval(self, tokens: list[int]) -> np.ndarray:
-        """Append ``tokens`` to the cache in batches; return the last position's logits."""
+    def _decode(self, tokens: list[int], all_logits: bool) -> int:
+        """Append ``tokens`` to the cache in batches; returns how many logit rows the last batch kept."""
         C, b = self._C, self._batch
+        n = 0
         for start in range(0, len(tokens), self.n_batch):
             part = tokens[start:start + self.n_batch]
-            b.n_tokens = len(part)
+            b.n_tokens = n = len(part)
             pos0 = len(self._kv)
             for i, tok in enumerate(part):
                 b.token[i] = tok
                 b.pos[i] = pos0 + i
                 b.n_seq_id[i] = 1
                 b.seq_id[i][0] = 0
-                b.logits[i] = i == len(part) - 1
+                b.logits[i] = all_logits or i == len(part) - 1
             rc = C.llama_decode(self._ctx, b)
             if rc != 0:
                 # leave the cache consistent with what we believe it holds
                 self._C.llama_memory_seq_rm(self._mem, 0, pos0, -1)
                 raise RuntimeError(f"llama_decode failed with code {rc}")
             self._kv.extend(part)
-        ptr = C.llama_get_logits_ith(self._ctx, -1)
+        return n if all_logits else 1
+
+    def eval(self, tokens: list[int]) -> np.ndarray:
+        """Append ``tokens`` to the cache in batches; return the last position's logits."""
+        self._decode(tokens, all_logits=False)
+        ptr = self._C.llama_get_logits_ith(self._ctx, -1)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+
+    def eval_many(self, tokens: list[int]) -> np.ndarray:
+        """Append ``tokens`` (at most ``n_batch``) in one pass; return the logits after
+        each of them, ``[len(tokens), n_vocab]`` (a view valid until the next call).
+        The speculative loop scores a draft with it."""
+        if not 0 < len(tokens) <= self.n_batch:
+            raise ValueError(f"eval_many takes 1..{self.n_batch} tokens, got {len(tokens)}")
+        rows = self._decode(tokens, all_logits=True)
+        ptr = self._C.llama_get_logits(self._ctx)
+        return np.ctypeslib.as_array(ptr, shape=(rows, self.n_vocab))
 
     # --- metadata ---------------------------------------------------------
     def metadata(self) -> dict[str, str]:

@@ -150,7 +150,7 @@ class OnnxBackend:
         outs = dict(zip(self._out_names, self.session.run(None, feed)))
         self._past = [outs[f"present.{i}.{kind}"] for i in range(self._layers) for kind in ("key", "value")]
         self._kv.extend(part)
-        return outs["logits"][0, -1]
+        return outs["logits"][0]  # [len(part), n_vocab]
 
     def eval(self, tokens: list[int]) -> np.ndarray:
         """Append ``tokens`` in batches of ``n_batch``; return the last position's logits."""
@@ -159,7 +159,13 @@ class OnnxBackend:
             logits = self._step(tokens[start:start + self.n_batch])
         if logits is None:
             raise ValueError("eval needs at least one token")
-        return logits
+        return logits[-1]
+
+    def eval_many(self, tokens: list[int]) -> np.ndarray:
+        """Append ``tokens`` (at most ``n_batch``) in one pass; the logits after each, ``[len(tokens), n_vocab]``."""
+        if not 0 < len(tokens) <= self.n_batch:
+            raise ValueError(f"eval_many takes 1..{self.n_batch} tokens, got {len(tokens)}")
+        return self._step(tokens)
 
     # --- metadata ----------------------------------------------------------------
     def metadata(self) -> dict[str, str]:

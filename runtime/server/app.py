@@ -41,7 +41,8 @@ _ERRORS = {s: {"model": ErrorResponse} for s in (400, 401, 404, 413, 415, 429, 5
 
 def default_loader(settings: ServerSettings) -> Engine:
     return Engine(settings.model, EngineConfig(n_ctx=settings.n_ctx, n_threads=settings.threads,
-                                               n_batch=settings.n_batch, queue_size=settings.queue_size))
+                                               n_batch=settings.n_batch, queue_size=settings.queue_size,
+                                               speculative=settings.speculative))
 
 
 @dataclass

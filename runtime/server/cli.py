@@ -16,6 +16,8 @@ _FLAGS = [
     ("--max-tokens-cap", "max_tokens_cap", int, "clamp every request's max_tokens to this (default 2048)"),
     ("--default-max-tokens", "default_max_tokens", int, "max_tokens when a request gives none (default 256)"),
     ("--default-think", "default_think", str, f"think mode when a request gives none {THINK_MODES}"),
+    ("--speculative", "speculative", str, "speculative decoding for requests that do not say: ngram|off "
+                                          "(default off; greedy requests only)"),
     ("--request-timeout", "request_timeout_s", float, "seconds per request, queue included (default 300)"),
     ("--ctx", "n_ctx", int, "context window in tokens (default 4096)"),
     ("--threads", "threads", int, "llama.cpp threads (default: physical cores)"),

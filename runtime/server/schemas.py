@@ -104,6 +104,9 @@ class _GenerationFields(_Lenient):
     reasoning_budget: int | None = Field(None, ge=0, le=1 << 31, description="cap on reasoning tokens")
     deadline_ms: float | None = Field(None, gt=0, le=86_400_000.0,
                                       description="wall-clock budget from arrival, queue included")
+    speculative: Literal["off", "ngram"] | None = Field(
+        None, description="prompt-lookup speculative decoding (greedy only; output unchanged); "
+                          "absent: the server's --speculative")
 
 
 class ChatCompletionRequest(_GenerationFields):

@@ -56,6 +56,9 @@ class ServerSettings(BaseSettings):
     max_tokens_cap: int = Field(2048, ge=1, description="upper bound on a request's max_tokens (larger is clamped)")
     default_max_tokens: int = Field(256, ge=1, description="max_tokens when the request gives none (clamped to the cap)")
     default_think: str = Field("auto", description=f"think mode when a request gives none: {THINK_MODES}")
+    speculative: Literal["off", "ngram"] = Field(
+        "off", description="speculative decoding for requests that do not say: ngram (prompt lookup, greedy "
+                           "requests only) or off")
     request_timeout_s: float | None = Field(
         300.0, gt=0, description="wall-clock budget per request from arrival (queue included); None: unlimited")
     n_ctx: int = Field(4096, ge=64, description="context window in tokens")

@@ -79,7 +79,7 @@ def to_generation_request(body: ChatCompletionRequest | CompletionRequest,
     stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
     common = dict(max_tokens=_max_tokens(body, settings), sampling=SamplingParams(**given), stop=stop,
                   think=body.think or settings.default_think, reasoning_budget=body.reasoning_budget,
-                  deadline_s=_deadline_s(body, settings))
+                  deadline_s=_deadline_s(body, settings), speculative=body.speculative)
     if isinstance(body, ChatCompletionRequest):
         return GenerationRequest(messages=_messages(body), **common)
     prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
@@ -108,6 +108,8 @@ def timings_dict(t: Timings) -> dict:
         "load_ms": round(t.load_ms, 3),
         "ttft_ms": round(t.ttft_ms, 3),
         "total_ms": round(t.total_ms, 3),
+        "drafted_tokens": t.drafted_tokens,
+        "accepted_tokens": t.accepted_tokens,
     }
 
 

@@ -21,6 +21,7 @@ from ..errors import InvalidRequest
 from ..generate import GenerationPlan, ReasoningMarkup, stream_generate
 from ..models import ModelRef
 from ..prompts import render_chat
+from ..speculative import speculative_config
 from ..types import Chunk, GenerationRequest, Message
 from .formats import ThinkingFormat, detect_format
 from .profile import Speed, ThinkingProfile, find_profile, probe_signals, query_features
@@ -61,7 +62,8 @@ class ThinkingController:
         return GenerationPlan(prompt_tokens=tokens, max_tokens=max_tokens or req.max_tokens,
                               sampling=req.sampling, stops=list(req.stop) + rendered.stops, markup=markup,
                               logprobs=req.logprobs if logprobs is None else logprobs,
-                              should_stop=should_stop, started_at=req.submitted_at)
+                              should_stop=should_stop, started_at=req.submitted_at,
+                              speculative=speculative_config(req.speculative))
 
     def _deadline_budget(self, req: GenerationRequest, prompt_tokens: int, decision: dict) -> int | None:
         """Reasoning tokens that fit the deadline, from measured speed; None = no cap."""
@@ -168,7 +170,7 @@ class ThinkingController:
         tokens = self.backend.tokenize(req.prompt, add_special=True, parse_special=False)
         plan = GenerationPlan(prompt_tokens=tokens, max_tokens=req.max_tokens, sampling=req.sampling,
                               stops=list(req.stop), logprobs=req.logprobs, should_stop=should_stop,
-                              started_at=req.submitted_at)
+                              started_at=req.submitted_at, speculative=speculative_config(req.speculative))
         for chunk in stream_generate(self.backend, plan):
             if chunk.finish_reason is not None:
                 chunk.decision = {"mode": "raw", "requested": req.think, "reason": "raw completion prompt"}
