@@ -208,18 +208,23 @@ def stream_generate(backend: Backend, plan: GenerationPlan) -> Iterator[Chunk]:
             chunk, logits = loop.force_close()
             yield chunk
             continue
-        if guess is not None and guess.open:  # the next guessed position was scored already
+        if guess is not None:  # the position after ``tok`` was scored in the guess's pass already
             logits = guess.next_logits()
+            if not guess.open:  # every guessed token was kept: the cache holds exactly the history
+                guess = _end_guess(backend, drafter, guess, timings, len(loop.history))
             continue
-        if guess is not None:  # every guessed token was kept; start the next pass from ``tok``
-            guess = _end_guess(backend, drafter, guess, timings, len(loop.history) - 1)
-        tokens = drafter.propose(min(max_new - n_out - 1, backend.n_ctx - len(loop.history) - 1)) if drafter else []
+        if drafter is None:
+            logits = backend.eval([tok])
+            continue
+        tokens = drafter.propose(min(max_new - n_out - 1, backend.n_ctx - len(loop.history) - 1))
+        t_pass = time.perf_counter()
         if tokens:
             timings.drafted_tokens += len(tokens)
             guess = _Guess(tokens, backend.eval_many([tok] + tokens))
             logits = guess.next_logits()
         else:
             logits = backend.eval([tok])
+        drafter.observe_pass(1 + len(tokens), time.perf_counter() - t_pass)
     if guess is not None:
         _end_guess(backend, drafter, guess, timings, len(loop.history))
     t_end = time.perf_counter()

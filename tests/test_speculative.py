@@ -25,33 +25,50 @@ GREEDY = SamplingParams(temperature=0)
 
 # --- the drafter -----------------------------------------------------------------
 
+def _trusting(**kw) -> SpeculativeConfig:
+    """A drafter that believes its guesses and finds extra positions nearly free."""
+    return SpeculativeConfig(prior_accept=0.95, prior_cost=0.05, **kw)
+
+
 def test_drafter_proposes_what_followed_the_latest_earlier_match():
     h = [1, 2, 3, 4, 9, 1, 2, 3, 5, 7, 1, 2]
-    d = NgramDrafter(SpeculativeConfig(max_draft=8, min_match=2, start_draft=4), h)
-    assert d.propose(10) == [3, 5, 7, 1]  # "1 2" last seen before position 7 -> 3 5 7 1
+    d = NgramDrafter(_trusting(), h)
+    assert d.propose(4) == [3, 5, 7, 1]  # "1 2" last seen before position 7 -> 3 5 7 1
     h.append(3)  # "1 2 3": the longest match (n=3) wins
     assert d.propose(2) == [5, 7]
 
 
 def test_drafter_needs_min_match_tokens():
     h = [5, 6, 7, 8]
-    d = NgramDrafter(SpeculativeConfig(min_match=2), h)
+    d = NgramDrafter(_trusting(min_match=2), h)
     assert d.propose(4) == []  # no bigram repeats
     h += [5, 6]
     assert d.propose(4) == [7, 8, 5, 6]
 
 
-def test_drafter_backs_off_and_pauses_after_misses():
+def test_guess_length_follows_the_cost_model():
+    d = NgramDrafter(SpeculativeConfig(prior_accept=0.6, prior_cost=0.35), [])
+    assert d.best_length(8) == 1  # (1 + .6) / 1.35 beats plain; longer guesses do not
+    d = NgramDrafter(SpeculativeConfig(prior_accept=0.2, prior_cost=0.35), [])
+    assert d.best_length(8) == 0  # unlikely guesses are not worth a wider pass
+    d = NgramDrafter(SpeculativeConfig(prior_accept=0.95, prior_cost=0.1), [])
+    assert d.best_length(8) == 8
+
+
+def test_measured_costs_and_misses_shorten_then_stop_the_guesses():
     h = [1, 2, 3, 1, 2]
-    d = NgramDrafter(SpeculativeConfig(max_draft=8, start_draft=4), h)
-    d.feedback(4, 4)
-    assert d.draft_len == 8
-    d.feedback(8, 2)
-    assert d.draft_len == 3
-    d.feedback(3, 0)  # a guess that missed entirely pauses drafting
-    assert d.draft_len == 1 and d.propose(5) == [] and d.propose(5) == []
+    d = NgramDrafter(SpeculativeConfig(prior_accept=0.9, prior_cost=0.1), h)
+    long_guess = d.best_length(8)
+    d.observe_pass(1, 0.020)
+    d.observe_pass(5, 0.060)  # an extra position costs half a pass here
+    assert abs(d.extra_cost - 0.5) < 1e-9 and d.best_length(8) < long_guess
+    for _ in range(6):
+        d.feedback(3, 0)  # guesses that miss at once
+    assert d.accept_rate < 0.3 and d.propose(5) == []
+    for _ in range(60):  # declined lookups drift back toward the prior: drafting is tried again
+        d.propose(5)
     assert d.propose(5) == [3]
-    assert (d.drafted, d.accepted) == (15, 6)
+    assert (d.drafted, d.accepted) == (18, 0)
 
 
 # --- the loop on the scripted backend ----------------------------------------------
@@ -59,7 +76,7 @@ def test_drafter_backs_off_and_pauses_after_misses():
 def _plan(backend, text, speculative, **kw):
     kw.setdefault("max_tokens", 40)
     return GenerationPlan(prompt_tokens=backend.tokenize(text, add_special=False), sampling=GREEDY,
-                          speculative=SpeculativeConfig() if speculative else None, **kw)
+                          speculative=_trusting() if speculative else None, **kw)
 
 
 THINK = "<|bos|><|user|>1 + 2<|think|><|assistant|>"
