@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from .backends.base import Backend
 from .errors import ContextLengthExceeded, InvalidRequest
 from .sampling import Sampler, entropy, log_softmax_at
-from .speculative import NgramDrafter, SpeculativeConfig
+from .speculative import DraftCosts, NgramDrafter, SpeculativeConfig
 from .textstream import Detokenizer, ReasoningSplitter, StopMatcher
 from .types import Chunk, GenerationResult, SamplingParams, Timings
 
@@ -50,6 +50,7 @@ class GenerationPlan:
     should_stop: Callable[[], str | None] = lambda: None
     started_at: float | None = None  # perf_counter of submission, for TTFT
     speculative: SpeculativeConfig | None = None  # n-gram drafting (greedy only); None: off
+    draft_costs: DraftCosts | None = None  # drafting's measured costs, kept across generations by the caller
 
 
 def common_prefix_len(a: list[int], b: list[int]) -> int:
@@ -218,6 +219,7 @@ def stream_generate(backend: Backend, plan: GenerationPlan) -> Iterator[Chunk]:
             continue
         tokens = drafter.propose(min(max_new - n_out - 1, backend.n_ctx - len(loop.history) - 1))
         t_pass = time.perf_counter()
+        drafter.begin_pass(1 + len(tokens), t_pass)
         if tokens:
             timings.drafted_tokens += len(tokens)
             guess = _Guess(tokens, backend.eval_many([tok] + tokens))
@@ -241,7 +243,7 @@ def _drafter(backend: Backend, plan: GenerationPlan, history: list[int]) -> Ngra
     on a backend that scores several positions in one pass (``eval_many``)."""
     if plan.speculative is None or plan.sampling.temperature > 0 or not hasattr(backend, "eval_many"):
         return None
-    return NgramDrafter(plan.speculative, history)
+    return NgramDrafter(plan.speculative, history, plan.draft_costs)
 
 
 def _end_guess(backend: Backend, drafter: NgramDrafter, guess: _Guess, timings: Timings, keep: int) -> None:

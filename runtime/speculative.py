@@ -22,7 +22,7 @@ does not use.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 SPECULATIVE_MODES = ("off", "ngram")
 
@@ -41,6 +41,23 @@ class SpeculativeConfig:
     prior_accept: float = 0.6
     prior_cost: float = 0.35
     decay: float = 0.8  # weight of the past in the running estimates
+    explore_every: int = 16  # while the throughput guard says no, still guess once per this many steps
+
+
+@dataclass
+class DraftCosts:
+    """What drafting costs on this model and device, measured by every
+    generation that drafts and kept across them (one per loaded model: the
+    thinking controller owns it, the engine's single worker is its only user).
+
+    ``single_s``: backend seconds of a one-token pass; ``extra_s``: backend
+    seconds per extra scored position; ``per_token_s``: wall seconds per
+    produced token after "plain" and after "guess" passes, everything included.
+    """
+
+    single_s: float | None = None
+    extra_s: float | None = None
+    per_token_s: dict = field(default_factory=dict)
 
 
 def speculative_config(mode: str | None) -> SpeculativeConfig | None:
@@ -68,15 +85,16 @@ class NgramDrafter:
     tried again later.
     """
 
-    def __init__(self, config: SpeculativeConfig, history: list[int]):
+    def __init__(self, config: SpeculativeConfig, history: list[int], costs: DraftCosts | None = None):
         self.config = config
+        self.costs = costs if costs is not None else DraftCosts()
         self._history = history
         self._index: dict[tuple[int, ...], int] = {}
         self._seen = 0  # positions indexed so far
         # running (decayed) counts: kept positions / scored guessed positions
         self._kept, self._tried = config.prior_accept * 2, 2.0
-        self._single_s: float | None = None  # seconds of a one-token pass
-        self._extra_s: float | None = None  # seconds per extra position of a pass
+        self._last: tuple[str, float, int] | None = None  # (kind, start, history length) of the last pass
+        self._declined = 0
         self.drafted = 0
         self.accepted = 0
 
@@ -94,9 +112,21 @@ class NgramDrafter:
 
     @property
     def extra_cost(self) -> float:
-        if self._single_s and self._extra_s is not None:
-            return max(self._extra_s / self._single_s, 0.01)
+        c = self.costs
+        if c.single_s and c.extra_s is not None:
+            return max(c.extra_s / c.single_s, 0.01)
         return self.config.prior_cost
+
+    @property
+    def guessing_pays(self) -> bool:
+        """False once guessing passes have measurably produced tokens slower than plain ones.
+
+        The cost model sees only the backend's pass times; on a tiny model the
+        per-token work around them dominates (the 0.9M-parameter student spends
+        ~0.2 ms of its ~0.35 ms per token outside llama.cpp), which only an
+        end-to-end measurement catches."""
+        plain, guess = self.costs.per_token_s.get("plain"), self.costs.per_token_s.get("guess")
+        return plain is None or guess is None or guess < plain
 
     def best_length(self, available: int) -> int:
         """The guess length with the best expected tokens per unit of time (0: do not guess)."""
@@ -114,6 +144,10 @@ class NgramDrafter:
         limit = min(limit, self.config.max_draft)
         if limit <= 0:
             return []
+        if not self.guessing_pays:  # checked first: the cheapest way to say no
+            self._declined += 1
+            if self._declined % self.config.explore_every:
+                return []
         self._sync()
         h = self._history
         for n in range(min(self.config.max_ngram, len(h) - 1), self.config.min_match - 1, -1):
@@ -131,14 +165,27 @@ class NgramDrafter:
         self._kept = d * self._kept + (1 - d) * self.config.prior_accept * 2
         self._tried = d * self._tried + (1 - d) * 2
 
+    def begin_pass(self, n_tokens: int, now: float) -> None:
+        """A decode pass scoring ``n_tokens`` positions starts at ``now``: the time
+        since the previous pass began, per token produced since, is that pass's cost."""
+        produced = len(self._history)
+        if self._last is not None:
+            kind, start, before = self._last
+            if produced > before:
+                spt = (now - start) / (produced - before)
+                old = self.costs.per_token_s.get(kind)
+                d = self.config.decay
+                self.costs.per_token_s[kind] = spt if old is None else d * old + (1 - d) * spt
+        self._last = ("guess" if n_tokens > 1 else "plain", now, produced)
+
     def observe_pass(self, n_tokens: int, seconds: float) -> None:
-        """The time of one decode pass that scored ``n_tokens`` positions."""
-        d = self.config.decay
+        """The backend time of one decode pass that scored ``n_tokens`` positions."""
+        d, c = self.config.decay, self.costs
         if n_tokens == 1:
-            self._single_s = seconds if self._single_s is None else d * self._single_s + (1 - d) * seconds
-        elif self._single_s is not None:
-            extra = max(seconds - self._single_s, 0.0) / (n_tokens - 1)
-            self._extra_s = extra if self._extra_s is None else d * self._extra_s + (1 - d) * extra
+            c.single_s = seconds if c.single_s is None else d * c.single_s + (1 - d) * seconds
+        elif c.single_s is not None:
+            extra = max(seconds - c.single_s, 0.0) / (n_tokens - 1)
+            c.extra_s = extra if c.extra_s is None else d * c.extra_s + (1 - d) * extra
 
     def feedback(self, drafted: int, accepted: int) -> None:
         """A guess of ``drafted`` tokens ended with ``accepted`` kept."""

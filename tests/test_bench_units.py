@@ -284,3 +284,27 @@ def test_a_class_that_does_not_fit_is_skipped_not_fatal():
     prof = summarize_profile({"name": "laptop", "runner": "thinkling", "skipped": {"short": "too long"}},
                              [], cases, 200.0)
     assert prof["verdict"]["pass"] is False
+
+
+def test_memory_wall_numbers(tmp_path, default_model_path):
+    from bench.bandwidth import decode_share, read_bandwidth_gb_s, weights_bytes_per_token
+    from runtime.ggufheader import read_header
+
+    size = default_model_path.stat().st_size
+    per_token = weights_bytes_per_token(default_model_path)
+    assert per_token == sum(t.n_bytes for t in read_header(default_model_path).tensors)
+    assert 0.9 * size < per_token < size  # the tensors are nearly the whole file
+    assert weights_bytes_per_token(tmp_path / "missing.onnx") is None
+    bw = read_bandwidth_gb_s(threads=1, mib_per_thread=64, repeats=1)
+    assert 0.1 < bw < 1000
+    assert decode_share(40.0, 250_000_000, 10.0) == {"read_gb_s": 10.0, "share": 1.0}
+    assert decode_share(None, 1, 1.0) == {"read_gb_s": None, "share": None}
+
+
+def test_report_prints_the_memory_wall(tmp_path):
+    record = _record(tmp_path)
+    prof = record["profiles"][0]
+    prof["memory"] = {"weights_bytes_per_token": 250_000_000, "read_bandwidth_gb_s": 10.0, "threads": 2}
+    prof["classes"][0]["memory"] = {"read_gb_s": 9.0, "share": 0.9}
+    assert "250 MB of weights read per token; read bandwidth 10.0 GB/s (2 thread(s)); decode reads short 9.0 GB/s (90%)" \
+        in render_plain(record)

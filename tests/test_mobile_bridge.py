@@ -380,6 +380,8 @@ BAD = [
     (mb.cancel, "req_unknown", "invalid_request", "request_id"),
     (mb.set_callback, 42, "invalid_request", None),
     (mb.generate, json.dumps({"v": 2, "messages": MSG}), "unsupported_version", "v"),
+    (mb.generate, json.dumps({"messages": MSG, "speculative": "yes"}), "invalid_request", "speculative"),
+    (mb.load_model, '{"speculative": "medusa"}', "invalid_request", "speculative"),
     (mb.load_model, '{"v": "1"}', "unsupported_version", "v"),
     (mb.memory_pressure, '{"v": true}', "unsupported_version", "v"),
 ]

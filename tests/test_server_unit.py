@@ -151,6 +151,11 @@ def test_mapping_defaults_caps_and_thinking_fields():
     assert 0 < to_generation_request(tiny, s).deadline_s < 1e-6  # positive stays positive
     r = to_generation_request(CompletionRequest.model_validate({"prompt": ["hi"], "max_tokens": 500}), s)
     assert (r.prompt, r.max_tokens) == ("hi", 100)
+    assert r.speculative is None  # the engine's default (serve --speculative) applies
+    r = to_generation_request(ChatCompletionRequest.model_validate({"messages": USER, "speculative": "ngram"}), s)
+    assert r.speculative == "ngram"
+    with pytest.raises(ValueError):
+        ChatCompletionRequest.model_validate({"messages": USER, "speculative": "draft-model"})
 
 
 # --- routes over the stand-in engine -----------------------------------------------

@@ -62,6 +62,7 @@ def test_measured_costs_and_misses_shorten_then_stop_the_guesses():
     d.observe_pass(1, 0.020)
     d.observe_pass(5, 0.060)  # an extra position costs half a pass here
     assert abs(d.extra_cost - 0.5) < 1e-9 and d.best_length(8) < long_guess
+    assert d.costs.single_s == 0.020  # kept for the next generation on this model
     for _ in range(6):
         d.feedback(3, 0)  # guesses that miss at once
     assert d.accept_rate < 0.3 and d.propose(5) == []

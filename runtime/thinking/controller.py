@@ -21,7 +21,7 @@ from ..errors import InvalidRequest
 from ..generate import GenerationPlan, ReasoningMarkup, stream_generate
 from ..models import ModelRef
 from ..prompts import render_chat
-from ..speculative import speculative_config
+from ..speculative import DraftCosts, speculative_config
 from ..types import Chunk, GenerationRequest, Message
 from .formats import ThinkingFormat, detect_format
 from .profile import Speed, ThinkingProfile, find_profile, probe_signals, query_features
@@ -40,6 +40,7 @@ class ThinkingController:
         self.format: ThinkingFormat = detect_format(ref, self.template)
         self.profile = profile or find_profile(ref.path)
         self.speed = Speed(**vars(self.profile.speed)) if self.profile else Speed()
+        self.draft_costs = DraftCosts()  # speculative decoding's measured costs on this model
         meta = backend.metadata()
         self.bos_token = meta.get("thinkling.bos_text", "")
         self.eos_token = meta.get("thinkling.eos_text", "")
@@ -63,7 +64,7 @@ class ThinkingController:
                               sampling=req.sampling, stops=list(req.stop) + rendered.stops, markup=markup,
                               logprobs=req.logprobs if logprobs is None else logprobs,
                               should_stop=should_stop, started_at=req.submitted_at,
-                              speculative=speculative_config(req.speculative))
+                              speculative=speculative_config(req.speculative), draft_costs=self.draft_costs)
 
     def _deadline_budget(self, req: GenerationRequest, prompt_tokens: int, decision: dict) -> int | None:
         """Reasoning tokens that fit the deadline, from measured speed; None = no cap."""
@@ -170,7 +171,8 @@ class ThinkingController:
         tokens = self.backend.tokenize(req.prompt, add_special=True, parse_special=False)
         plan = GenerationPlan(prompt_tokens=tokens, max_tokens=req.max_tokens, sampling=req.sampling,
                               stops=list(req.stop), logprobs=req.logprobs, should_stop=should_stop,
-                              started_at=req.submitted_at, speculative=speculative_config(req.speculative))
+                              started_at=req.submitted_at, speculative=speculative_config(req.speculative),
+                              draft_costs=self.draft_costs)
         for chunk in stream_generate(self.backend, plan):
             if chunk.finish_reason is not None:
                 chunk.decision = {"mode": "raw", "requested": req.think, "reason": "raw completion prompt"}
