@@ -158,11 +158,14 @@ CHAINS = ["37 + 48 - 9", "What is 6 * 7 + 15?", "88 - 23 + 41 - 7", "5 * 9 - 12 
           "14 + 27 + 36", "9 * 8 - 40 + 3", "What is 61 + 19 - 44?"]
 
 
-@pytest.fixture(scope="module")
-def student():
+@pytest.fixture(scope="module", params=[STUDENT, "arith-student-onnx"])
+def student(request):
+    """The student on llama.cpp and on onnxruntime (both backends have eval_many)."""
     from runtime import Engine, EngineConfig
 
-    with Engine(STUDENT, EngineConfig(n_ctx=512, n_threads=2)) as eng:
+    if request.param.endswith("onnx"):
+        pytest.importorskip("onnxruntime")
+    with Engine(request.param, EngineConfig(n_ctx=512, n_threads=2)) as eng:
         yield eng
 
 
@@ -184,7 +187,7 @@ def test_student_chains_are_token_identical_with_drafting(student):
     assert drafted > 0 and accepted > 0  # chains repeat their numbers: some guesses are kept
 
 
-def test_llama_cpp_eval_many_scores_each_position_like_eval(student):
+def test_eval_many_scores_each_position_like_eval(student):
     b = student.backend
     toks = b.tokenize("12 + 30 = 42", add_special=True)
     b.truncate(0)
