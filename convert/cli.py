@@ -10,6 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .quantize import HEAD_TYPES
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -30,7 +32,7 @@ def register(subparsers) -> None:
     p.add_argument("--name", default=None, help="file name stem (default: the source folder's name)")
     p.add_argument("--threads", type=int, default=None, help="threads for quantization and the parity check")
     p.add_argument("--head-type", default=None, help="type of the token embedding / output head in the outputs "
-                                                     "llama.cpp quantizes: f16, q8_0, q6_k, q5_k, q4_k, q5_0, q4_0 "
+                                                     f"llama.cpp quantizes: {', '.join(HEAD_TYPES)} "
                                                      "(default: llama.cpp's choice)")
     p.set_defaults(func=_run)
 

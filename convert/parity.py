@@ -100,6 +100,25 @@ def gguf_logits(path: Path, token_lists: list[list[int]], threads: int = 2) -> n
         b.close()
 
 
+def teacher_forced_logits(path: Path, token_lists: list[list[int]], threads: int) -> np.ndarray:
+    """Next-token logits at every position of every prompt, ``[positions, n_vocab]``.
+
+    One token per evaluation (the backend returns the last position's logits),
+    so it is slow on big models; the parity prompts are short.
+    """
+    n_ctx = max(len(t) for t in token_lists) + 8
+    b = _open(path, max(n_ctx, 64), threads)
+    try:
+        rows = []
+        for tokens in token_lists:
+            b.truncate(0)
+            for tok in tokens:
+                rows.append(np.array(b.eval([tok]), dtype=np.float32))  # copy: eval returns a view
+        return np.stack(rows)
+    finally:
+        b.close()
+
+
 def format_table(rows: list[tuple[str, Parity]]) -> str:
     """A plain-text table, one row per file."""
     head = (f"{'file':<32} {'prompts':>7} {'max|dlogit|':>11} {'top-1':>7} {'near ties':>9} "

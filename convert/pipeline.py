@@ -32,6 +32,7 @@ from .plan import TensorPlan, plan_tensors
 from .quantize import check_head_type, kquant_fallbacks, parse_head_type, quantize_kquant, tensor_types, type_counts
 from .reference import reference_logits
 from .source import read_json
+from .staging import Staging
 from .vocab import Vocab, load_vocab
 from .weights import MergedWeights, open_weights
 from .writer import QUANTS, QuantSpec, write_direct
@@ -83,29 +84,6 @@ def _prepare(src: Path, lora: Path | None, name: str) -> _Prepared:
     return _Prepared(weights, dims, vocab, plans, kv, thinkling)
 
 
-@dataclass
-class _Staging:
-    """Temporary files in ``out``; ``commit`` renames the kept ones, ``discard`` removes all."""
-
-    out: Path
-    tmp: dict[str, Path] = field(default_factory=dict)  # final file name -> temporary path
-
-    def path(self, final_name: str) -> Path:
-        p = self.out / f".{final_name}.{os.getpid()}.partial"
-        self.tmp[final_name] = p
-        return p
-
-    def commit(self, keep: list[str]) -> None:
-        for final in keep:
-            os.replace(self.tmp.pop(final), self.out / final)
-        self.discard()
-
-    def discard(self) -> None:
-        for p in self.tmp.values():
-            p.unlink(missing_ok=True)
-        self.tmp.clear()
-
-
 def default_name(src: Path) -> str:
     """The source folder's name, or its parent's when the folder is generically named."""
     src = src.resolve()
@@ -143,6 +121,9 @@ class ConvertOptions:
     progress: bool = False
     """Show a progress bar for the parity check (the CLI turns it on for a terminal)."""
 
+    def worker_threads(self) -> int:
+        return self.threads or min(os.cpu_count() or 1, 4)
+
 
 def convert(src: str | os.PathLike, out: str | os.PathLike, lora: str | os.PathLike | None = None,
             options: ConvertOptions = ConvertOptions()) -> Manifest:
@@ -173,7 +154,7 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, lora: str | os.PathL
                                           f"({', '.join(n for n, q in QUANTS.items() if not q.direct)}); "
                                           "f32/f16/bf16/q8_0 are written directly")
     name = options.name or default_name(src)
-    threads = options.threads or min(os.cpu_count() or 1, 4)
+    threads = options.worker_threads()
     t0 = time.perf_counter()
     prep = _prepare(src, lora_path, name)  # step 1
     check_head_type(head, prep.dims.hidden, src)
@@ -184,7 +165,7 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, lora: str | os.PathL
 
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    stage = _Staging(out)
+    stage = Staging(out)
     try:
         files = _write_all(prep, quants, stage, name, threads, progress, head) if quants else []  # steps 2-3
         tokens = matches = None
@@ -227,11 +208,11 @@ def _from_gguf(src: Path, out: Path, lora: Path | None, options: ConvertOptions,
     if options.onnx:
         raise UnsupportedSource(str(src), "ONNX is exported from the HF model folder, not from a GGUF file")
     quants = parse_quants(options.gguf)
-    threads = options.threads or min(os.cpu_count() or 1, 4)
+    threads = options.worker_threads()
     return requantize(src, out, quants, head=head, name=options.name, check=options.check, threads=threads)
 
 
-def _write_all(prep: _Prepared, quants: list[QuantSpec], stage: _Staging, name: str, threads: int,
+def _write_all(prep: _Prepared, quants: list[QuantSpec], stage: Staging, name: str, threads: int,
                progress: bool, head=None) -> list[FileEntry]:
     direct = [q for q in quants if q.direct]
     kquants = [q for q in quants if not q.direct]
@@ -258,7 +239,7 @@ def _write_all(prep: _Prepared, quants: list[QuantSpec], stage: _Staging, name: 
     return entries
 
 
-def _check_all(prep: _Prepared, src: Path, stage: _Staging, files: list[FileEntry], threads: int,
+def _check_all(prep: _Prepared, src: Path, stage: Staging, files: list[FileEntry], threads: int,
                progress: bool = False) -> tuple[list[list[int]], bool | None]:
     first = stage.tmp[files[0].path]
     tokens = tokenize(first, PROMPTS, threads)

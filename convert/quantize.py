@@ -29,7 +29,8 @@ K_TYPES = {Q.Q2_K, Q.Q3_K, Q.Q4_K, Q.Q5_K, Q.Q6_K, Q.Q8_K}
 
 # --head-type values -> the GGML type given to token_embd (and to output.weight where the
 # model has an untied head). In a small model with a large vocabulary the head is most of
-# the bytes read per generated token, so its type moves decode speed (docs/bench.md).
+# the bytes read per generated token; where decode is bandwidth-bound a smaller head helps,
+# but on the 2-core development VM it is compute-bound and did not (docs/bench.md).
 # K types need rows that divide into 256; Gemma 3 270M's are 640 wide, so its head can be
 # Q8_0, Q5_1, Q5_0, IQ4_NL, Q4_1 or Q4_0 (32-wide blocks) but not a K type.
 HEAD_TYPES = {"f16": Q.F16, "q8_0": Q.Q8_0, "q6_k": Q.Q6_K, "q5_k": Q.Q5_K, "q4_k": Q.Q4_K,

@@ -17,13 +17,10 @@ and KL, the same table as the HF path.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from gguf import GGMLQuantizationType as Q
 
 from runtime.errors import InvalidModelFile
@@ -31,8 +28,9 @@ from runtime.modelinfo import check_gguf
 
 from .errors import CorruptFile
 from .manifest import FileEntry, Manifest, now_iso, sha256_file, tool_versions, write_json_atomic
-from .parity import PROMPTS, compare, tokenize
+from .parity import PROMPTS, compare, teacher_forced_logits, tokenize
 from .quantize import check_head_type, quantize_kquant, tensor_types, type_counts
+from .staging import Staging
 from .writer import QuantSpec
 
 log = logging.getLogger(__name__)
@@ -42,33 +40,6 @@ HEAD_TENSORS = ("token_embd.weight", "output.weight")
 
 def output_name(stem: str, quant: QuantSpec, head: Q | None) -> str:
     return f"{stem}-{quant.name}" + (f"-head-{head.name.lower()}" if head is not None else "") + ".gguf"
-
-
-def teacher_forced_logits(path: Path, token_lists: list[list[int]], threads: int) -> np.ndarray:
-    """Next-token logits at every position of every prompt, ``[positions, n_vocab]``.
-
-    One token per evaluation (the backend returns the last position's logits),
-    so it is slow on big models; the parity prompts are short.
-    """
-    from runtime.backends import BackendOptions, open_backend
-
-    n_ctx = max(64, max(len(t) for t in token_lists) + 8)
-    b = open_backend("llama_cpp", str(path), BackendOptions(n_ctx=n_ctx, n_threads=threads))
-    try:
-        rows = []
-        for tokens in token_lists:
-            b.truncate(0)
-            for tok in tokens:
-                rows.append(np.array(b.eval([tok]), dtype=np.float32))  # copy: eval returns a view
-        return np.stack(rows)
-    finally:
-        b.close()
-
-
-@dataclass(frozen=True)
-class _Job:
-    final: str
-    quant: QuantSpec
 
 
 def requantize(src: Path, out: Path, quants: list[QuantSpec], *, head: Q | None, name: str | None,
@@ -84,32 +55,29 @@ def requantize(src: Path, out: Path, quants: list[QuantSpec], *, head: Q | None,
     if head is not None and isinstance(n_embd, int):
         check_head_type(head, n_embd, src)
     stem = name or src.stem
-    jobs = [_Job(output_name(stem, q, head), q) for q in quants]
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    tmp = {j.final: out / f".{j.final}.{os.getpid()}.partial" for j in jobs}
+    stage = Staging(out)
     try:
         entries = []
-        for job in jobs:
+        for quant in quants:
+            final = output_name(stem, quant, head)
             t0 = time.perf_counter()
-            quantize_kquant(src, tmp[job.final], job.quant, threads, head, allow_requantize=True)
-            log.info("wrote %s in %.1fs", job.final, time.perf_counter() - t0)
-            types = tensor_types(tmp[job.final])
-            entries.append(FileEntry(path=job.final, quant=job.quant.name, sha256="", size_bytes=0,
-                                     tensor_types=type_counts(types)))
+            quantize_kquant(src, stage.path(final), quant, threads, head, allow_requantize=True)
+            log.info("wrote %s in %.1fs", final, time.perf_counter() - t0)
+            entries.append(FileEntry(path=final, quant=quant.name, sha256="", size_bytes=0,
+                                     tensor_types=type_counts(tensor_types(stage.tmp[final]))))
         if check:
             tokens = tokenize(src, PROMPTS, threads)
             ref = teacher_forced_logits(src, tokens, threads)
             for entry in entries:
-                entry.parity = compare(teacher_forced_logits(tmp[entry.path], tokens, threads), ref).to_dict()
+                entry.parity = compare(teacher_forced_logits(stage.tmp[entry.path], tokens, threads), ref).to_dict()
         for entry in entries:
-            entry.sha256 = sha256_file(tmp[entry.path])
-            entry.size_bytes = tmp[entry.path].stat().st_size
-        for entry in entries:
-            os.replace(tmp.pop(entry.path), out / entry.path)
+            entry.sha256 = sha256_file(stage.tmp[entry.path])
+            entry.size_bytes = stage.tmp[entry.path].stat().st_size
+        stage.commit([e.path for e in entries])
     except BaseException:
-        for p in tmp.values():
-            p.unlink(missing_ok=True)
+        stage.discard()
         if created and not any(out.iterdir()):
             out.rmdir()
         raise

@@ -181,7 +181,8 @@ def stream_generate(backend: Backend, plan: GenerationPlan) -> Iterator[Chunk]:
             t_first = time.perf_counter()
             timings.ttft_ms = (t_first - t_start) * 1000
         if guess is not None and not guess.verify(tok):  # plain decoding differs here: the guess ends
-            guess = _end_guess(backend, drafter, guess, timings, len(loop.history))
+            _end_guess(backend, drafter, guess, timings, len(loop.history))
+            guess = None
         if backend.is_eog(tok):
             reason = "stop"
             break
@@ -204,7 +205,8 @@ def stream_generate(backend: Backend, plan: GenerationPlan) -> Iterator[Chunk]:
                 reason = "stop"
                 break
             if guess is not None:  # back to the plain state: the cache holds history minus ``tok``
-                guess = _end_guess(backend, drafter, guess, timings, len(loop.history) - 1)
+                _end_guess(backend, drafter, guess, timings, len(loop.history) - 1)
+                guess = None
             logits = backend.eval([tok])
             chunk, logits = loop.force_close()
             yield chunk
@@ -212,7 +214,8 @@ def stream_generate(backend: Backend, plan: GenerationPlan) -> Iterator[Chunk]:
         if guess is not None:  # the position after ``tok`` was scored in the guess's pass already
             logits = guess.next_logits()
             if not guess.open:  # every guessed token was kept: the cache holds exactly the history
-                guess = _end_guess(backend, drafter, guess, timings, len(loop.history))
+                _end_guess(backend, drafter, guess, timings, len(loop.history))
+                guess = None
             continue
         if drafter is None:
             logits = backend.eval([tok])
@@ -252,7 +255,6 @@ def _end_guess(backend: Backend, drafter: NgramDrafter, guess: _Guess, timings: 
     timings.accepted_tokens += guess.kept
     drafter.feedback(len(guess.tokens), guess.kept)
     backend.truncate(keep)
-    return None
 
 
 def join_stream(chunks: Iterator[Chunk], model: str) -> GenerationResult:

@@ -1,14 +1,17 @@
 """Prompt-lookup ("n-gram") drafting for speculative decoding, without a draft model.
 
-Decode on a small model is bound by memory bandwidth: one step reads every
-weight once whether it scores one token or eight. So the generation loop asks
+One decode pass reads every weight once whether it scores one token or eight,
+so scoring several positions costs less than several passes (how much less is
+measured, below: on a large vocabulary the output head makes each extra
+position far from free). So the generation loop asks
 ``NgramDrafter`` for a guess of the next few tokens — what followed the most
 recent earlier occurrence of the text's last few tokens, in the prompt or the
 output — scores the sampled token and the guess in one batched evaluation,
 keeps the guessed tokens the model itself would have chosen, and rolls the KV
 cache back past the rest. Reasoning chains repeat the question's numbers and
 each step's result, and rewrites repeat their source, which is what this
-drafts from; on free text a guess rarely matches and the draft length backs off.
+drafts from; where guesses miss, or cost more than they save, the drafter
+guesses less or not at all.
 
 Only greedy decoding (temperature 0) drafts: there the kept tokens are the
 ones plain decoding would have produced. With sampling an exact acceptance
@@ -60,6 +63,13 @@ class DraftCosts:
     per_token_s: dict = field(default_factory=dict)
 
 
+_PRIOR_WEIGHT = 2.0  # how many observed positions the prior acceptance rate is worth
+
+
+def _ema(old: float | None, new: float, decay: float) -> float:
+    return new if old is None else decay * old + (1 - decay) * new
+
+
 def speculative_config(mode: str | None) -> SpeculativeConfig | None:
     """The drafting a request's ``speculative`` field asks for (None: off)."""
     return SpeculativeConfig() if mode == "ngram" else None
@@ -92,7 +102,7 @@ class NgramDrafter:
         self._index: dict[tuple[int, ...], int] = {}
         self._seen = 0  # positions indexed so far
         # running (decayed) counts: kept positions / scored guessed positions
-        self._kept, self._tried = config.prior_accept * 2, 2.0
+        self._kept, self._tried = config.prior_accept * _PRIOR_WEIGHT, _PRIOR_WEIGHT
         self._last: tuple[str, float, int] | None = None  # (kind, start, history length) of the last pass
         self._declined = 0
         self.drafted = 0
@@ -162,8 +172,8 @@ class NgramDrafter:
 
     def _relax(self) -> None:
         d = self.config.decay
-        self._kept = d * self._kept + (1 - d) * self.config.prior_accept * 2
-        self._tried = d * self._tried + (1 - d) * 2
+        self._kept = _ema(self._kept, self.config.prior_accept * _PRIOR_WEIGHT, d)
+        self._tried = _ema(self._tried, _PRIOR_WEIGHT, d)
 
     def begin_pass(self, n_tokens: int, now: float) -> None:
         """A decode pass scoring ``n_tokens`` positions starts at ``now``: the time
@@ -173,19 +183,16 @@ class NgramDrafter:
             kind, start, before = self._last
             if produced > before:
                 spt = (now - start) / (produced - before)
-                old = self.costs.per_token_s.get(kind)
-                d = self.config.decay
-                self.costs.per_token_s[kind] = spt if old is None else d * old + (1 - d) * spt
+                self.costs.per_token_s[kind] = _ema(self.costs.per_token_s.get(kind), spt, self.config.decay)
         self._last = ("guess" if n_tokens > 1 else "plain", now, produced)
 
     def observe_pass(self, n_tokens: int, seconds: float) -> None:
         """The backend time of one decode pass that scored ``n_tokens`` positions."""
         d, c = self.config.decay, self.costs
         if n_tokens == 1:
-            c.single_s = seconds if c.single_s is None else d * c.single_s + (1 - d) * seconds
+            c.single_s = _ema(c.single_s, seconds, d)
         elif c.single_s is not None:
-            extra = max(seconds - c.single_s, 0.0) / (n_tokens - 1)
-            c.extra_s = extra if c.extra_s is None else d * c.extra_s + (1 - d) * extra
+            c.extra_s = _ema(c.extra_s, max(seconds - c.single_s, 0.0) / (n_tokens - 1), d)
 
     def feedback(self, drafted: int, accepted: int) -> None:
         """A guess of ``drafted`` tokens ended with ``accepted`` kept."""
