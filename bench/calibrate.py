@@ -24,7 +24,7 @@ from runtime.generate import join_stream
 from runtime.thinking.profile import FEATURES, GATE_FEATURES, Speed, ThinkingProfile, probe_signals, profile_path
 
 from .files import save_figure, write_text_atomic
-from .modes import RunOptions, follow, is_correct, load_tasks, run_query
+from .modes import RunOptions, follow, is_correct, load_tasks, run_query, take
 
 
 @dataclass
@@ -166,7 +166,7 @@ def calibrate(model: str, tasks: str, opts: CalibrateOptions | None = None, out:
               plot: str | None = None) -> ThinkingProfile:
     """Fit and write the thinking profile of ``model`` on ``tasks``; returns it."""
     opts = opts or CalibrateOptions()
-    rows = load_tasks(tasks)[:opts.limit]
+    rows = take(load_tasks(tasks), opts.limit)
     with Engine(model, EngineConfig(n_ctx=1024, n_threads=opts.threads, queue_size=1)) as engine:
         engine.controller.profile = None  # calibrate the raw modes, not a previous profile
         samples = [_measure(engine, rows, i, opts) for i in range(len(rows))]

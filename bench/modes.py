@@ -30,8 +30,9 @@ class RunOptions:
 
     max_tokens: int = 256  # per generation; reasoning included
     threads: int | None = None  # llama.cpp threads (None: the engine's default)
-    limit: int | None = None  # use only the first N tasks
+    limit: int | None = None  # use only N tasks (stratified by n_ops where the set has it)
     repeats: int = 5  # paired runs per query and mode; latency is the per-query median
+    url: str | None = None  # a running ``thinkling serve``: every query goes over HTTP (bench modes)
 
 
 @dataclass
@@ -63,6 +64,29 @@ def load_tasks(spec: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def take(rows: list[dict], limit: int | None) -> list[dict]:
+    """The first ``limit`` tasks; stratified when the rows carry ``n_ops``.
+
+    The arithmetic sets are sorted by depth, so a plain prefix would be all
+    one-operation problems; instead the first tasks of each depth are taken in
+    turn, keeping the file's order within a depth.
+    """
+    if limit is None or limit >= len(rows):
+        return rows
+    if not all("n_ops" in r for r in rows):
+        return rows[:limit]
+    groups: dict[int, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r["n_ops"], []).append(r)
+    picked: list[dict] = []
+    for i in range(max(len(g) for g in groups.values())):
+        for k in sorted(groups):
+            if i < len(groups[k]) and len(picked) < limit:
+                picked.append(groups[k][i])
+    order = {id(r): i for i, r in enumerate(rows)}
+    return sorted(picked, key=lambda r: order[id(r)])
+
+
 def is_correct(answer: str, label) -> bool:
     """The answer ends with the integer result."""
     nums = _INT.findall(answer)
@@ -83,6 +107,7 @@ def run_query(engine: Engine, question: str, label, mode: str, max_tokens: int, 
         last = chunk
     t_end = time.perf_counter()
     text = "".join(answer).strip()
+    tokens = tokens or last.timings.completion_tokens  # over HTTP, chunks carry no token ids
     decision = last.decision or {}
     # post: the answer is usable before the rationale; others: when the answer text ends
     done_at = t_answer if t_answer is not None else t_end
@@ -259,11 +284,24 @@ def bench_modes(model: str, tasks: str, opts: RunOptions | None = None, json_out
     Latencies are per-query medians over ``opts.repeats`` paired runs (see ``run_modes``).
     """
     opts = opts or RunOptions()
-    rows_in = load_tasks(tasks)[:opts.limit]
-    with Engine(model, EngineConfig(n_ctx=1024, n_threads=opts.threads, queue_size=1)) as engine:
-        run_query(engine, rows_in[0]["question"], rows_in[0]["answer"], "off", 8)  # warm-up
-        runs, unstable = run_modes(engine, rows_in, ("off", "on", "post", "auto"), opts.max_tokens, opts.repeats)
-        profile = engine.controller.profile
+    rows_in = take(load_tasks(tasks), opts.limit)
+    if opts.url:
+        from .runners.endpoint import EndpointEngine
+
+        engine = EndpointEngine(opts.url, model)
+        try:
+            run_query(engine, rows_in[0]["question"], rows_in[0]["answer"], "off", 8)  # warm-up
+            runs, unstable = run_modes(engine, rows_in, ("off", "on", "post", "auto"), opts.max_tokens,
+                                       opts.repeats)
+        finally:
+            engine.close()
+        profile = None  # the server's; its choices are in each response's decision
+    else:
+        with Engine(model, EngineConfig(n_ctx=1024, n_threads=opts.threads, queue_size=1)) as engine:
+            run_query(engine, rows_in[0]["question"], rows_in[0]["answer"], "off", 8)  # warm-up
+            runs, unstable = run_modes(engine, rows_in, ("off", "on", "post", "auto"), opts.max_tokens,
+                                       opts.repeats)
+            profile = engine.controller.profile
     rows = [summarize(m, runs[m]) for m in ("off", "on", "post", "auto")]
     by_ops = accuracy_by_ops(rows_in, runs)
     auto = rows[3]
@@ -272,7 +310,7 @@ def bench_modes(model: str, tasks: str, opts: RunOptions | None = None, json_out
     on, orc = rows[1], rows[5]
     saved = on["mean_latency_ms"] - orc["mean_latency_ms"]
     result = {
-        "model": model, "tasks": tasks, "n": len(rows_in), "repeats": opts.repeats,
+        "model": model, "tasks": tasks, "n": len(rows_in), "repeats": opts.repeats, "via": opts.url or "in process",
         "answers_changed_between_repeats": unstable, "rows": rows,
         "auto_vs_on_accuracy_points": (auto["accuracy"] - on["accuracy"]) * 100,
         "auto_vs_random_accuracy_points": (auto["accuracy"] - rows[4]["accuracy"]) * 100,

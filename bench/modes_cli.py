@@ -15,9 +15,11 @@ def register(sub) -> None:
     p.add_argument("--tasks", default="arith-test", help="JSONL {question, answer} or a built-in set name")
     p.add_argument("--max-tokens", type=int, default=256)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--limit", type=int, default=None, help="use only the first N tasks")
+    p.add_argument("--limit", type=int, default=None, help="use only N tasks (the first of each depth in turn, where tasks have n_ops)")
     p.add_argument("--repeats", type=int, default=5,
                    help="runs per query and mode (paired, rotated order); latency is the per-query median")
+    p.add_argument("--url", default=None,
+                   help="a running thinkling serve (http://127.0.0.1:8080): every query goes over HTTP")
     p.add_argument("--json", dest="json_out", default=None)
     p.add_argument("--plot", default=None)
     p.set_defaults(func=_cli)
@@ -27,7 +29,7 @@ def _cli(args: argparse.Namespace) -> int:
     if args.plot:  # fail before the benchmark, not after it
         require("bench modes --plot", "bench", "matplotlib")
     opts = RunOptions(max_tokens=args.max_tokens, threads=args.threads, limit=args.limit,
-                      repeats=max(1, args.repeats))
+                      repeats=max(1, args.repeats), url=args.url)
     r = bench_modes(args.model, args.tasks, opts, args.json_out, args.plot)
     print(table(r["rows"]))
     for mode, row in r["accuracy_by_ops"].items():

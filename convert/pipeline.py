@@ -74,7 +74,14 @@ def _prepare(src: Path, lora: Path | None, name: str) -> _Prepared:
     config = weights.model.config
     spec = spec_for(config)
     dims = dims_from_config(config, spec, weights.shape(EMBED)[0])
-    vocab = load_vocab(src, dims.n_vocab, config)
+    if src.is_file():  # a GGUF base: its vocabulary as it is, the adapter's chat template if it has one
+        from .gguf_source import GGUFVocab
+
+        template = next((d / "chat_template.jinja" for d in ([lora, lora.parent] if lora else [])
+                         if (d / "chat_template.jinja").is_file()), None)
+        vocab = GGUFVocab(weights.model, template.read_text(encoding="utf-8").strip() if template else None)
+    else:
+        vocab = load_vocab(src, dims.n_vocab, config)
     plans = plan_tensors(spec, dims, weights)
     kv = {"general.name": name, "general.type": "model", **gguf_metadata(dims), **vocab.metadata()}
     # the adapter's folder first, then the source's, then their parents (distill writes
@@ -87,6 +94,8 @@ def _prepare(src: Path, lora: Path | None, name: str) -> _Prepared:
 def default_name(src: Path) -> str:
     """The source folder's name, or its parent's when the folder is generically named."""
     src = src.resolve()
+    if src.is_file():
+        return src.stem
     return src.parent.name if src.name in ("base", "model", "hf", "merged") else src.name
 
 
@@ -142,8 +151,8 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, lora: str | os.PathL
     lora_path = Path(lora) if lora is not None else None
     check, progress = options.check, options.progress
     head = parse_head_type(options.head_type)
-    if src.is_file() and _is_gguf(src):
-        return _from_gguf(src, out, lora_path, options, head)
+    if src.is_file() and _is_gguf(src) and lora_path is None:
+        return _from_gguf(src, out, options, head)
     # --- ONNX (issue 8): begin
     from .onnx_export import parse_onnx_quants
     onnx_quants = parse_onnx_quants(options.onnx)
@@ -159,6 +168,8 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, lora: str | os.PathL
     prep = _prepare(src, lora_path, name)  # step 1
     check_head_type(head, prep.dims.hidden, src)
     log.info("validated %s%s in %.1fs", src, f" + {lora_path}" if lora_path else "", time.perf_counter() - t0)
+    if onnx_quants and src.is_file():
+        raise UnsupportedSource(str(src), "ONNX is exported from the HF model folder, not from a GGUF file")
     if onnx_quants:  # --- ONNX: refuse before writing anything
         from .onnx_export import check_exportable
         check_exportable(prep.weights.model.config, src)
@@ -198,13 +209,11 @@ def _is_gguf(path: Path) -> bool:
         return f.read(4) == b"GGUF"
 
 
-def _from_gguf(src: Path, out: Path, lora: Path | None, options: ConvertOptions, head) -> Manifest:
-    """A GGUF source: requantize it with llama.cpp (``convert.requantize``)."""
+def _from_gguf(src: Path, out: Path, options: ConvertOptions, head) -> Manifest:
+    """A GGUF source without an adapter: requantize it with llama.cpp (``convert.requantize``).
+    With an adapter it goes the HF way, dequantized (``convert.gguf_source``)."""
     from .requantize import requantize
 
-    if lora is not None:
-        raise UnsupportedSource(str(src), "merging a LoRA adapter into a GGUF base is not supported yet; "
-                                          "convert from the HF model folder")
     if options.onnx:
         raise UnsupportedSource(str(src), "ONNX is exported from the HF model folder, not from a GGUF file")
     quants = parse_quants(options.gguf)
@@ -281,8 +290,10 @@ def _bar(total: int, what: str, enabled: bool):
 
 def _manifest(prep: _Prepared, src: Path, lora: Path | None, name: str, files: list[FileEntry]) -> Manifest:
     model = prep.weights.model
-    source = {"path": str(src), "files": hash_files(src, model.files()), "lora": None,
-              "dtypes": model.dtypes(), "tied_embeddings": prep.weights.tied}
+    root = src.parent if src.is_file() else src
+    source = {"path": str(src), "files": hash_files(root, model.files()), "lora": None,
+              "dtypes": model.dtypes(), "tied_embeddings": prep.weights.tied,
+              "format": "gguf" if src.is_file() else "hf"}
     adapter = prep.weights.adapter
     if adapter is not None and lora is not None:
         side = [lora / n for n in ("adapter_config.json", "thinkling.json") if (lora / n).is_file()]

@@ -89,8 +89,15 @@ def base_shapes(model: HFModel) -> dict[str, tuple[int, ...]]:
 
 
 def open_weights(src: str | Path, lora: str | Path | None = None) -> MergedWeights:
-    """Read and validate ``src`` (and ``lora``); nothing is loaded until accessed."""
-    model = HFModel(src)
+    """Read and validate ``src`` (an HF folder or a GGUF file) and ``lora``; nothing is
+    loaded until accessed."""
+    src = Path(src)
+    if src.is_file():
+        from .gguf_source import GGUFModel
+
+        model = GGUFModel(src)
+    else:
+        model = HFModel(src)
     adapter = None
     if lora is not None:
         arch = (model.config.get("architectures") or [None])[0]

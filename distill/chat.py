@@ -8,6 +8,9 @@ post-think:  {answer}<think>{steps}</think><|end|>
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 PAD = "<|pad|>"
 BOS = "<|bos|>"
 EOS = "<|end|>"
@@ -79,3 +82,24 @@ def split_completion(text: str, mode: str) -> tuple[str, str]:
         reasoning, _, answer = text[len(THINK_OPEN) :].partition(THINK_CLOSE)
         return reasoning, answer.strip()
     return "", text.strip()
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    """One student's rendering of the same (question, mode, steps, answer) data.
+
+    The teacher, noise and filter work on the task's content; a recipe only
+    decides how it is written into its model's chat format.
+    """
+
+    name: str
+    render_prompt: Callable[[str, str], str]
+    render_completion: Callable[[str, str, str], str]
+    split_completion: Callable[[str, str], tuple[str, str]]
+    eos: str
+    thinkling_json: dict
+    chat_template: str
+
+
+ARITH_FORMAT = ChatFormat("thinkling-arith", render_prompt, render_completion, split_completion,
+                          EOS, THINKLING_JSON, CHAT_TEMPLATE)

@@ -13,7 +13,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
-from distill.chat import EOS, THINK_CLOSE, THINK_OPEN, render_completion, render_prompt
+from distill.chat import ARITH_FORMAT, EOS, THINK_CLOSE, THINK_OPEN, ChatFormat, render_completion, split_completion
 from distill.filter import verify_completion
 from distill.noise import MISTAKES, inject
 from distill.problems import Problem, sample_split_problem
@@ -45,6 +45,17 @@ ADAPTER_MIX = Mix(
     # compound per line). The rest spread over every path the teacher writes.
     preferred_rate=0.8,
     preferred=Strategy(),
+)
+# Gemma 3 270M: a pretrained model whose one-shot two-digit arithmetic is weak (9 + 99 -> 198
+# after a first LoRA probe), so its chains take the fully split path, where every step
+# touches one digit (7 * 40, 280 + 50, 330 + 6), and follow it consistently. Direct answers
+# get a large share: the better they are, the more `auto` can skip reasoning.
+GEMMA_MIX = Mix(
+    op_weights=(0.3, 0.2, 0.25, 0.25),
+    mode_weights={"direct": 0.35, "think": 0.5, "post": 0.15},
+    truncate_rate=0.04,
+    preferred_rate=0.85,
+    preferred=FULLY_SPLIT,
 )
 
 
@@ -100,8 +111,13 @@ def _write(rng: random.Random, problem: Problem, mode: str, mix: Mix) -> tuple[s
     return render_completion(str(answer), steps_text(steps), mode), mistake
 
 
-def sample_example(rng: random.Random, mix: Mix, stats: DataStats) -> Example | None:
-    """One filtered example, or None when the filter rejected what the teacher wrote."""
+def sample_example(rng: random.Random, mix: Mix, stats: DataStats,
+                   fmt: ChatFormat = ARITH_FORMAT) -> Example | None:
+    """One filtered example, or None when the filter rejected what the teacher wrote.
+
+    The teacher writes and the filter checks in the task's canonical format; the
+    kept example is then written in ``fmt``, the student's own chat format.
+    """
     n_ops = rng.choices((1, 2, 3, 4), weights=mix.op_weights)[0]
     mode = rng.choices(list(mix.mode_weights), weights=list(mix.mode_weights.values()))[0]
     problem = sample_split_problem(rng, n_ops, "train")
@@ -117,18 +133,22 @@ def sample_example(rng: random.Random, mix: Mix, stats: DataStats) -> Example | 
     stats.kept += 1
     if mode == "think" and rng.random() < mix.truncate_rate:
         completion = _truncate(rng, completion)
-    prompt = render_prompt(question(rng, problem, mix.question_rate), mode)
+    prompt = fmt.render_prompt(question(rng, problem, mix.question_rate), mode)
     assert completion.endswith(EOS)
+    if fmt is not ARITH_FORMAT:
+        reasoning, answer = split_completion(completion, mode)
+        completion = fmt.render_completion(answer, reasoning, mode)
     return Example(prompt, completion, n_ops, mode)
 
 
-def make_dataset(seed: int, mix: Mix, n: int) -> tuple[list[Example], DataStats]:
-    """``n`` filtered examples, reproducible from ``seed``."""
+def make_dataset(seed: int, mix: Mix, n: int,
+                 fmt: ChatFormat = ARITH_FORMAT) -> tuple[list[Example], DataStats]:
+    """``n`` filtered examples in ``fmt``, reproducible from ``seed``."""
     rng = random.Random(seed)
     stats = DataStats()
     examples: list[Example] = []
     while len(examples) < n:
-        ex = sample_example(rng, mix, stats)
+        ex = sample_example(rng, mix, stats, fmt)
         if ex is not None:
             examples.append(ex)
     return examples, stats

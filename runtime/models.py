@@ -47,6 +47,9 @@ class RegistryEntry:
     description: str
     locate: Callable[[], Path]  # returns the model file, materialising it if needed
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    # where the file is if it is already materialised, else None; for entries whose
+    # materialising is expensive (a merge), so that listing never builds one
+    peek: Callable[[], Path | None] | None = None
 
 
 def _assemble_default() -> Path:
@@ -68,6 +71,32 @@ def _assemble_default() -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return target
+
+
+def _assembled_student(recipe_rel: str) -> tuple[Callable[[], Path], Callable[[], Path | None]]:
+    """A student built on first use from a registered base and a committed adapter.
+
+    The merge is the converter's (``convert.assemble``): the runtime does not
+    carry a second GGUF writer, and the converter needs nothing beyond the core
+    install for a GGUF base (numpy and gguf-py).
+    """
+    def target() -> Path:
+        path = _REPO_ROOT / recipe_rel
+        if not path.is_file():
+            raise ModelNotFound(path.parent.name, [f"the student recipe {path} is missing"])
+        recipe = json.loads(path.read_text())
+        return thinkling_home() / "models" / recipe["name"] / f"{recipe['name']}-{recipe['quant']}.gguf"
+
+    def peek() -> Path | None:
+        return target() if target().is_file() else None
+
+    def locate() -> Path:
+        from convert.assemble import StudentRecipe, assemble_student
+
+        where = target()
+        recipe = StudentRecipe.load(_REPO_ROOT / recipe_rel)
+        return assemble_student(recipe, resolve(recipe.base).path, where.parent)
+    return locate, peek
 
 
 def _repo_artifact(rel: str) -> Callable[[], Path]:
@@ -96,6 +125,12 @@ register(RegistryEntry(
     name="arith-student",
     description="distilled arithmetic reasoning student (LoRA-merged, GGUF Q8_0)",
     locate=_repo_artifact("distill/artifacts/arith-student/gguf/arith-student-q8_0.gguf"),
+))
+_student_locate, _student_peek = _assembled_student("distill/artifacts/gemma-arith/student.json")
+register(RegistryEntry(
+    name="gemma-3-270m-arith",
+    description="Gemma 3 270M + arithmetic reasoning LoRA (merged, GGUF; assembled on first use)",
+    locate=_student_locate, peek=_student_peek,
 ))
 register(RegistryEntry(
     name="arith-student-onnx",
@@ -211,7 +246,7 @@ def list_refs() -> list[tuple[str, str, Path | None]]:
             continue
         seen.add(entry.name)
         try:
-            path = entry.locate()
+            path = entry.peek() if entry.peek is not None else entry.locate()
         except Exception as e:  # a broken package install must not break listing
             log.warning("cannot locate %s: %s", entry.name, e)
             path = None

@@ -308,3 +308,48 @@ def test_report_prints_the_memory_wall(tmp_path):
     prof["classes"][0]["memory"] = {"read_gb_s": 9.0, "share": 0.9}
     assert "250 MB of weights read per token; read bandwidth 10.0 GB/s (2 thread(s)); decode reads short 9.0 GB/s (90%)" \
         in render_plain(record)
+
+
+def test_endpoint_engine_rebuilds_chunks_decision_and_tokens():
+    """bench modes --url reads text, reasoning, the decision and the token count from SSE."""
+    from bench.modes import run_query
+    from bench.runners.endpoint import EndpointEngine
+
+    events = [
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]},
+        {"choices": [{"index": 0, "delta": {"reasoning_content": "4 * 12 = 48"}}]},
+        {"choices": [{"index": 0, "delta": {"content": "85"}}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+         "timings": {"ttft_ms": 12.5, "predicted_n": 9}, "decision": {"mode": "on", "stage": "gate"}},
+        {"choices": [], "usage": {"completion_tokens": 9}},
+    ]
+    seen = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.update(json.loads(request.content))
+        body = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+        return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
+
+    eng = EndpointEngine("http://test/v1", "m", transport=httpx.MockTransport(handler))
+    out = run_query(eng, "37 + 48", 85, "auto", 64)
+    assert seen["think"] == "auto" and seen["model"] == "m" and seen["temperature"] == 0.0
+    assert out.correct and out.answer == "85" and out.reasoning_chars == len("4 * 12 = 48")
+    assert out.tokens == 9 and out.ttft_ms == 12.5 and out.thought and out.decision["stage"] == "gate"
+
+
+def test_endpoint_engine_error_status_is_an_endpoint_error():
+    from bench.runners.endpoint import EndpointEngine
+
+    eng = EndpointEngine("http://test", transport=httpx.MockTransport(lambda r: httpx.Response(400, text="bad")))
+    from runtime import GenerationRequest, Message
+    with pytest.raises(EndpointError, match="400"):
+        list(eng.stream(GenerationRequest(messages=[Message("user", "x")])))
+
+
+def test_take_is_stratified_by_depth():
+    from bench.modes import take
+
+    rows = [{"q": i, "n_ops": 1 + i // 10} for i in range(40)]
+    picked = take(rows, 8)
+    assert [r["n_ops"] for r in picked] == [1, 1, 2, 2, 3, 3, 4, 4]
+    assert take(rows, None) == rows and take([{"q": 1}, {"q": 2}], 1) == [{"q": 1}]

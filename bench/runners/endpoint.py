@@ -112,3 +112,67 @@ class EndpointRunner:
 
     def close(self) -> None:
         self.client.close()
+
+
+class EndpointChunk:
+    """The part of ``runtime.types.Chunk`` that ``bench modes`` reads, rebuilt from SSE events."""
+
+    def __init__(self, text: str = "", reasoning: str = "", finish_reason: str | None = None,
+                 decision: dict | None = None, timings: dict | None = None, completion_tokens: int = 0):
+        self.text, self.reasoning, self.finish_reason, self.decision = text, reasoning, finish_reason, decision
+        t = timings or {}
+        self.timings = _Timings(ttft_ms=float(t.get("ttft_ms") or 0.0),
+                                completion_tokens=int(t.get("predicted_n") or completion_tokens))
+        self.token_ids: list[int] = []
+
+
+class _Timings:
+    def __init__(self, ttft_ms: float, completion_tokens: int):
+        self.ttft_ms, self.completion_tokens = ttft_ms, completion_tokens
+
+
+class EndpointEngine:
+    """``bench modes --url``: the same queries as in process, sent to a served model.
+
+    ``stream(req)`` posts the request (messages, greedy sampling, ``think``, budgets)
+    to ``/v1/chat/completions`` and yields chunks with the server's text, reasoning,
+    and on the last one its ``decision`` and timings, so accuracy, latency and the
+    controller's choices are measured through HTTP exactly as in process.
+    """
+
+    def __init__(self, url: str, model: str | None = None, timeout_s: float = 300.0,
+                 transport: httpx.BaseTransport | None = None):
+        self.base = url.rstrip("/").removesuffix("/v1")
+        self.model = model
+        self.client = httpx.Client(timeout=timeout_s, transport=transport)
+
+    def stream(self, req):
+        body = {"messages": [{"role": m.role, "content": m.content} for m in req.messages],
+                "max_tokens": req.max_tokens, "temperature": req.sampling.temperature, "stream": True,
+                "stream_options": {"include_usage": True}, "think": req.think}
+        if self.model:
+            body["model"] = self.model
+        if req.reasoning_budget is not None:
+            body["reasoning_budget"] = req.reasoning_budget
+        last = None
+        with self.client.stream("POST", f"{self.base}/v1/chat/completions", json=body) as r:
+            if r.status_code != 200:
+                r.read()
+                raise EndpointError(f"{r.status_code} from {self.base}: {r.text[:300]}")
+            for event in _events(r.iter_lines()):
+                for choice in event.get("choices") or []:
+                    delta = choice.get("delta") or {}
+                    reasoning = next((delta[k] for k in _REASONING_KEYS if delta.get(k)), "")
+                    if choice.get("finish_reason"):
+                        last = EndpointChunk(finish_reason=choice["finish_reason"], decision=event.get("decision"),
+                                             timings=event.get("timings"))
+                    elif delta.get("content") or reasoning:
+                        yield EndpointChunk(text=delta.get("content") or "", reasoning=reasoning)
+                if event.get("usage") and last is not None:
+                    last.timings.completion_tokens = int(event["usage"].get("completion_tokens") or 0)
+        if last is None:
+            raise EndpointError(f"the stream from {self.base} ended without a finish_reason")
+        yield last
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,108 @@
+"""Assemble a registered student on first use: a GGUF base + a committed LoRA adapter -> one GGUF.
+
+The repository ships the adapter (a few MB) and a ``student.json`` recipe, not
+the merged model (hundreds of MB): the runtime's registry calls
+``assemble_student`` the first time the student is asked for. The recipe names
+the base (a registered model), the adapter's sha256 and the GGUF type; the
+adapter is checked against its hash before anything is merged, so a truncated
+or swapped adapter is a typed error. The merge is ``convert()`` itself into a
+temporary folder beside the target, renamed into place only when complete:
+a crash or an error never leaves a half-assembled model behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .manifest import sha256_file
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StudentRecipe:
+    """``student.json``: how to rebuild a student from its base and its adapter."""
+
+    name: str
+    base: str  # a registered model name, e.g. gemma-3-270m
+    adapter: Path  # the PEFT adapter folder
+    adapter_sha256: str  # of adapter_model.safetensors
+    quant: str  # the GGUF type written, e.g. q8_0
+    profile: Path | None = None  # the calibrated thinking profile, installed beside the model
+
+    @classmethod
+    def load(cls, path: Path) -> "StudentRecipe":
+        data = json.loads(path.read_text())
+        profile = path.parent / data["profile"] if data.get("profile") else None
+        return cls(name=data["name"], base=data["base"], adapter=path.parent / data["adapter"],
+                   adapter_sha256=data["adapter_sha256"], quant=data["quant"], profile=profile)
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.name}-{self.quant}.gguf"
+
+
+def assemble_student(recipe: StudentRecipe, base_gguf: Path, target_dir: Path) -> Path:
+    """Merge ``recipe.adapter`` into ``base_gguf`` and write ``target_dir/<name>-<quant>.gguf``
+    (with its manifest and thinkling.json). Returns the model file.
+
+    Raises ``InvalidModelFile`` when the adapter is missing, truncated or not the
+    recorded one, and the converter's typed errors when it does not fit the base.
+    """
+    from runtime.errors import InvalidModelFile
+
+    from .pipeline import ConvertOptions, convert
+
+    weights = recipe.adapter / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise InvalidModelFile(str(weights), f"the adapter of {recipe.name} is missing")
+    digest = sha256_file(weights)
+    if digest != recipe.adapter_sha256:
+        raise InvalidModelFile(str(weights), f"sha256 {digest[:12]}… differs from the recorded "
+                                             f"{recipe.adapter_sha256[:12]}… (truncated or replaced adapter)")
+    final = target_dir / recipe.file_name
+    if final.is_file() and _built_from(target_dir, recipe):
+        install_profile(recipe, target_dir)
+        return final
+    target_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target_dir.with_name(f".{target_dir.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    log.info("assembling %s from %s + %s (first use)", recipe.name, base_gguf.name, recipe.adapter)
+    try:
+        convert(base_gguf, tmp, lora=recipe.adapter,
+                options=ConvertOptions(gguf=recipe.quant, name=recipe.name, threads=os.cpu_count() or 2))
+        install_profile(recipe, tmp)
+        shutil.rmtree(target_dir, ignore_errors=True)  # a stale folder without the model file
+        os.replace(tmp, target_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _built_from(target_dir: Path, recipe: StudentRecipe) -> bool:
+    """Was the model in ``target_dir`` merged from this adapter? (a retrained adapter re-assembles)"""
+    try:
+        manifest = json.loads((target_dir / "manifest.json").read_text())
+        files = manifest["source"]["lora"]["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return files.get("adapter_model.safetensors") == recipe.adapter_sha256
+
+
+def install_profile(recipe: StudentRecipe, target_dir: Path) -> None:
+    """Put the recipe's calibrated profile beside the model (``thinking_profile.json``),
+    replacing an older copy atomically; the model file itself is not touched."""
+    if recipe.profile is None or not recipe.profile.is_file():
+        return
+    dest = target_dir / "thinking_profile.json"
+    data = recipe.profile.read_bytes()
+    if dest.is_file() and dest.read_bytes() == data:
+        return
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, dest)

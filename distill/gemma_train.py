@@ -1,0 +1,226 @@
+"""Training the Gemma 3 270M reasoning student: LoRA on the embedded GGUF base, on a CPU.
+
+Dev-time only (imports torch, transformers, peft). The base is the embedded
+default's Q4_K_M GGUF, which transformers dequantizes into a ``Gemma3ForCausalLM``
+(the converter merges the adapter into the same dequantized weights).
+
+What makes this affordable on 2 cores:
+- bf16 autocast (matmuls ~2x faster than fp32 here); LoRA weights stay fp32;
+- the 262k-row LM head runs only at completion positions: at every other position
+  its logits are thrown away, and they would cost more than the 18 layers together;
+- every example weighs the same in the loss (its tokens' mean), so a three-token
+  direct answer is not drowned by chains.
+
+The run checkpoints (adapter, optimizer, step) every ``ckpt_every`` steps and
+resumes from the latest checkpoint, so a build longer than one working block
+continues where it stopped; data order is a function of the seed and the step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from distill.data import Example
+from distill.gemma_chat import EOT, GEMMA_FORMAT
+from distill.problems import Problem
+from distill.train import IGNORE, _lr_at, batches
+
+log = logging.getLogger(__name__)
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+MAX_NEW_TOKENS = {"direct": 8, "think": 160, "post": 160}
+
+
+@dataclass(frozen=True)
+class GemmaTrainConfig:
+    """One LoRA run; the defaults are the committed build."""
+
+    steps: int = 400
+    batch_size: int = 16
+    lr: float = 1e-3
+    warmup: int = 20
+    weight_decay: float = 0.0
+    lora_r: int = 16
+    lora_alpha: int = 16
+    log_every: int = 10
+    eval_every: int = 50
+    eval_per_op: int = 6
+    ckpt_every: int = 25
+    threads: int = 2
+
+
+def load_base(gguf: str | Path):
+    """(Gemma3ForCausalLM in fp32, tokenizer) from a GGUF file, dequantized by transformers."""
+    from transformers import AutoTokenizer, Gemma3ForCausalLM
+
+    gguf = Path(gguf)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = Gemma3ForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    model.config.use_cache = False
+    return model, tok
+
+
+def encode(tok, ex: Example) -> tuple[list[int], list[int]]:
+    """(input_ids, labels): the prompt (with its literal ``<bos>``) is masked out of the loss."""
+    prompt = tok(ex.prompt, add_special_tokens=False)["input_ids"]
+    completion = tok(ex.completion, add_special_tokens=False)["input_ids"]
+    return prompt + completion, [IGNORE] * len(prompt) + completion
+
+
+def example_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean over examples of each example's mean completion-token cross-entropy.
+
+    The head is applied to the completion positions only (see the module docstring).
+    """
+    inner = model.get_base_model().model if hasattr(model, "get_base_model") else model.model
+    head = model.get_output_embeddings()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        hidden = inner(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        labels = batch["labels"][:, 1:]  # position t predicts token t+1
+        mask = labels != IGNORE
+        logits = head(hidden[:, :-1][mask])  # (N, vocab) for the N completion positions only
+    softcap = getattr(model.config, "final_logit_softcapping", None)
+    logits = logits.float()
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    ce = torch.nn.functional.cross_entropy(logits, labels[mask], reduction="none")
+    rows = mask.nonzero()[:, 0]
+    per_row = torch.zeros(labels.shape[0]).index_add_(0, rows, ce)
+    return (per_row / mask.sum(1).clamp(min=1)).mean()
+
+
+@torch.no_grad()
+def generate(model, tok, prompts: list[str], max_new_tokens: int, batch_size: int = 24) -> list[str]:
+    """Greedy completions, text up to ``<end_of_turn>`` (left-padded batches)."""
+    eot = tok.convert_tokens_to_ids(EOT)
+    out: list[str] = []
+    tok.padding_side = "left"
+    for start in range(0, len(prompts), batch_size):
+        enc = tok(prompts[start:start + batch_size], add_special_tokens=False, return_tensors="pt",
+                  padding=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                 eos_token_id=[eot, tok.eos_token_id], pad_token_id=tok.pad_token_id,
+                                 use_cache=True)
+        for row in gen[:, enc["input_ids"].shape[1]:].tolist():
+            if eot in row:
+                row = row[: row.index(eot)]
+            out.append(tok.decode(row, skip_special_tokens=True))
+    return out
+
+
+def accuracy(model, tok, problems: list[Problem], modes=("direct", "think")) -> dict[str, dict[int, float]]:
+    """{mode: {n_ops: accuracy}} on held-out problems, greedy, bare-expression questions."""
+    was_training = model.training
+    model.eval()
+    table: dict[str, dict[int, float]] = {}
+    for mode in modes:
+        prompts = [GEMMA_FORMAT.render_prompt(p.text, mode) for p in problems]
+        texts = generate(model, tok, prompts, MAX_NEW_TOKENS[mode])
+        ok = [GEMMA_FORMAT.split_completion(t, mode)[1] == str(p.value) for p, t in zip(problems, texts)]
+        table[mode] = {k: sum(o for p, o in zip(problems, ok) if p.n_ops == k)
+                       / max(1, sum(p.n_ops == k for p in problems)) for k in (1, 2, 3, 4)}
+    if was_training:
+        model.train()
+    return table
+
+
+def _latest_checkpoint(ckpt_dir: Path) -> Path | None:
+    done = sorted(ckpt_dir.glob("step-*/state.pt"), key=lambda p: int(p.parent.name.split("-")[1]))
+    return done[-1].parent if done else None
+
+
+def _save_checkpoint(model, opt, step: int, ckpt_dir: Path) -> None:
+    from peft import get_peft_model_state_dict
+
+    final = ckpt_dir / f"step-{step:05d}"
+    tmp = ckpt_dir / f".step-{step:05d}.tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    torch.save({"adapter": get_peft_model_state_dict(model), "optimizer": opt.state_dict(), "step": step},
+               tmp / "state.pt")
+    os.replace(tmp, final)
+    for old in sorted(ckpt_dir.glob("step-*"))[:-2]:  # keep the last two
+        for f in old.iterdir():
+            f.unlink()
+        old.rmdir()
+
+
+def train_lora(base, tok, examples: list[Example], cfg: GemmaTrainConfig, seed: int, work: Path,
+               heldout: list[Problem]):
+    """LoRA-train ``base`` on ``examples``; resumes from ``work/ckpt``. Returns (peft model, log rows)."""
+    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(seed)
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
+                      target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
+    model = get_peft_model(base, lora)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    ckpt_dir = work / "ckpt"
+    start_step = 0
+    latest = _latest_checkpoint(ckpt_dir)
+    if latest is not None:
+        state = torch.load(latest / "state.pt", weights_only=False)
+        set_peft_model_state_dict(model, state["adapter"])
+        opt.load_state_dict(state["optimizer"])
+        start_step = state["step"]
+        log.info("resuming from %s (step %d)", latest, start_step)
+    encoded = [encode(tok, ex) for ex in examples]
+    data = batches(encoded, cfg.batch_size, tok.pad_token_id, random.Random(seed))
+    for _ in range(start_step):  # the data order depends only on the seed and the step
+        next(data)
+    log_path = work / "train_log.jsonl"
+    sched = _Schedule(cfg)
+    model.train()
+    t0, loss_sum, tokens, n = time.time(), 0.0, 0, 0
+    for step in range(start_step, cfg.steps):
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(step, sched)
+        batch = next(data)
+        loss = example_loss(model, batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        loss_sum, n = loss_sum + loss.item(), n + 1
+        tokens += int(batch["attention_mask"].sum())
+        row = None
+        if (step + 1) % cfg.log_every == 0:
+            elapsed = time.time() - t0
+            row = {"step": step + 1, "loss": round(loss_sum / n, 4), "lr": _lr_at(step, sched),
+                   "tok_s": round(tokens / elapsed, 1), "elapsed_s": round(elapsed, 1)}
+            log.info("step %d/%d loss %.4f lr %.2e %.0f tok/s", step + 1, cfg.steps, row["loss"], row["lr"],
+                     row["tok_s"])
+            loss_sum, n = 0.0, 0
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            row = row or {"step": step + 1}
+            te = time.time()
+            row["heldout"] = accuracy(model, tok, heldout)
+            row["eval_s"] = round(time.time() - te, 1)
+            log.info("step %d held-out %s", step + 1, json.dumps(row["heldout"]))
+        if row is not None:
+            with open(log_path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
+            _save_checkpoint(model, opt, step + 1, ckpt_dir)
+    model.eval()
+    return model
+
+
+class _Schedule:
+    """The attributes distill.train._lr_at reads (warmup, cosine to 5%)."""
+
+    def __init__(self, cfg: GemmaTrainConfig):
+        self.lr, self.warmup, self.steps = cfg.lr, cfg.warmup, cfg.steps
+
+
+def config_dict(cfg: GemmaTrainConfig) -> dict:
+    return asdict(cfg)

@@ -1,0 +1,63 @@
+"""The Gemma student's data: the same teacher and filter as arith-student, written in
+Gemma's chat format; the chat template the runtime renders must give exactly the
+prompts the student was trained on."""
+
+from __future__ import annotations
+
+import pytest
+
+from distill.data import GEMMA_MIX, make_dataset
+from distill.filter import verify_completion
+from distill.gemma_chat import CHAT_TEMPLATE, EOT, GEMMA_FORMAT, MODES, render_completion, render_prompt, split_completion
+from distill.chat import render_completion as arith_completion
+from distill.problems import parse_problem
+from runtime.prompts import render_chat
+from runtime.thinking.formats import FORMATS
+from runtime.types import Message
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_runtime_template_renders_the_training_prompt(mode):
+    fmt = FORMATS["thinkling-arith"]
+    runtime_mode = {"direct": "off", "think": "on", "post": "post"}[mode]
+    rendered = render_chat([Message("user", "What is 37 + 4 * 12?")], CHAT_TEMPLATE, "<bos>", EOT,
+                           **fmt.template_vars[runtime_mode])
+    assert rendered.text == render_prompt("What is 37 + 4 * 12?", mode)
+    assert not rendered.add_bos  # the template writes <bos> itself
+
+
+def test_dataset_is_filtered_gemma_format_and_deterministic():
+    a, stats = make_dataset(3, GEMMA_MIX, 300, GEMMA_FORMAT)
+    b, _ = make_dataset(3, GEMMA_MIX, 300, GEMMA_FORMAT)
+    assert a == b and stats.kept == 300 and stats.written > stats.kept  # the noisy teacher was filtered
+    modes = {ex.mode for ex in a}
+    assert modes == {"direct", "think", "post"}
+    for ex in a:
+        assert ex.prompt.startswith("<bos><start_of_turn>user\n") and ex.completion.endswith(EOT)
+        assert "<|" not in ex.prompt + ex.completion  # no token of the toy student's vocabulary
+        question = ex.prompt.split("user\n", 1)[1].split("\n", 1)[0]
+        reasoning, answer = split_completion(ex.completion, ex.mode)
+        if "</think>" in ex.completion and ex.mode == "think" and not reasoning.strip():
+            continue  # a chain cut at its start by the truncation share
+        # what the student sees passes the filter in the canonical format (truncated chains aside)
+        verdict = verify_completion(parse_problem(question), arith_completion(answer, reasoning, ex.mode), ex.mode)
+        assert verdict.ok or ex.mode == "think", (ex, verdict)
+
+
+def test_round_trip_of_each_mode():
+    for mode in MODES:
+        text = render_completion("76", "4 * 12 = 48\n37 + 48 = 85\n85 - 9 = 76", mode)
+        reasoning, answer = split_completion(text, mode)
+        assert answer == "76" and reasoning == ("" if mode == "direct" else "4 * 12 = 48\n37 + 48 = 85\n85 - 9 = 76")
+
+
+def test_chains_mostly_take_the_fully_split_path():
+    examples, _ = make_dataset(0, GEMMA_MIX, 400, GEMMA_FORMAT)
+    chains = [split_completion(e.completion, e.mode)[0] for e in examples if e.mode == "think" and e.n_ops >= 2]
+    chains = [c for c in chains if c and all(len(line.split()) == 5 for line in c.splitlines())]  # not cut
+    # every step of the fully split path has a one-digit operand or a round ten (7 * 40, 280 + 50, 330 + 6)
+    def one_digit_step(line: str) -> bool:
+        a, _, b, _, _ = line.split()
+        return min(int(a), int(b)) < 10 or int(a) % 10 == 0 or int(b) % 10 == 0
+    split = [c for c in chains if c and all(one_digit_step(line) for line in c.splitlines())]
+    assert len(split) / len(chains) > 0.75
