@@ -16,7 +16,7 @@ question, the headline case; every class still gets its own p95 checks).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.types import GenerationRequest, Message, SamplingParams

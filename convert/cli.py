@@ -19,7 +19,7 @@ def register(subparsers) -> None:
         description="Merge a PEFT LoRA adapter into a Hugging Face model and write GGUF files "
                     "<name>-<quant>.gguf plus manifest.json into --out.")
     p.add_argument("src", help="Hugging Face model directory (config.json, *.safetensors, tokenizer), or a GGUF "
-                               "file to requantize with llama.cpp")
+                               "file: requantized with llama.cpp, or with --lora dequantized and merged")
     p.add_argument("--lora", default=None, help="PEFT adapter directory to merge (adapter_config.json + "
                                                 "adapter_model.safetensors)")
     p.add_argument("--out", required=True, help="output directory")

@@ -70,13 +70,14 @@ def build(cfg: GemmaTrainConfig, seed: int, out: Path, work: Path, final_per_op:
     examples, stats = make_dataset(seed, GEMMA_MIX, cfg.steps * cfg.batch_size, GEMMA_FORMAT)
     log.info("data: %d examples (%d written, %d rejected by the filter) in %.0fs", len(examples),
              stats.written, stats.written - stats.kept, time.time() - t0)
-    heldout = eval_problems(cfg.eval_per_op, seed=seed + 99)
+    heldout = eval_problems(cfg.eval_per_op, seed=seed + 99) if cfg.eval_per_op else []
     t0 = time.time()
     model = train_lora(base, tok, examples, cfg, seed, work, heldout)
     train_s = time.time() - t0
     save_adapter(model, out / "adapter")
     t0 = time.time()
-    table = accuracy(model, tok, eval_problems(final_per_op), modes=("direct", "think", "post"))
+    table = accuracy(model, tok, eval_problems(final_per_op), modes=("direct", "think", "post")) \
+        if final_per_op else None
     trainable, total = model.get_nb_trainable_parameters()
     report = {
         "seed": seed, "config": asdict(cfg), "mix": repr(GEMMA_MIX), "base": gguf.name,
@@ -84,7 +85,8 @@ def build(cfg: GemmaTrainConfig, seed: int, out: Path, work: Path, final_per_op:
         "base_load_seconds": load_s, "train_seconds_this_run": train_s,
         "eval_seconds": time.time() - t0, "final_eval_per_op": final_per_op,
         "accuracy_hf_bf16": table, "data": card.stats_dict(stats),
-        "train_log": [json.loads(line) for line in (work / "train_log.jsonl").read_text().splitlines()],
+        "train_log": [json.loads(line) for line in (work / "train_log.jsonl").read_text().splitlines()]
+        if (work / "train_log.jsonl").is_file() else [],
     }
     (out / "build_report.json").write_text(json.dumps(report, indent=2) + "\n")
     log.info("held-out (HF, bf16): %s", json.dumps(table))
@@ -102,11 +104,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lora-r", type=int, default=GemmaTrainConfig.lora_r)
     parser.add_argument("--threads", type=int, default=GemmaTrainConfig.threads)
     parser.add_argument("--eval-every", type=int, default=GemmaTrainConfig.eval_every)
-    parser.add_argument("--final-per-op", type=int, default=25)
+    parser.add_argument("--eval-per-op", type=int, default=GemmaTrainConfig.eval_per_op,
+                        help="held-out problems per depth in the periodic evaluation (0: none)")
+    parser.add_argument("--final-per-op", type=int, default=25, help="held-out problems per depth at the end (0: none)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = replace(GemmaTrainConfig(), steps=args.steps, lr=args.lr, lora_r=args.lora_r,
-                  lora_alpha=args.lora_r, threads=args.threads, eval_every=args.eval_every)
+                  lora_alpha=args.lora_r, threads=args.threads, eval_every=args.eval_every,
+                  eval_per_op=args.eval_per_op)
     build(cfg, args.seed, Path(args.out), Path(args.work), args.final_per_op)
 
 

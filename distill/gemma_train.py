@@ -23,7 +23,7 @@ import logging
 import os
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -31,7 +31,7 @@ import torch
 from distill.data import Example
 from distill.gemma_chat import EOT, GEMMA_FORMAT
 from distill.problems import Problem
-from distill.train import IGNORE, _lr_at, batches
+from distill.train import IGNORE, batches, lr_at
 
 log = logging.getLogger(__name__)
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -152,10 +152,28 @@ def _save_checkpoint(model, opt, step: int, ckpt_dir: Path) -> None:
         old.rmdir()
 
 
+def _resume(model, opt, ckpt_dir: Path) -> int:
+    """Load the latest checkpoint into ``model`` and ``opt``; returns its step (0: none)."""
+    from peft import set_peft_model_state_dict
+
+    latest = _latest_checkpoint(ckpt_dir)
+    if latest is None:
+        return 0
+    state = torch.load(latest / "state.pt", weights_only=False)
+    set_peft_model_state_dict(model, state["adapter"])
+    opt.load_state_dict(state["optimizer"])
+    log.info("resuming from %s (step %d)", latest, state["step"])
+    return state["step"]
+
+
 def train_lora(base, tok, examples: list[Example], cfg: GemmaTrainConfig, seed: int, work: Path,
                heldout: list[Problem]):
-    """LoRA-train ``base`` on ``examples``; resumes from ``work/ckpt``. Returns (peft model, log rows)."""
-    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+    """LoRA-train ``base`` on ``examples``, resuming from ``work/ckpt``; returns the PEFT model.
+
+    Appends a row per ``log_every`` steps (loss, lr, tok/s) and per ``eval_every``
+    steps (greedy held-out accuracy on ``heldout``) to ``work/train_log.jsonl``.
+    """
+    from peft import LoraConfig, get_peft_model
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(seed)
@@ -164,26 +182,15 @@ def train_lora(base, tok, examples: list[Example], cfg: GemmaTrainConfig, seed: 
     model = get_peft_model(base, lora)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
-    ckpt_dir = work / "ckpt"
-    start_step = 0
-    latest = _latest_checkpoint(ckpt_dir)
-    if latest is not None:
-        state = torch.load(latest / "state.pt", weights_only=False)
-        set_peft_model_state_dict(model, state["adapter"])
-        opt.load_state_dict(state["optimizer"])
-        start_step = state["step"]
-        log.info("resuming from %s (step %d)", latest, start_step)
-    encoded = [encode(tok, ex) for ex in examples]
-    data = batches(encoded, cfg.batch_size, tok.pad_token_id, random.Random(seed))
+    start_step = _resume(model, opt, work / "ckpt")
+    data = batches([encode(tok, ex) for ex in examples], cfg.batch_size, tok.pad_token_id, random.Random(seed))
     for _ in range(start_step):  # the data order depends only on the seed and the step
         next(data)
-    log_path = work / "train_log.jsonl"
-    sched = _Schedule(cfg)
     model.train()
     t0, loss_sum, tokens, n = time.time(), 0.0, 0, 0
     for step in range(start_step, cfg.steps):
         for group in opt.param_groups:
-            group["lr"] = _lr_at(step, sched)
+            group["lr"] = lr_at(step, cfg)
         batch = next(data)
         loss = example_loss(model, batch)
         loss.backward()
@@ -192,35 +199,21 @@ def train_lora(base, tok, examples: list[Example], cfg: GemmaTrainConfig, seed: 
         opt.zero_grad(set_to_none=True)
         loss_sum, n = loss_sum + loss.item(), n + 1
         tokens += int(batch["attention_mask"].sum())
-        row = None
+        row = {}
         if (step + 1) % cfg.log_every == 0:
-            elapsed = time.time() - t0
-            row = {"step": step + 1, "loss": round(loss_sum / n, 4), "lr": _lr_at(step, sched),
-                   "tok_s": round(tokens / elapsed, 1), "elapsed_s": round(elapsed, 1)}
+            row = {"step": step + 1, "loss": round(loss_sum / n, 4), "lr": lr_at(step, cfg),
+                   "tok_s": round(tokens / (time.time() - t0), 1), "elapsed_s": round(time.time() - t0, 1)}
             log.info("step %d/%d loss %.4f lr %.2e %.0f tok/s", step + 1, cfg.steps, row["loss"], row["lr"],
                      row["tok_s"])
             loss_sum, n = 0.0, 0
-        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
-            row = row or {"step": step + 1}
+        if heldout and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
             te = time.time()
-            row["heldout"] = accuracy(model, tok, heldout)
-            row["eval_s"] = round(time.time() - te, 1)
+            row.update(step=step + 1, heldout=accuracy(model, tok, heldout), eval_s=round(time.time() - te, 1))
             log.info("step %d held-out %s", step + 1, json.dumps(row["heldout"]))
-        if row is not None:
-            with open(log_path, "a") as f:
+        if row:
+            with open(work / "train_log.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
         if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
-            _save_checkpoint(model, opt, step + 1, ckpt_dir)
+            _save_checkpoint(model, opt, step + 1, work / "ckpt")
     model.eval()
     return model
-
-
-class _Schedule:
-    """The attributes distill.train._lr_at reads (warmup, cosine to 5%)."""
-
-    def __init__(self, cfg: GemmaTrainConfig):
-        self.lr, self.warmup, self.steps = cfg.lr, cfg.warmup, cfg.steps
-
-
-def config_dict(cfg: GemmaTrainConfig) -> dict:
-    return asdict(cfg)

@@ -123,7 +123,8 @@ def _loss(model, batch: dict[str, torch.Tensor], how: str) -> torch.Tensor:
     return ((ce * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()
 
 
-def _lr_at(step: int, cfg: TrainConfig) -> float:
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then a cosine down to 5% of ``cfg.lr`` (reads lr, warmup, steps)."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
@@ -140,7 +141,7 @@ def train(model, data, cfg: TrainConfig, evaluate: Callable[[], str] | None = No
     loss_sum, tokens = 0.0, 0
     for step in range(cfg.steps):
         for group in opt.param_groups:
-            group["lr"] = _lr_at(step, cfg)
+            group["lr"] = lr_at(step, cfg)
         batch = next(data)
         loss = _loss(model, batch, cfg.loss)
         loss.backward()
@@ -152,7 +153,7 @@ def train(model, data, cfg: TrainConfig, evaluate: Callable[[], str] | None = No
         if (step + 1) % cfg.log_every == 0:
             elapsed = time.time() - start
             log.info("%s step %d/%d loss %.4f lr %.2e %.0f tok/s %.0fs", name, step + 1,
-                     cfg.steps, loss_sum / cfg.log_every, _lr_at(step, cfg), tokens / elapsed, elapsed)
+                     cfg.steps, loss_sum / cfg.log_every, lr_at(step, cfg), tokens / elapsed, elapsed)
             loss_sum = 0.0
         if evaluate is not None and (step + 1) % cfg.eval_every == 0:
             model.eval()

@@ -81,10 +81,15 @@ def test_wheel_ships_the_registered_students(wheel):
                 "distill/artifacts/arith-student/gguf/arith-student-q8_0.gguf.thinking.json",
                 "distill/artifacts/arith-student/onnx/arith-student-onnx-fp32/arith-student-fp32.onnx",
                 "distill/artifacts/arith-student/onnx/arith-student-onnx-int4/tokenizer.json",
-                "bench/tasks/arith-test.jsonl", "runtime/server/app.py"):
+                "distill/artifacts/gemma-arith/student.json",
+                "distill/artifacts/gemma-arith/adapter/adapter_model.safetensors",
+                "distill/artifacts/gemma-arith/adapter/adapter_config.json",
+                "convert/assemble.py", "bench/tasks/arith-test.jsonl", "runtime/server/app.py"):
         assert rel in names, rel
-    # the training weights and the f16 GGUF stay in the repository
-    assert not [n for n in names if n.endswith(".safetensors") or n.endswith("-f16.gguf")]
+    # the arith-student's training weights and the f16 GGUF stay in the repository; the only
+    # safetensors shipped is the Gemma student's adapter, assembled with its base on first use
+    assert [n for n in names if n.endswith(".safetensors") or n.endswith("-f16.gguf")] == [
+        "distill/artifacts/gemma-arith/adapter/adapter_model.safetensors"]
 
 
 def test_core_install_runs_without_any_extra(wheel, home, tmp_path):

@@ -14,7 +14,7 @@ from runtime.models import ModelRef
 from runtime.speculative import NgramDrafter, SpeculativeConfig
 from runtime.thinking import ThinkingController, ThinkingProfile
 from runtime.types import GenerationRequest, Message, SamplingParams
-from scripted_backend import ID, ScriptedBackend, ScriptedManyBackend
+from scripted_backend import ScriptedBackend, ScriptedManyBackend
 
 ROOT = Path(__file__).resolve().parent.parent
 REF = ModelRef(name="scripted", path=Path("/nonexistent/scripted.gguf"), backend="scripted",
