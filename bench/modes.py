@@ -277,6 +277,16 @@ def pareto_plot(rows: list[dict], out: str | Path, title: str) -> None:
     save_figure(fig, out)
 
 
+def _direct_share(auto: list[Outcome]) -> dict:
+    """The queries ``auto`` answered without reasoning: how many, how right, how fast."""
+    direct = [o for o in auto if (o.decision or {}).get("mode") == "off"]
+    if not direct:
+        return {"n": 0}
+    return {"n": len(direct), "accuracy": sum(o.correct for o in direct) / len(direct),
+            "median_latency_ms": statistics.median(o.latency_ms for o in direct),
+            "p95_latency_ms": _pct([o.latency_ms for o in direct], 0.95)}
+
+
 def bench_modes(model: str, tasks: str, opts: RunOptions | None = None, json_out: str | None = None,
                 plot: str | None = None) -> dict:
     """Run every mode on ``tasks`` and return the table rows plus per-query outcomes.
@@ -317,6 +327,7 @@ def bench_modes(model: str, tasks: str, opts: RunOptions | None = None, json_out
         "auto_minus_on_latency": paired_difference(runs["on"], runs["auto"]),
         "oracle_savings_captured": (on["mean_latency_ms"] - auto["mean_latency_ms"]) / saved if saved > 0 else None,
         "accuracy_by_ops": by_ops,
+        "auto_answered_directly": _direct_share(runs["auto"]),
         "profile": None if profile is None else {"threshold": profile.threshold, "skip_below": profile.skip_below,
                                                  "fitted_on": profile.fitted_on},
         "per_query": {m: [asdict(o) for o in runs[m]] for m in runs},

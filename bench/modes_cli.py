@@ -37,6 +37,10 @@ def _cli(args: argparse.Namespace) -> int:
     print(f"auto - on accuracy: {r['auto_vs_on_accuracy_points']:+.1f} points; auto - random gating: "
           f"{r['auto_vs_random_accuracy_points']:+.1f} points; oracle savings captured by auto: "
           + ("n/a" if r["oracle_savings_captured"] is None else f"{r['oracle_savings_captured'] * 100:.0f}%"))
+    direct = r["auto_answered_directly"]
+    if direct["n"]:
+        print(f"auto answered {direct['n']} of {r['n']} directly: {direct['accuracy'] * 100:.0f}% correct, "
+              f"median {direct['median_latency_ms']:.0f} ms, p95 {direct['p95_latency_ms']:.0f} ms end to end")
     d = r["auto_minus_on_latency"]
     print(f"auto - on mean latency, paired per query: {d['mean_ms']:+.2f} ms ({d['share_of_a'] * 100:+.1f}%), "
           f"95% interval {d['ci95_ms'][0]:+.2f} .. {d['ci95_ms'][1]:+.2f} ms")
