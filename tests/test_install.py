@@ -112,6 +112,11 @@ def test_core_install_runs_without_any_extra(wheel, home, tmp_path):
     out = json.loads(student.stdout)
     assert out["reasoning"] and out["text"].strip() == "19"
 
+    # the Gemma student is assembled on first use from the wheel's adapter, with core packages only
+    gemma = _run([bin_ / "thinkling", "ask", "12 + 7", "--model", "gemma-3-270m-arith", "--think", "off",
+                  "--temperature", "0", "--json"], cwd, env=env)
+    assert json.loads(gemma.stdout)["text"].strip().isdigit(), gemma.stdout
+
     bridge = _run([bin_ / "python", "-c",
                    "import json, mobile_bridge as mb\n"
                    "print(mb.load_model(json.dumps({'v': 1, 'model': 'arith-student', 'n_ctx': 256})))\n"
