@@ -57,24 +57,24 @@ def render_prompt(question: str, mode: str) -> str:
     return f"{BOS}{USER}{question}{MODE_TOKENS[mode]}{ASSISTANT}"
 
 
-def render_completion(answer: str, steps: str, mode: str) -> str:
-    """The assistant text, ending with ``<|end|>``."""
+def render_completion(answer: str, steps: str, mode: str, eos: str = EOS) -> str:
+    """The assistant text, ending with ``eos`` (``<|end|>`` for this student)."""
     if mode == "direct":
-        return f"{answer}{EOS}"
+        return f"{answer}{eos}"
     if mode == "think":
-        return f"{THINK_OPEN}{steps}{THINK_CLOSE}{answer}{EOS}"
+        return f"{THINK_OPEN}{steps}{THINK_CLOSE}{answer}{eos}"
     if mode == "post":
-        return f"{answer}{THINK_OPEN}{steps}{THINK_CLOSE}{EOS}"
+        return f"{answer}{THINK_OPEN}{steps}{THINK_CLOSE}{eos}"
     raise ValueError(f"unknown mode {mode!r}")
 
 
-def split_completion(text: str, mode: str) -> tuple[str, str]:
+def split_completion(text: str, mode: str, eos: str = EOS) -> tuple[str, str]:
     """(reasoning, answer) of a completion; reasoning is '' when there is none.
 
     Tolerant of a missing ``<|end|>`` and of a missing ``</think>`` (a chain cut
     by the token budget), so it can score raw generations.
     """
-    text = text.split(EOS, 1)[0]
+    text = text.split(eos, 1)[0]
     if mode == "post":
         answer, _, rest = text.partition(THINK_OPEN)
         return rest.split(THINK_CLOSE, 1)[0], answer.strip()

@@ -17,6 +17,7 @@ for Gemma; the runtime stops there.
 
 from __future__ import annotations
 
+from distill import chat
 from distill.chat import THINK_CLOSE, THINK_OPEN, ChatFormat
 
 BOS = "<bos>"
@@ -66,26 +67,13 @@ def render_prompt(question: str, mode: str) -> str:
 
 
 def render_completion(answer: str, steps: str, mode: str) -> str:
-    """The model turn, ending with ``<end_of_turn>``."""
-    if mode == "direct":
-        return f"{answer}{EOT}"
-    if mode == "think":
-        return f"{THINK_OPEN}{steps}{THINK_CLOSE}{answer}{EOT}"
-    if mode == "post":
-        return f"{answer}{THINK_OPEN}{steps}{THINK_CLOSE}{EOT}"
-    raise ValueError(f"unknown mode {mode!r}")
+    """The model turn, ending with ``<end_of_turn>`` (the layout of ``distill.chat``)."""
+    return chat.render_completion(answer, steps, mode, eos=EOT)
 
 
 def split_completion(text: str, mode: str) -> tuple[str, str]:
     """(reasoning, answer) of a completion; tolerant like ``distill.chat.split_completion``."""
-    text = text.split(EOT, 1)[0]
-    if mode == "post":
-        answer, _, rest = text.partition(THINK_OPEN)
-        return rest.split(THINK_CLOSE, 1)[0], answer.strip()
-    if text.startswith(THINK_OPEN):
-        reasoning, _, answer = text[len(THINK_OPEN):].partition(THINK_CLOSE)
-        return reasoning, answer.strip()
-    return "", text.strip()
+    return chat.split_completion(text, mode, eos=EOT)
 
 
 GEMMA_FORMAT = ChatFormat("gemma-arith", render_prompt, render_completion, split_completion,
