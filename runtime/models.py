@@ -251,7 +251,9 @@ def list_refs() -> list[tuple[str, str, Path | None]]:
             log.warning("cannot locate %s: %s", entry.name, e)
             path = None
         rows.append((entry.name, entry.description, path if path and path.exists() else None))
+    registered = {p.resolve() for _, _, p in rows if p is not None}
     for name, path in _local_models().items():
-        if name not in seen:
+        # a registered model materialised in THINKLING_HOME is listed once, by its name
+        if name not in seen and path.resolve() not in registered:
             rows.append((name, "local file in THINKLING_HOME/models", path))
     return rows

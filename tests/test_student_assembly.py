@@ -77,3 +77,5 @@ def test_listing_models_never_assembles_the_student(tmp_path, monkeypatch):
                         lambda *a, **k: pytest.fail("listing must not assemble"))
     rows = {name: path for name, _, path in models.list_refs()}
     assert "gemma-3-270m-arith" in rows and rows["gemma-3-270m-arith"] is None
+    # the default, materialised in this home by listing, is listed once under its registered name
+    assert rows["gemma-3-270m"] is not None and "gemma-3-270m-q4_k_m" not in rows
