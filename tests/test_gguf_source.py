@@ -40,6 +40,15 @@ def test_tensors_come_back_with_hf_names_and_values(f32_base):
             np.testing.assert_array_equal(gg.load(name), hf.load(name), err_msg=name)
 
 
+@pytest.mark.parametrize("fx", ["llama-spm", "qwen3-bpe"])
+def test_other_architectures_come_back_too(fx, tmp_path):
+    """llama's q/k rows are permuted for llama.cpp's interleaved RoPE; reading undoes it."""
+    convert(FIXTURES / fx / "base", tmp_path, options=ConvertOptions(gguf="f32", name="m", threads=2))
+    hf, gg = HFModel(FIXTURES / fx / "base"), GGUFModel(tmp_path / "m-f32.gguf")
+    for name in gg.tensors:
+        np.testing.assert_array_equal(gg.load(name), hf.load(name), err_msg=name)
+
+
 def test_config_gives_the_same_dimensions(f32_base):
     from convert.archs import dims_from_config, spec_for
 
