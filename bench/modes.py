@@ -298,20 +298,14 @@ def bench_modes(model: str, tasks: str, opts: RunOptions | None = None, json_out
     if opts.url:
         from .runners.endpoint import EndpointEngine
 
-        engine = EndpointEngine(opts.url, model)
-        try:
-            run_query(engine, rows_in[0]["question"], rows_in[0]["answer"], "off", 8)  # warm-up
-            runs, unstable = run_modes(engine, rows_in, ("off", "on", "post", "auto"), opts.max_tokens,
-                                       opts.repeats)
-        finally:
-            engine.close()
-        profile = None  # the server's; its choices are in each response's decision
+        opened = EndpointEngine(opts.url, model)
     else:
-        with Engine(model, EngineConfig(n_ctx=1024, n_threads=opts.threads, queue_size=1)) as engine:
-            run_query(engine, rows_in[0]["question"], rows_in[0]["answer"], "off", 8)  # warm-up
-            runs, unstable = run_modes(engine, rows_in, ("off", "on", "post", "auto"), opts.max_tokens,
-                                       opts.repeats)
-            profile = engine.controller.profile
+        opened = Engine(model, EngineConfig(n_ctx=1024, n_threads=opts.threads, queue_size=1))
+    with opened as engine:
+        run_query(engine, rows_in[0]["question"], rows_in[0]["answer"], "off", 8)  # warm-up
+        runs, unstable = run_modes(engine, rows_in, ("off", "on", "post", "auto"), opts.max_tokens, opts.repeats)
+        # over HTTP the profile is the server's; its choices are in each response's decision
+        profile = None if opts.url else engine.controller.profile
     rows = [summarize(m, runs[m]) for m in ("off", "on", "post", "auto")]
     by_ops = accuracy_by_ops(rows_in, runs)
     auto = rows[3]

@@ -25,6 +25,7 @@ import numpy as np
 
 from .archs import ARCHS, EMBED, GLOBAL_TENSORS, HEAD, ArchSpec
 from .errors import ConversionError, CorruptFile, UnsupportedArchitecture
+from .plan import layout_transform, unpermute_rope
 
 _HF_CLASS = {name: spec.hf_classes[0] for name, spec in ARCHS.items()}
 
@@ -38,26 +39,13 @@ class GGUFTensor:
 
 
 def _inverse_names(spec: ArchSpec, n_layers: int) -> dict[str, tuple[str, str]]:
-    """GGUF name -> (HF name, transform to undo)."""
+    """GGUF name -> (HF name, the layout change to undo), from the writer's own table and rule."""
     out = {g: (h, "plus_one" if spec.norm_plus_one and h == "model.norm.weight" else "")
            for h, g in GLOBAL_TENSORS.items()}
     for i in range(n_layers):
         for local, g in spec.layer_tensors.items():
-            transform = ""
-            if spec.norm_plus_one and local.endswith("norm.weight"):
-                transform = "plus_one"
-            elif spec.permute_qk and local.startswith("self_attn.q_proj."):
-                transform = "permute_q"
-            elif spec.permute_qk and local.startswith("self_attn.k_proj."):
-                transform = "permute_k"
-            out[f"blk.{i}.{g}"] = (f"model.layers.{i}.{local}", transform)
+            out[f"blk.{i}.{g}"] = (f"model.layers.{i}.{local}", layout_transform(spec, local))
     return out
-
-
-def _unpermute(w: np.ndarray, n_heads: int) -> np.ndarray:
-    """The inverse of ``plan.permute_rope``: llama.cpp's interleaved pairs -> HF's halves."""
-    head_dim = w.shape[0] // n_heads
-    return w.reshape(n_heads, head_dim // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
 def _f32(x) -> float:
@@ -153,7 +141,7 @@ class GGUFModel:
         if t.transform == "plus_one":
             return w - np.float32(1.0)
         if t.transform in ("permute_q", "permute_k"):
-            return _unpermute(w, self._n_heads[0] if t.transform == "permute_q" else self._n_heads[1])
+            return unpermute_rope(w, self._n_heads[0] if t.transform == "permute_q" else self._n_heads[1])
         return np.array(w, copy=True)
 
     def dtypes(self) -> list[str]:

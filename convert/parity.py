@@ -86,18 +86,25 @@ def hf_tokenization(tokenizer_json: Path, prompts) -> list[list[int]] | None:
     return [tok.encode(p, add_special_tokens=True).ids for p in prompts]
 
 
-def gguf_logits(path: Path, token_lists: list[list[int]], threads: int = 2) -> np.ndarray:
-    """Last-position logits ``[n_prompts, n_vocab]``, a fresh cache per prompt."""
+def _logit_rows(path: Path, token_lists: list[list[int]], threads: int, every_position: bool) -> np.ndarray:
+    """Evaluate each prompt on a fresh cache: its last position's logits, or every position's."""
     n_ctx = max(len(t) for t in token_lists) + 8
     b = _open(path, max(n_ctx, 64), threads)
     try:
         rows = []
         for tokens in token_lists:
             b.truncate(0)
-            rows.append(np.array(b.eval(list(tokens)), dtype=np.float32))  # copy: eval returns a view
+            steps = [[t] for t in tokens] if every_position else [list(tokens)]
+            for step in steps:
+                rows.append(np.array(b.eval(step), dtype=np.float32))  # copy: eval returns a view
         return np.stack(rows)
     finally:
         b.close()
+
+
+def gguf_logits(path: Path, token_lists: list[list[int]], threads: int = 2) -> np.ndarray:
+    """Last-position logits ``[n_prompts, n_vocab]``, a fresh cache per prompt."""
+    return _logit_rows(path, token_lists, threads, every_position=False)
 
 
 def teacher_forced_logits(path: Path, token_lists: list[list[int]], threads: int) -> np.ndarray:
@@ -106,17 +113,7 @@ def teacher_forced_logits(path: Path, token_lists: list[list[int]], threads: int
     One token per evaluation (the backend returns the last position's logits),
     so it is slow on big models; the parity prompts are short.
     """
-    n_ctx = max(len(t) for t in token_lists) + 8
-    b = _open(path, max(n_ctx, 64), threads)
-    try:
-        rows = []
-        for tokens in token_lists:
-            b.truncate(0)
-            for tok in tokens:
-                rows.append(np.array(b.eval([tok]), dtype=np.float32))  # copy: eval returns a view
-        return np.stack(rows)
-    finally:
-        b.close()
+    return _logit_rows(path, token_lists, threads, every_position=True)
 
 
 def format_table(rows: list[tuple[str, Parity]]) -> str:

@@ -52,7 +52,7 @@ def plan_tensors(spec: ArchSpec, dims: Dims, weights: MergedWeights) -> list[Ten
             raise ConversionError(f"tensor {name} belongs to layer {i}, but the config has {dims.n_layers}")
         seen_layer.setdefault(i, set()).add(local)
         blocks.setdefault(i, []).append(
-            TensorPlan(f"blk.{i}.{spec.layer_tensors[local]}", name, weights.shape(name), _transform(spec, local)))
+            TensorPlan(f"blk.{i}.{spec.layer_tensors[local]}", name, weights.shape(name), layout_transform(spec, local)))
     required = set(spec.layer_tensors) - spec.optional
     for i in range(dims.n_layers):
         missing = required - seen_layer.get(i, set())
@@ -65,7 +65,8 @@ def plan_tensors(spec: ArchSpec, dims: Dims, weights: MergedWeights) -> list[Ten
     return plans + head
 
 
-def _transform(spec: ArchSpec, local: str) -> str:
+def layout_transform(spec: ArchSpec, local: str) -> str:
+    """The layout change a layer tensor (name under ``model.layers.{i}.``) gets in GGUF."""
     if spec.permute_qk and local.startswith("self_attn.q_proj."):
         return "permute_q"
     if spec.permute_qk and local.startswith("self_attn.k_proj."):
@@ -94,6 +95,12 @@ def permute_rope(w: np.ndarray, n_heads: int) -> np.ndarray:
     return (w.reshape(n_heads, 2, head_dim // 2, *w.shape[1:])
              .swapaxes(1, 2)
              .reshape(w.shape))
+
+
+def unpermute_rope(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """The inverse of ``permute_rope``: llama.cpp's interleaved pairs -> HF's halves."""
+    head_dim = w.shape[0] // n_heads
+    return w.reshape(n_heads, head_dim // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
 def output_is_written(weights: MergedWeights) -> bool:

@@ -88,12 +88,13 @@ def _assembled_student(recipe_rel: str) -> tuple[Callable[[], Path], Callable[[]
         return thinkling_home() / "models" / recipe["name"] / f"{recipe['name']}-{recipe['quant']}.gguf"
 
     def peek() -> Path | None:
-        return target() if target().is_file() else None
+        where = target()
+        return where if where.is_file() else None
 
     def locate() -> Path:
         from convert.assemble import StudentRecipe, assemble_student
 
-        where = target()
+        where = target()  # the recipe exists (ModelNotFound otherwise)
         recipe = StudentRecipe.load(_REPO_ROOT / recipe_rel)
         return assemble_student(recipe, resolve(recipe.base).path, where.parent)
     return locate, peek

@@ -43,15 +43,23 @@ def _events(lines) -> list[dict]:
             raise EndpointError(f"malformed SSE data: {data[:200]!r}") from None
 
 
+def _base_url(url: str) -> str:
+    """``http://host:port`` from a URL given with or without ``/v1``."""
+    return url.rstrip("/").removesuffix("/v1")
+
+
+def _delta_text(delta: dict) -> tuple[str, str]:
+    """(content, reasoning) of one streamed delta; servers name the reasoning field differently."""
+    return delta.get("content") or "", next((delta[k] for k in _REASONING_KEYS if delta.get(k)), "")
+
+
 class EndpointRunner:
     name = "endpoint"
 
     def __init__(self, url: str, *, model: str | None = None, max_tokens: int | None = None,
                  think: str | None = "off", short_tokens: int = SHORT_ANSWER_TOKENS, timeout_s: float = 300.0,
                  transport: httpx.BaseTransport | None = None):
-        self.base = url.rstrip("/")
-        if self.base.endswith("/v1"):
-            self.base = self.base[:-3]
+        self.base = _base_url(url)
         self.model, self.max_tokens, self.think, self.short_tokens = model, max_tokens, think, short_tokens
         self.client = httpx.Client(timeout=timeout_s, transport=transport)
         self.load_ms: float | None = None  # the server loaded its model before we came
@@ -93,9 +101,7 @@ class EndpointRunner:
             for event in _events(r.iter_lines()):
                 usage = event.get("usage") or usage
                 for choice in event.get("choices") or []:
-                    delta = choice.get("delta") or {}
-                    content = delta.get("content") or ""
-                    reasoning = next((delta[k] for k in _REASONING_KEYS if delta.get(k)), "")
+                    content, reasoning = _delta_text(choice.get("delta") or {})
                     visible = bool(content or reasoning)
                     clock.chunk(1 if visible else 0, visible)
                     text.append(content)
@@ -142,7 +148,7 @@ class EndpointEngine:
 
     def __init__(self, url: str, model: str | None = None, timeout_s: float = 300.0,
                  transport: httpx.BaseTransport | None = None):
-        self.base = url.rstrip("/").removesuffix("/v1")
+        self.base = _base_url(url)
         self.model = model
         self.client = httpx.Client(timeout=timeout_s, transport=transport)
 
@@ -161,13 +167,12 @@ class EndpointEngine:
                 raise EndpointError(f"{r.status_code} from {self.base}: {r.text[:300]}")
             for event in _events(r.iter_lines()):
                 for choice in event.get("choices") or []:
-                    delta = choice.get("delta") or {}
-                    reasoning = next((delta[k] for k in _REASONING_KEYS if delta.get(k)), "")
+                    content, reasoning = _delta_text(choice.get("delta") or {})
                     if choice.get("finish_reason"):
                         last = EndpointChunk(finish_reason=choice["finish_reason"], decision=event.get("decision"),
                                              timings=event.get("timings"))
-                    elif delta.get("content") or reasoning:
-                        yield EndpointChunk(text=delta.get("content") or "", reasoning=reasoning)
+                    elif content or reasoning:
+                        yield EndpointChunk(text=content, reasoning=reasoning)
                 if event.get("usage") and last is not None:
                     last.timings.completion_tokens = int(event["usage"].get("completion_tokens") or 0)
         if last is None:
@@ -176,3 +181,9 @@ class EndpointEngine:
 
     def close(self) -> None:
         self.client.close()
+
+    def __enter__(self) -> "EndpointEngine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
