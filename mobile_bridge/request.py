@@ -17,6 +17,7 @@ from typing import Any
 
 from runtime.errors import InvalidRequest
 from runtime.speculative import SPECULATIVE_MODES
+from runtime.structured import response_format_from
 from runtime.types import THINK_MODES, GenerationRequest, Message, SamplingParams
 
 DEFAULT_MAX_TOKENS = 256  # the server's default_max_tokens
@@ -153,11 +154,6 @@ def _unsupported(body: dict) -> None:
             raise InvalidRequest("tools and functions are not supported", param="tools")
     if body.get("tool_choice") not in (None, "none"):
         raise InvalidRequest("tool_choice is not supported", param="tool_choice")
-    rf = body.get("response_format")
-    if rf is not None and not isinstance(rf, dict):
-        raise _bad("response_format", "must be an object")
-    if rf and rf.get("type", "text") != "text":
-        raise InvalidRequest("only response_format {'type': 'text'} is supported", param="response_format")
     if _bool(body, "logprobs") or _number(body, "top_logprobs"):
         raise InvalidRequest("logprobs are not supported", param="logprobs")
 
@@ -192,4 +188,5 @@ def chat_request(body: dict) -> GenerationRequest:
                              reasoning_budget=nums["reasoning_budget"],
                              # a subnormal deadline_ms must not round to 0 s (which the engine refuses)
                              deadline_s=max(deadline / 1000, 1e-9) if deadline else None,
-                             speculative=speculative)
+                             speculative=speculative,
+                             response_format=response_format_from(body.get("response_format")))

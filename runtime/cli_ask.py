@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from . import models
 from .engine import Engine, EngineConfig
+from .errors import InvalidRequest
 from .modelinfo import check_gguf, gguf_info
 from .speculative import SPECULATIVE_MODES
-from .types import GenerationRequest, Message, SamplingParams, THINK_MODES
+from .structured import response_format_from
+from .types import THINK_MODES, GenerationRequest, Message, SamplingParams
 
 
 def register(sub) -> None:
@@ -32,6 +35,10 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--ctx", type=int, default=4096)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
+    f = p.add_mutually_exclusive_group()
+    f.add_argument("--json-schema", metavar="FILE", default=None,
+                   help="the answer is JSON valid against this JSON Schema (the reasoning stays free)")
+    f.add_argument("--json-object", action="store_true", help="the answer is a JSON object")
     p.add_argument("--speculative", choices=SPECULATIVE_MODES, default="off",
                    help="ngram: prompt-lookup speculative decoding (greedy only; the output is unchanged)")
     p.set_defaults(func=run_ask)
@@ -41,13 +48,29 @@ def register(sub) -> None:
     m.set_defaults(func=run_models)
 
 
+def _response_format(args):
+    if getattr(args, "json_object", False):
+        return response_format_from({"type": "json_object"})
+    path = getattr(args, "json_schema", None)
+    if path is None:
+        return None
+    try:
+        schema = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise InvalidRequest(f"cannot read {path}: {e.strerror or e}", param="--json-schema") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InvalidRequest(f"{path} is not JSON: {e}", param="--json-schema") from None
+    return response_format_from({"type": "json_schema", "json_schema": {"name": Path(path).stem, "schema": schema}},
+                                param="--json-schema")
+
+
 def request_from_args(args) -> GenerationRequest:
     sampling = SamplingParams(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                               seed=args.seed)
     common = dict(max_tokens=args.max_tokens, sampling=sampling, stop=args.stop, think=args.think,
                   reasoning_budget=args.budget,
                   deadline_s=args.deadline_ms / 1000 if args.deadline_ms else None,
-                  speculative=args.speculative)
+                  speculative=args.speculative, response_format=_response_format(args))
     if args.chat:
         return GenerationRequest(messages=[Message("user", args.prompt)], **common)
     return GenerationRequest(prompt=args.prompt, **common)

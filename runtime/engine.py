@@ -23,8 +23,16 @@ from .generate import join_stream
 from .hardware import physical_cores
 from .modelinfo import ModelInfo, check_gguf, gguf_info
 from .speculative import SPECULATIVE_MODES
+from .structured import grammar_for
 from .thinking import ThinkingController
-from .types import Chunk, GenerationRequest, GenerationResult, Timings, THINK_MODES
+from .types import (
+    THINK_MODES,
+    Chunk,
+    GenerationRequest,
+    GenerationResult,
+    ResponseFormat,
+    Timings,
+)
 
 log = logging.getLogger(__name__)
 _DONE = object()
@@ -72,6 +80,10 @@ def validate_request(req: GenerationRequest) -> None:
     for ok, param, msg in checks:
         if not ok:
             raise InvalidRequest(msg, param=param)
+    if req.response_format is not None:
+        if not isinstance(req.response_format, ResponseFormat):
+            raise InvalidRequest("response_format must be a ResponseFormat", param="response_format")
+        grammar_for(req.response_format)  # a schema the grammar cannot enforce is refused before queueing
 
 
 class Handle:

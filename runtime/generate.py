@@ -12,6 +12,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
 
 from .backends.base import Backend
 from .errors import ContextLengthExceeded, InvalidRequest
@@ -51,6 +54,25 @@ class GenerationPlan:
     started_at: float | None = None  # perf_counter of submission, for TTFT
     speculative: SpeculativeConfig | None = None  # n-gram drafting (greedy only); None: off
     draft_costs: DraftCosts | None = None  # drafting's measured costs, kept across generations by the caller
+    # Structured output: a grammar state (``GrammarConstraint``) that the answer must follow,
+    # and where it applies: "answer" (all of the output: no reasoning), "after_reasoning"
+    # (pre-thinking: the reasoning is opened if the model does not, stays free, and the
+    # answer after it is constrained), "before_reasoning" (post-thinking: the answer comes
+    # first, constrained; once the grammar is complete the rationale block is opened).
+    constraint: Constraint | None = None
+    constrain: str = "answer"
+
+
+class Constraint(Protocol):
+    """What the loop needs of a grammar (``backends.llama_cpp.GrammarConstraint``)."""
+
+    def allows(self, token_id: int) -> bool: ...
+
+    def can_end(self) -> bool: ...
+
+    def mask(self, logits): ...
+
+    def accept(self, token_id: int) -> None: ...
 
 
 def common_prefix_len(a: list[int], b: list[int]) -> int:
@@ -90,9 +112,62 @@ class _Loop:
         self.reasoning_tokens = 0
         self.forced = False
         self.forced_tokens = 0
+        self.grammar = plan.constraint
+        # whether the grammar is applied to the next token; "after_reasoning" waits for the close tag
+        self.grammar_on = self.grammar is not None and plan.constrain != "after_reasoning"
+        self.grammar_done = False  # post-thinking: the answer is complete and the grammar let go
+
+    def sample(self, logits) -> int:
+        """The next token: the sampler's choice, or, when the grammar refuses it, the
+        sampler's choice among the tokens the grammar allows (llama.cpp's own order:
+        check the sampled token first, mask the vocabulary only when it is refused)."""
+        tok = self.sampler.sample(logits, self.history)
+        g = self.grammar
+        if not self.grammar_on or g.allows(tok):
+            return tok
+        if self.plan.constrain == "before_reasoning" and g.can_end():
+            return tok  # the answer is complete; the caller opens the rationale
+        masked = g.mask(logits)
+        if not np.isfinite(masked).any():
+            raise InvalidRequest("the response format cannot be continued: the grammar allows none of this "
+                                 "model's tokens here", param="response_format")
+        return self.sampler.sample(masked, self.history)
+
+    def grammar_releases(self, tok: int) -> bool:
+        """Post-thinking: whether ``tok`` falls outside a complete answer (the rationale starts)."""
+        if not (self.grammar_on and self.plan.constrain == "before_reasoning"):
+            return False
+        if self.grammar.allows(tok):
+            return False
+        self.grammar_on, self.grammar_done = False, True
+        return True
+
+    def close_with_extra(self, tok: int) -> str | None:
+        """Pre-thinking with a grammar pending: if ``tok`` closes the reasoning block and
+        carries answer text after the close tag, the text up to the tag's end (so the
+        loop inserts just that, and the answer starts under the grammar)."""
+        if self.grammar is None or self.grammar_on or not self.splitter.in_reasoning:
+            return None
+        close = self.plan.markup.close
+        held = self.splitter.held
+        text = held + self.backend.token_bytes(tok).decode("utf-8", errors="replace")
+        idx = text.find(close)
+        if idx < 0 or idx + len(close) >= len(text):
+            return None
+        return text[len(held): idx + len(close)]
+
+    def force_text(self, text: str):
+        """Insert ``text`` as if generated (a tag the format requires); returns (chunk, logits)."""
+        toks = self.backend.tokenize(text, add_special=False, parse_special=True)
+        self.history.extend(toks)
+        self.forced_tokens += len(toks)
+        chunk, _ = self.emit(text, toks)
+        return chunk, self.backend.eval(toks)
 
     def emit(self, delta: str, token_ids: list[int]) -> tuple[Chunk, bool]:
         safe, hit = self.stopper.feed(delta)
+        if self.grammar_on:  # constrained text is answer, whatever it spells (a "<think>" inside a string)
+            return Chunk(text=safe, token_ids=token_ids), hit
         answer, reasoning = self.splitter.feed(safe)
         return Chunk(text=answer, reasoning=reasoning, token_ids=token_ids), hit
 
@@ -104,17 +179,14 @@ class _Loop:
     def force_close(self):
         """Insert the close tag: the reasoning ends here and the answer follows."""
         self.forced = True
-        close = self.plan.markup.close
-        toks = self.backend.tokenize(close, add_special=False, parse_special=True)
-        self.history.extend(toks)
-        self.forced_tokens = len(toks)
-        chunk, _ = self.emit(close, toks)
-        return chunk, self.backend.eval(toks)
+        return self.force_text(self.plan.markup.close)
 
     def finish(self, reason: str, timings: Timings) -> Chunk:
         tail = self.detok.flush()
         safe, _ = self.stopper.feed(tail)
         safe += self.stopper.flush()  # held-back text that never became a stop string
+        if self.grammar_on:
+            return Chunk(text=safe, finish_reason=reason, timings=timings)
         a, r = self.splitter.feed(safe)
         fa, fr = self.splitter.flush()
         return Chunk(text=a + fa, reasoning=r + fr, finish_reason=reason, timings=timings)
@@ -169,6 +241,10 @@ def stream_generate(backend: Backend, plan: GenerationPlan) -> Iterator[Chunk]:
     logits = _prefill(backend, prompt, timings)
     max_new = min(plan.max_tokens, backend.n_ctx - len(prompt))
     n_out, t_first, reason = 0, None, "length"
+    pending_grammar = loop.grammar is not None and plan.constrain == "after_reasoning" and plan.markup is not None
+    if pending_grammar and not loop.splitter.in_reasoning:  # the answer must come after a reasoning block
+        chunk, logits = loop.force_text(plan.markup.open)
+        yield chunk
     # At the top of the loop ``logits`` follow loop.history; the KV cache holds
     # loop.history, or with a guess open, loop.history then the guess's unverified rest.
     while n_out < max_new:
@@ -176,7 +252,9 @@ def stream_generate(backend: Backend, plan: GenerationPlan) -> Iterator[Chunk]:
         if stop_reason:
             reason = stop_reason
             break
-        tok = loop.sampler.sample(logits, loop.history)
+        if pending_grammar and loop.splitter.reasoning_closed:
+            loop.grammar_on, pending_grammar = True, False
+        tok = loop.sample(logits)
         if t_first is None:
             t_first = time.perf_counter()
             timings.ttft_ms = (t_first - t_start) * 1000
@@ -184,8 +262,24 @@ def stream_generate(backend: Backend, plan: GenerationPlan) -> Iterator[Chunk]:
             _end_guess(backend, drafter, guess, timings, len(loop.history))
             guess = None
         if backend.is_eog(tok):
+            if pending_grammar and loop.splitter.in_reasoning:  # the answer is still owed
+                chunk, logits = loop.force_close()
+                yield chunk
+                continue
             reason = "stop"
             break
+        if loop.grammar_releases(tok):  # post-thinking: the answer is complete, the rationale follows
+            chunk, logits = loop.force_text(plan.markup.open)
+            yield chunk
+            continue
+        if pending_grammar:
+            closing = loop.close_with_extra(tok)
+            if closing is not None:  # end the block exactly at its tag; the answer starts under the grammar
+                chunk, logits = loop.force_text(closing)
+                yield chunk
+                continue
+        if loop.grammar_on:
+            loop.grammar.accept(tok)
         n_out += 1
         loop.history.append(tok)
         was_reasoning = loop.splitter.in_reasoning
@@ -244,7 +338,8 @@ def stream_generate(backend: Backend, plan: GenerationPlan) -> Iterator[Chunk]:
 def _drafter(backend: Backend, plan: GenerationPlan, history: list[int]) -> NgramDrafter | None:
     """A drafter when the plan asks for one and it can be exact: greedy decoding
     on a backend that scores several positions in one pass (``eval_many``)."""
-    if plan.speculative is None or plan.sampling.temperature > 0 or not hasattr(backend, "eval_many"):
+    if (plan.speculative is None or plan.sampling.temperature > 0 or not hasattr(backend, "eval_many")
+            or plan.constraint is not None):  # a grammar checks every token as it is sampled
         return None
     return NgramDrafter(plan.speculative, history, plan.draft_costs)
 

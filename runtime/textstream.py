@@ -87,6 +87,11 @@ class ReasoningSplitter:
     def enabled(self) -> bool:
         return bool(self.open_tag and self.close_tag)
 
+    @property
+    def held(self) -> str:
+        """Text held back because it may be the start of a tag."""
+        return self._pending
+
     def feed(self, delta: str) -> tuple[str, str]:
         if not self.enabled:
             return delta, ""

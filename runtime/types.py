@@ -48,6 +48,21 @@ class SamplingParams:
         return self.temperature <= 0.0
 
 
+@dataclass(frozen=True)
+class ResponseFormat:
+    """What the answer must be: ``text`` (free), ``json_object`` (any JSON object) or
+    ``json_schema`` (JSON valid against ``schema``; ``name`` is its label). Applied to
+    the answer only: a reasoning block stays free text (``runtime.structured``)."""
+
+    type: str = "text"
+    schema: dict | None = None
+    name: str | None = None
+
+    @property
+    def constrained(self) -> bool:
+        return self.type != "text"
+
+
 @dataclass
 class GenerationRequest:
     """One generation. Exactly one of ``prompt`` (raw completion) or
@@ -68,6 +83,7 @@ class GenerationRequest:
     logprobs: bool = False
     # "ngram": prompt-lookup speculative decoding (greedy only); "off"; None: the engine's default
     speculative: str | None = None
+    response_format: ResponseFormat | None = None  # None: free text
     # Set by the engine on submission; used for TTFT and deadlines.
     submitted_at: float = field(default_factory=time.perf_counter)
 

@@ -43,6 +43,29 @@ def test_error_paths_exit_nonzero_without_traceback(args, code):
     assert len(p.stderr.strip().splitlines()) == 1
 
 
+def test_ask_json_schema_answer_validates(tmp_path):
+    schema = {"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"]}
+    (tmp_path / "answer.json").write_text(json.dumps(schema))
+    p = run("ask", "What is 2 + 2?", "--json", "--json-schema", str(tmp_path / "answer.json"), "--think", "off",
+            "--temperature", "0", "--max-tokens", "40", "--threads", "2", "--ctx", "256")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["finish_reason"] == "stop" and isinstance(json.loads(out["text"])["answer"], int), out
+
+
+@pytest.mark.parametrize("content, says", [
+    (None, "cannot read"), ("{not json", "is not JSON"),
+    ('{"type": "integer", "minimum": 3}', "$.minimum"),
+])
+def test_ask_bad_json_schema_file_is_one_line_error(tmp_path, content, says):
+    path = tmp_path / "schema.json"
+    if content is not None:
+        path.write_text(content)
+    p = run("ask", "hi", "--json-schema", str(path))
+    assert p.returncode == 2 and "Traceback" not in p.stderr and says in p.stderr, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+
+
 def test_truncated_model_file_is_one_line_error(tmp_path, default_model_path):
     bad = tmp_path / "cut.gguf"
     bad.write_bytes(default_model_path.read_bytes()[:10_000_000])

@@ -152,8 +152,11 @@ CASES = [
     Case("tools", chat(tools=[{"type": "function", "function": {"name": "f"}}]), code="invalid_request",
          param="tools"),
     Case("logit-bias", chat(logit_bias={"1": 5.0}), code="invalid_request", param="logit_bias"),
-    Case("json-mode", chat(response_format={"type": "json_object"}), code="invalid_request",
-         param="response_format"),
+    Case("response-format-unknown", chat(response_format={"type": "xml"}), code="invalid_request",
+         param="response_format.type"),
+    Case("json-schema-unenforceable", chat(response_format={"type": "json_schema", "json_schema": {
+        "name": "n", "schema": {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}}}}}),
+         code="invalid_request", param="response_format.json_schema.schema"),
     Case("logprobs", chat(logprobs=True), code="invalid_request", param="logprobs"),
     Case("unknown-model", chat(model="gpt-4o"), code="model_not_found", param="model"),
     Case("prompt-too-long", chat("word " * 800), code="context_length_exceeded"),

@@ -323,6 +323,17 @@ def test_cpu_affinity_pins_the_engine_not_the_caller(loaded):
         call(mb.load_model, json.dumps(LOAD))
 
 
+def test_json_schema_answer_through_the_bridge(loaded):
+    schema = {"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"]}
+    rid = submit("What is 2 + 2?", max_tokens=40, think="off",
+                 response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": schema}})
+    events = drain(rid)
+    done = [e for e in events if e["type"] == "done"]
+    assert len(done) == 1, events
+    assert done[0]["finish_reason"] == "stop" and done[0]["decision"]["constrained"] == "answer"
+    assert isinstance(json.loads(done[0]["text"])["answer"], int), done
+
+
 def test_info_and_list_models(loaded):
     info = call(mb.info)
     assert info["bridge"]["schema"] == 1 and info["state"] == "ready"

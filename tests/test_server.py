@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import jsonschema
 import openai
 import pytest
 
@@ -156,6 +157,35 @@ def test_chat_streaming(client):
     assert len({c.id for c in chunks}) == 1
 
 
+PERSON = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 12}, "age": {"type": "integer"}},
+          "required": ["name", "age"], "additionalProperties": False}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_json_schema_answer_validates_through_the_official_client(client, stream):
+    rf = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}}
+    args = dict(model=MODEL, messages=[{"role": "user", "content": "Describe a famous scientist."}],
+                max_tokens=64, temperature=0, response_format=rf, extra_body={"think": "off"})
+    if stream:
+        parts = list(client.chat.completions.create(stream=True, **args))
+        text = "".join(p.choices[0].delta.content or "" for p in parts if p.choices)
+        finish = [p.choices[0].finish_reason for p in parts if p.choices and p.choices[0].finish_reason]
+        decision = [p.model_extra["decision"] for p in parts if p.choices and p.choices[0].finish_reason][0]
+    else:
+        r = client.chat.completions.create(**args)
+        text, finish, decision = r.choices[0].message.content, [r.choices[0].finish_reason], r.model_extra["decision"]
+    assert finish == ["stop"], text
+    jsonschema.validate(json.loads(text), PERSON)
+    assert decision["response_format"] == "json_schema" and decision["constrained"] == "answer"
+
+
+def test_json_object_through_the_official_client(client):
+    r = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Reply in JSON."}],
+                                       max_tokens=64, temperature=0, response_format={"type": "json_object"},
+                                       extra_body={"think": "off"})
+    assert r.choices[0].finish_reason == "stop" and isinstance(json.loads(r.choices[0].message.content), dict)
+
+
 def test_completions_both_ways(client):
     r = client.completions.create(model=MODEL, prompt=COUNTING, max_tokens=4, temperature=0)
     assert r.choices[0].text and r.usage.completion_tokens == 4 and r.choices[0].finish_reason == "length"
@@ -212,6 +242,13 @@ ERRORS = [
     ("n > 1", "/v1/chat/completions", {"messages": CHAT, "n": 2}, 400, "invalid_value", "n"),
     ("tools", "/v1/chat/completions", {"messages": CHAT, "tools": [{"type": "function"}]}, 400,
      "invalid_request", "tools"),
+    ("json schema keyword the grammar cannot enforce", "/v1/chat/completions",
+     {"messages": CHAT, "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+         "type": "array", "items": {"type": "integer"}, "uniqueItems": True}}}}, 400, "invalid_request",
+     "response_format.json_schema.schema"),
+    ("invalid json schema", "/v1/chat/completions",
+     {"messages": CHAT, "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+         "type": "object", "required": "a"}}}}, 400, "invalid_request", "response_format.json_schema.schema"),
     ("unknown model", "/v1/chat/completions", {"model": "gpt-4o", "messages": CHAT}, 404, "model_not_found",
      "model"),
     ("prompt too long", "/v1/chat/completions", {"messages": [{"role": "user", "content": LONG}]}, 400,

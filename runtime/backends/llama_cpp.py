@@ -276,6 +276,18 @@ class LlamaCppBackend:
     def chat_template(self) -> str | None:
         return self.metadata().get("tokenizer.chat_template") or None
 
+    # --- structured output ------------------------------------------------
+    def constraint(self, grammar: str) -> GrammarConstraint:
+        """llama.cpp's grammar sampler for ``grammar`` (GBNF, root rule ``root``) on this vocabulary."""
+        if getattr(self, "_not_text", None) is None:
+            C = self._C
+            attrs = np.fromiter((C.llama_vocab_get_attr(self._vocab, i) for i in range(self.n_vocab)),
+                                dtype=np.int64, count=self.n_vocab)
+            eog = np.fromiter((C.llama_vocab_is_eog(self._vocab, i) for i in range(self.n_vocab)),
+                              dtype=bool, count=self.n_vocab)
+            self._not_text = ((attrs & _NOT_TEXT_ATTRS) != 0) & ~eog
+        return GrammarConstraint(self._C, self._vocab, self.n_vocab, grammar, self._not_text)
+
     def close(self) -> None:
         """Free the batch, the context and the model now (not at GC time)."""
         C = getattr(self, "_C", None)
@@ -291,6 +303,73 @@ class LlamaCppBackend:
             C.llama_model_free(self._model)
             self._model = None
         self._kv = []
+
+    def __del__(self):
+        self.close()
+
+
+# Token kinds that never belong in a constrained answer although their text would match
+# (llama.cpp's grammar reads a control token's text, so "<unused26>" passes as a JSON
+# string character): unknown, unused, control and user-defined tokens; EOG stays allowed.
+_NOT_TEXT_ATTRS = (1 << 0) | (1 << 1) | (1 << 3) | (1 << 4)
+_TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+
+
+class GrammarConstraint:
+    """One generation's grammar state: which tokens may come next, in llama.cpp's own
+    grammar engine (``llama_sampler_init_grammar``), driven from our sampler.
+
+    ``allows`` asks about one token (cheap: a one-candidate array), ``mask`` returns
+    a copy of the logits with every token the grammar refuses at ``-inf`` (a pass
+    over the whole vocabulary), ``accept`` advances the state. A token must be
+    allowed before it is accepted: llama.cpp aborts the process on a refused one.
+    """
+
+    def __init__(self, C, vocab, n_vocab: int, grammar: str, not_text: np.ndarray | None = None):
+        from ..errors import InvalidRequest
+
+        self._C = C
+        self._not_text = not_text if not_text is not None else np.zeros(n_vocab, dtype=bool)
+        self._smpl = C.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+        if not self._smpl:
+            raise InvalidRequest("llama.cpp could not parse the grammar (see the log)", param="response_format")
+        self._all = np.zeros(n_vocab, dtype=_TOKEN_DATA)
+        self._all["id"] = np.arange(n_vocab, dtype=np.int32)
+        self._one = np.zeros(1, dtype=_TOKEN_DATA)
+        eos = C.llama_vocab_eos(vocab)
+        self._end = eos if eos >= 0 else C.llama_vocab_eot(vocab)
+
+    def _apply(self, data: np.ndarray) -> None:
+        C = self._C
+        arr = C.llama_token_data_array(
+            data=data.ctypes.data_as(C.llama_token_data_p), size=len(data), selected=-1, sorted=False)
+        C.llama_sampler_apply(self._smpl, ctypes.byref(arr))
+
+    def allows(self, token_id: int) -> bool:
+        if self._not_text[token_id]:
+            return False
+        self._one["id"], self._one["logit"] = token_id, 0.0
+        self._apply(self._one)
+        return bool(np.isfinite(self._one["logit"][0]))
+
+    def can_end(self) -> bool:
+        """Whether the text so far is complete under the grammar (an end-of-generation token is allowed)."""
+        return self._end >= 0 and self.allows(self._end)
+
+    def mask(self, logits: np.ndarray) -> np.ndarray:
+        self._all["logit"] = logits
+        self._apply(self._all)
+        out = self._all["logit"].copy()
+        out[self._not_text] = -np.inf
+        return out
+
+    def accept(self, token_id: int) -> None:
+        self._C.llama_sampler_accept(self._smpl, token_id)
+
+    def close(self) -> None:
+        if getattr(self, "_smpl", None):
+            self._C.llama_sampler_free(self._smpl)
+            self._smpl = None
 
     def __del__(self):
         self.close()

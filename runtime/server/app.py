@@ -13,11 +13,12 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 
 from .. import __version__
 from ..engine import Engine, EngineConfig, Handle
@@ -29,9 +30,21 @@ from .metrics import CONTENT_TYPE, Metrics
 from .middleware import CountRequests, Guard
 from .schemas import ChatCompletionRequest, CompletionRequest, ErrorResponse
 from .settings import ServerSettings
-from .streaming import EventStream, blocking_with_disconnect, next_chunk, sse, stream_error_event
-from .translate import (ChatEvents, CompletionEvents, ReasoningTally, chat_response, completion_response,
-                        to_generation_request)
+from .streaming import (
+    EventStream,
+    blocking_with_disconnect,
+    next_chunk,
+    sse,
+    stream_error_event,
+)
+from .translate import (
+    ChatEvents,
+    CompletionEvents,
+    ReasoningTally,
+    chat_response,
+    completion_response,
+    to_generation_request,
+)
 
 log = logging.getLogger(__name__)
 
@@ -156,9 +169,32 @@ def _routes(app: FastAPI, state: ServerState) -> None:
                                 headers={"Retry-After": "1"})
         return {"status": "ok", "model": state.engine.model_name, "queue_depth": state.engine.queue_depth}
 
+    @app.get("/", include_in_schema=False)
+    async def playground():
+        return _static("index.html")
+
+    @app.get("/playground/{name}", include_in_schema=False)
+    async def playground_file(name: str):
+        return _static(name)
+
     @app.get("/metrics", summary="Prometheus text format")
     async def metrics():
         return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
+
+STATIC = Path(__file__).with_name("static")
+# The playground's files (a fixed list: no path from the URL reaches the file system).
+PLAYGROUND = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
+              "style.css": "text/css; charset=utf-8"}
+# The page loads nothing from elsewhere and talks only to this server.
+_PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+                 "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
+
+
+def _static(name: str) -> Response:
+    if name not in PLAYGROUND:
+        return JSONResponse(errors.error_body(f"no such file: {name}", 404, code="not_found"), status_code=404)
+    return FileResponse(STATIC / name, media_type=PLAYGROUND[name], headers=_PAGE_HEADERS)
 
 
 def _model_card(engine: Engine, created: int) -> dict:

@@ -11,7 +11,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .errors import error_response
 from .metrics import Metrics, endpoint_label
 
-PUBLIC_PATHS = frozenset({"/health"})
+# No key needed: the health probe, and the playground's static page (it holds no data;
+# every API call it makes carries the key the user types into it, as llama-server's UI does).
+PUBLIC_PATHS = frozenset({"/health", "/", "/playground/index.html", "/playground/app.js", "/playground/style.css"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 

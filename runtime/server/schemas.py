@@ -5,7 +5,7 @@ top level and inside messages. OpenAI SDKs and frameworks send fields that the
 OpenAI API knows and we do not use (``user``, ``store``, ``metadata``,
 ``parallel_tool_calls``, ``service_tier`` ...); rejecting them would break
 clients that "speak OpenAI". Fields whose silent dropping would change the
-answer (``n > 1``, ``tools``, ``response_format`` other than text,
+answer (``n > 1``, ``tools``, ``response_format`` types other than text/json,
 ``logit_bias``, ``logprobs``, ``echo``, ``suffix``, ``best_of > 1``) are declared
 and refused with a 400 instead (see ``translate.unsupported``).
 
@@ -117,7 +117,9 @@ class ChatCompletionRequest(_GenerationFields):
     tools: list[dict[str, Any]] | None = Field(None, description="not supported: must be empty")
     functions: list[dict[str, Any]] | None = Field(None, description="not supported: must be empty")
     tool_choice: Any | None = Field(None, description="only 'none' or absent")
-    response_format: dict[str, Any] | None = Field(None, description="only {'type': 'text'}")
+    response_format: dict[str, Any] | None = Field(
+        None, description="{'type': 'text'}, {'type': 'json_object'} or {'type': 'json_schema', 'json_schema': "
+                          "{'name': ..., 'schema': {...}}}; applied to the answer, not to the reasoning")
 
 
 class CompletionRequest(_GenerationFields):

@@ -8,7 +8,15 @@ import time
 import uuid
 
 from ..errors import InvalidRequest
-from ..types import Chunk, GenerationRequest, GenerationResult, Message, SamplingParams, Timings
+from ..structured import response_format_from
+from ..types import (
+    Chunk,
+    GenerationRequest,
+    GenerationResult,
+    Message,
+    SamplingParams,
+    Timings,
+)
 from .schemas import ChatCompletionRequest, CompletionRequest
 from .settings import ServerSettings
 
@@ -28,8 +36,6 @@ def unsupported(body: ChatCompletionRequest | CompletionRequest) -> None:
             raise InvalidRequest("tools and functions are not supported", param="tools")
         if body.tool_choice not in (None, "none"):
             raise InvalidRequest("tool_choice is not supported", param="tool_choice")
-        if body.response_format and body.response_format.get("type", "text") != "text":
-            raise InvalidRequest("only response_format {'type': 'text'} is supported", param="response_format")
         if body.logprobs or body.top_logprobs:
             raise InvalidRequest("logprobs are not supported", param="logprobs")
     else:
@@ -81,7 +87,8 @@ def to_generation_request(body: ChatCompletionRequest | CompletionRequest,
                   think=body.think or settings.default_think, reasoning_budget=body.reasoning_budget,
                   deadline_s=_deadline_s(body, settings), speculative=body.speculative)
     if isinstance(body, ChatCompletionRequest):
-        return GenerationRequest(messages=_messages(body), **common)
+        return GenerationRequest(messages=_messages(body), response_format=response_format_from(body.response_format),
+                                 **common)
     prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
     if not prompt:
         raise InvalidRequest("prompt must not be empty", param="prompt")

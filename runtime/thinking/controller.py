@@ -22,12 +22,15 @@ from ..generate import GenerationPlan, ReasoningMarkup, stream_generate
 from ..models import ModelRef
 from ..prompts import render_chat
 from ..speculative import DraftCosts, speculative_config
+from ..structured import grammar_for
 from ..types import Chunk, GenerationRequest, Message
 from .formats import ThinkingFormat, detect_format
 from .profile import Speed, ThinkingProfile, find_profile, probe_signals, query_features
 
 log = logging.getLogger(__name__)
 MIN_USEFUL_BUDGET = 4  # below this many reasoning tokens, answering directly is the better bet
+# Where a response format's grammar applies, per mode (runtime.generate.GenerationPlan.constrain).
+CONSTRAIN = {"off": "answer", "on": "after_reasoning", "post": "before_reasoning"}
 
 
 class ThinkingController:
@@ -46,8 +49,18 @@ class ThinkingController:
         self.eos_token = meta.get("thinkling.eos_text", "")
 
     # --- planning -----------------------------------------------------------
+    def _grammar(self, req: GenerationRequest) -> str | None:
+        """The GBNF grammar of the request's response format (None: free text)."""
+        if req.response_format is None or not req.response_format.constrained:
+            return None
+        if not hasattr(self.backend, "constraint"):
+            raise InvalidRequest(f"structured output needs llama.cpp's grammar sampler; the {self.backend.name} "
+                                 "backend has none (serve a GGUF model)", param="response_format")
+        return grammar_for(req.response_format)
+
     def _plan(self, req: GenerationRequest, mode: str, should_stop, *, max_tokens: int | None = None,
-              budget: int | None = None, logprobs: bool | None = None) -> GenerationPlan:
+              budget: int | None = None, logprobs: bool | None = None,
+              grammar: str | None = None) -> GenerationPlan:
         fmt = self.format
         messages = list(req.messages)
         for q, a in fmt.fewshot.get(mode, []):
@@ -64,7 +77,9 @@ class ThinkingController:
                               sampling=req.sampling, stops=list(req.stop) + rendered.stops, markup=markup,
                               logprobs=req.logprobs if logprobs is None else logprobs,
                               should_stop=should_stop, started_at=req.submitted_at,
-                              speculative=speculative_config(req.speculative), draft_costs=self.draft_costs)
+                              speculative=speculative_config(req.speculative), draft_costs=self.draft_costs,
+                              constraint=self.backend.constraint(grammar) if grammar else None,
+                              constrain=CONSTRAIN.get(mode, "answer") if markup else "answer")
 
     def _deadline_budget(self, req: GenerationRequest, prompt_tokens: int, decision: dict) -> int | None:
         """Reasoning tokens that fit the deadline, from measured speed; None = no cap."""
@@ -141,21 +156,28 @@ class ThinkingController:
             yield from self._stream_raw(req, should_stop)
             return
         fmt = self.format
+        grammar = self._grammar(req)
         ready: list[Chunk] | None = None
         if req.think == "auto" and self.profile and {"off", "on"} <= set(fmt.modes):
             mode, decision, ready = self._auto(req, should_stop)
+            if ready is not None and grammar is not None and mode == "off":
+                # The probe answered freely; the answer the client gets follows its format.
+                ready = None
+                decision["reason"] += "; answered again under the response format"
         else:
             mode, decision = self.choose_mode(req)
         if ready is None:
-            plan = self._plan(req, mode, should_stop)
+            plan = self._plan(req, mode, should_stop, grammar=grammar)
             if mode in ("on", "post") and plan.markup is not None:
                 plan.markup.budget = self._deadline_budget(req, len(plan.prompt_tokens), decision)
                 if mode == "on" and plan.markup.budget is not None and plan.markup.budget < MIN_USEFUL_BUDGET \
                         and req.reasoning_budget is None and "off" in fmt.modes:
                     mode = "off"
                     decision.update(mode="off", reason=decision["reason"] + "; deadline leaves no room to reason")
-                    plan = self._plan(req, "off", should_stop)
+                    plan = self._plan(req, "off", should_stop, grammar=grammar)
             decision["budget"] = plan.markup.budget if plan.markup else None
+            if grammar is not None:
+                decision.update(response_format=req.response_format.type, constrained=plan.constrain)
             ready = stream_generate(self.backend, plan)
         for chunk in ready:
             if chunk.finish_reason is not None:
@@ -169,10 +191,12 @@ class ThinkingController:
         if not req.prompt:
             raise InvalidRequest("prompt must not be empty", param="prompt")
         tokens = self.backend.tokenize(req.prompt, add_special=True, parse_special=False)
+        grammar = self._grammar(req)
         plan = GenerationPlan(prompt_tokens=tokens, max_tokens=req.max_tokens, sampling=req.sampling,
                               stops=list(req.stop), logprobs=req.logprobs, should_stop=should_stop,
                               started_at=req.submitted_at, speculative=speculative_config(req.speculative),
-                              draft_costs=self.draft_costs)
+                              draft_costs=self.draft_costs,
+                              constraint=self.backend.constraint(grammar) if grammar else None)
         for chunk in stream_generate(self.backend, plan):
             if chunk.finish_reason is not None:
                 chunk.decision = {"mode": "raw", "requested": req.think, "reason": "raw completion prompt"}
