@@ -166,9 +166,25 @@ def _resume(model, opt, ckpt_dir: Path) -> int:
     return state["step"]
 
 
+def load_adapter_weights(model, adapter: Path) -> None:
+    """Start from a saved PEFT adapter's weights (fp16 on disk, widened to fp32)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    weights = {k: v.float() for k, v in load_file(adapter / "adapter_model.safetensors").items()}
+    result = set_peft_model_state_dict(model, weights)
+    missing = [k for k in getattr(result, "missing_keys", []) if "lora_" in k]
+    if missing:
+        raise ValueError(f"{adapter}: adapter lacks {len(missing)} LoRA tensors, e.g. {missing[0]}")
+    log.info("starting from adapter %s (%d tensors)", adapter, len(weights))
+
+
 def train_lora(base, tok, examples: list[Example], cfg: GemmaTrainConfig, seed: int, work: Path,
-               heldout: list[Problem]):
+               heldout: list[Problem], init_adapter: Path | None = None):
     """LoRA-train ``base`` on ``examples``, resuming from ``work/ckpt``; returns the PEFT model.
+
+    With no checkpoint yet, the LoRA weights start from ``init_adapter`` when given
+    (a second phase: fresh optimizer and schedule), else from PEFT's initialisation.
 
     Appends a row per ``log_every`` steps (loss, lr, tok/s) and per ``eval_every``
     steps (greedy held-out accuracy on ``heldout``) to ``work/train_log.jsonl``.
@@ -183,6 +199,8 @@ def train_lora(base, tok, examples: list[Example], cfg: GemmaTrainConfig, seed: 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     start_step = _resume(model, opt, work / "ckpt")
+    if start_step == 0 and init_adapter is not None:
+        load_adapter_weights(model, init_adapter)
     data = batches([encode(tok, ex) for ex in examples], cfg.batch_size, tok.pad_token_id, random.Random(seed))
     for _ in range(start_step):  # the data order depends only on the seed and the step
         next(data)

@@ -61,3 +61,56 @@ def test_chains_mostly_take_the_fully_split_path():
         return min(int(a), int(b)) < 10 or int(a) % 10 == 0 or int(b) % 10 == 0
     split = [c for c in chains if c and all(one_digit_step(line) for line in c.splitlines())]
     assert len(split) / len(chains) > 0.75
+
+
+def test_polish_mix_shifts_toward_one_operation_direct_answers():
+    from collections import Counter
+
+    from distill.data import GEMMA_POLISH_MIX, MIXES
+
+    assert MIXES["gemma"] is GEMMA_MIX and MIXES["gemma-polish"] is GEMMA_POLISH_MIX
+    base, _ = make_dataset(1, GEMMA_MIX, 2000, GEMMA_FORMAT)
+    polish, _ = make_dataset(1, GEMMA_POLISH_MIX, 2000, GEMMA_FORMAT)
+    assert polish == make_dataset(1, GEMMA_POLISH_MIX, 2000, GEMMA_FORMAT)[0]  # deterministic for a seed
+
+    def share(examples, mode, n_ops=None):
+        c = Counter((e.mode, e.n_ops) for e in examples)
+        return sum(v for (m, k), v in c.items() if m == mode and (n_ops is None or k == n_ops)) / len(examples)
+
+    assert share(polish, "direct", 1) > 1.4 * share(base, "direct", 1)
+    assert share(polish, "direct") > share(base, "direct") and share(polish, "think") > 0.35  # chains stay
+
+
+def test_a_second_phase_starts_from_the_saved_adapter(tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("peft")
+    transformers = pytest.importorskip("transformers")
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import load_file, save_file
+
+    from distill.gemma_train import LORA_TARGETS, load_adapter_weights
+
+    cfg = transformers.Gemma3TextConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=2, num_key_value_heads=1, head_dim=16)
+
+    def peft_model(targets=LORA_TARGETS):
+        torch.manual_seed(0)
+        base = transformers.Gemma3ForCausalLM(cfg)
+        return get_peft_model(base, LoraConfig(r=4, lora_alpha=4, target_modules=targets, init_lora_weights=False))
+
+    first = peft_model()
+    first.save_pretrained(tmp_path / "a")
+    weights = tmp_path / "a" / "adapter_model.safetensors"
+    save_file({k: v.half().contiguous() for k, v in load_file(weights).items()}, weights)  # as committed
+    torch.manual_seed(1)
+    second = get_peft_model(transformers.Gemma3ForCausalLM(cfg),
+                            LoraConfig(r=4, lora_alpha=4, target_modules=LORA_TARGETS))  # B = 0 at init
+    load_adapter_weights(second, tmp_path / "a")
+    got = {n: p for n, p in second.named_parameters() if "lora_" in n}
+    want = {n: p for n, p in first.named_parameters() if "lora_" in n}
+    assert got.keys() == want.keys() and all(torch.equal(got[n], want[n].half().float()) for n in got)
+
+    partial = peft_model(["q_proj"])
+    partial.save_pretrained(tmp_path / "q")
+    with pytest.raises(ValueError, match="lacks"):
+        load_adapter_weights(second, tmp_path / "q")  # an adapter for other modules is refused
