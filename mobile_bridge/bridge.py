@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from runtime import __version__ as runtime_version
 from runtime import models
-from runtime.engine import Engine, EngineConfig
+from runtime.engine import THREAD_POLICIES, Engine, EngineConfig
 from runtime.hardware import device_facts
 from runtime.modelinfo import check_gguf
 from runtime.speculative import SPECULATIVE_MODES
@@ -33,7 +33,7 @@ from .jsonio import SCHEMA_VERSION, BridgeError, dumps, error_fields
 log = logging.getLogger(__name__)
 
 MAX_POLL_WAIT_MS = 10_000
-LOAD_KEYS = ("model", "threads", "n_ctx", "n_batch", "queue_size", "cpu_affinity", "speculative")
+LOAD_KEYS = ("model", "threads", "n_ctx", "n_batch", "queue_size", "cpu_affinity", "speculative", "thread_policy")
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class LoadOptions:
     queue_size: int = 4
     cpu_affinity: tuple[int, ...] | None = None
     speculative: str = "off"  # the default for requests that do not say (runtime.speculative)
+    thread_policy: str = "fixed"  # or "adaptive" (runtime.threads): opt-in until measured on a device
 
     @classmethod
     def from_json(cls, obj: dict) -> "LoadOptions":
@@ -81,7 +82,11 @@ class LoadOptions:
         if speculative not in SPECULATIVE_MODES:
             raise BridgeError("invalid_request", f"speculative must be one of {SPECULATIVE_MODES}",
                               param="speculative")
-        return cls(model=model or None, threads=threads, n_ctx=integer("n_ctx", 64, 131072, d.n_ctx),
+        thread_policy = obj.get("thread_policy", d.thread_policy)
+        if thread_policy not in THREAD_POLICIES:
+            raise BridgeError("invalid_request", f"thread_policy must be one of {THREAD_POLICIES}",
+                              param="thread_policy")
+        return cls(model=model or None, threads=threads, thread_policy=thread_policy, n_ctx=integer("n_ctx", 64, 131072, d.n_ctx),
                    n_batch=integer("n_batch", 1, 8192, d.n_batch),
                    queue_size=integer("queue_size", 1, 64, d.queue_size),
                    cpu_affinity=tuple(sorted(set(affinity))) if affinity else None, speculative=speculative)
@@ -89,7 +94,7 @@ class LoadOptions:
     def engine_config(self) -> EngineConfig:
         return EngineConfig(n_ctx=self.n_ctx, n_threads=self.threads, n_batch=self.n_batch,
                             queue_size=self.queue_size, cpu_affinity=self.cpu_affinity,
-                            speculative=self.speculative)
+                            speculative=self.speculative, thread_policy=self.thread_policy)
 
 
 def _open_engine(opts: LoadOptions) -> Engine:
@@ -177,6 +182,7 @@ class Bridge:
                 engine = _open_engine(opts)
                 info = {**engine.info().to_dict(), "n_ctx": engine.backend.n_ctx,
                         "threads": getattr(engine.backend, "n_threads", opts.threads),
+                        "thread_policy": engine.threads(),
                         "cpu_affinity": list(opts.cpu_affinity) if opts.cpu_affinity else None,
                         "queue_size": opts.queue_size, "load_ms": round(engine.load_ms, 3)}
             except BaseException:

@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 _DONE = object()
 
 
+THREAD_POLICIES = ("fixed", "adaptive")
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """Engine settings. ``n_threads=None`` means the machine's physical cores."""
@@ -48,6 +51,10 @@ class EngineConfig:
     queue_size: int = 8
     cpu_affinity: tuple[int, ...] | None = None
     speculative: str = "off"  # default for requests that do not say: "ngram" or "off" (runtime.speculative)
+    # "fixed": always n_threads; "adaptive": between 1 and n_threads by measured decode speed
+    # (runtime.threads: steps down when another process takes a core). Opt-in everywhere:
+    # the collapse it guards against did not reproduce on the Intel VM where it was built.
+    thread_policy: str = "fixed"
 
 
 def validate_request(req: GenerationRequest) -> None:
@@ -147,12 +154,15 @@ class Engine:
         self.config = config or EngineConfig()
         if self.config.speculative not in SPECULATIVE_MODES:
             raise InvalidRequest(f"speculative must be one of {SPECULATIVE_MODES}", param="speculative")
+        if self.config.thread_policy not in THREAD_POLICIES:
+            raise InvalidRequest(f"thread_policy must be one of {THREAD_POLICIES}", param="thread_policy")
         self.ref = models.resolve(model)
         self._header = check_gguf(self.ref.path) if self.ref.backend == "llama_cpp" else None
         t0 = time.perf_counter()
         opts = BackendOptions(n_ctx=self.config.n_ctx,
                               n_threads=self.config.n_threads or physical_cores(),
-                              n_batch=self.config.n_batch, cpu_affinity=self.config.cpu_affinity)
+                              n_batch=self.config.n_batch, cpu_affinity=self.config.cpu_affinity,
+                              adaptive_threads=self.config.thread_policy == "adaptive")
         self.backend = open_backend(self.ref.backend, str(self.ref.path), opts)
         self.load_ms = (time.perf_counter() - t0) * 1000
         self._pending_load_ms = self.load_ms  # reported on the first request
@@ -177,6 +187,13 @@ class Engine:
             return gguf_info(self.ref.name, self.ref.path, self.ref.file_entry, header=self._header)
         return ModelInfo(name=self.ref.name, path=str(self.ref.path), format="onnx",
                          size_bytes=self.ref.path.stat().st_size)
+
+    def threads(self) -> dict:
+        """The thread policy in force: ``fixed`` with its count, or the governor's state."""
+        gov = getattr(self.backend, "governor", None)
+        if gov is not None:
+            return gov.describe()
+        return {"policy": "fixed", "threads": getattr(self.backend, "n_threads", self.config.n_threads)}
 
     @property
     def stats(self) -> dict[str, int]:

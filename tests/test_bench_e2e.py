@@ -55,3 +55,18 @@ def test_bench_latency_end_to_end(tmp_path, default_model_path):
     for row in rows:
         assert row["cached_tokens"] == "0"  # cold prefix on both sides
         assert int(row["completion_tokens"]) <= 3
+
+
+def test_bench_contend_end_to_end(tmp_path, capsys):
+    out = tmp_path / "c.json"
+    assert main(["contend", "--requests", "2", "--max-tokens", "3", "--busy", "1", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["busy_processes"] == 1 and set(r["phases"]) == {"free", "busy"}
+    for phase in r["phases"].values():
+        assert set(phase) == {"fixed", "adaptive"} and all(s["n"] == 2 for s in phase.values())
+        assert phase["adaptive"]["threads_at_end"]["policy"] == "adaptive"
+    assert "threads at end" in capsys.readouterr().out
+    import multiprocessing
+
+    assert not multiprocessing.active_children()  # the busy processes were stopped
+    assert main(["contend", "--requests", "0"]) == 2  # a bad flag is one line, not a traceback

@@ -202,3 +202,27 @@ def test_garbage_file_is_invalid_model_file(tmp_path):
     bad.write_bytes(b"GGUF" + bytes(range(256)) * 50)
     with pytest.raises(InvalidModelFile):
         Engine(str(bad))
+
+
+def test_adaptive_threads_change_the_count_not_the_tokens(engine):
+    """The governor switches llama.cpp's thread count mid-generation (its first trial comes
+    after one 8-token window); greedy tokens stay those of the fixed-count engine."""
+    from runtime import Engine, EngineConfig
+
+    prompt = req("The history of the printing press", max_tokens=40)
+    engine.backend.truncate(0)
+    fixed = engine.generate(prompt)
+    with Engine("gemma-3-270m", EngineConfig(n_ctx=1024, n_threads=2, queue_size=1, thread_policy="adaptive")) as e:
+        adaptive = e.generate(req("The history of the printing press", max_tokens=40))
+        state = e.threads()
+    assert state["policy"] == "adaptive" and state["max_threads"] == 2 and state["changes"] >= 1, state
+    assert adaptive.tokens == fixed.tokens
+    assert engine.threads() == {"policy": "fixed", "threads": engine.backend.n_threads}
+
+
+def test_unknown_thread_policy_is_refused():
+    from runtime import Engine, EngineConfig
+
+    with pytest.raises(InvalidRequest) as exc:
+        Engine("gemma-3-270m", EngineConfig(thread_policy="turbo"))
+    assert exc.value.param == "thread_policy"

@@ -211,6 +211,8 @@ def test_a_bad_load_keeps_the_loaded_model(loaded, tmp_path):
     bad.write_bytes(b"GGUF" + b"\0" * 64)
     err = call(mb.load_model, json.dumps({"model": str(bad)}))["error"]
     assert err["code"] == "model_not_found" and "invalid model file" in err["message"]
+    err = call(mb.load_model, json.dumps({**LOAD, "thread_policy": "turbo"}))["error"]
+    assert err["code"] == "invalid_request" and err["param"] == "thread_policy"
     info = call(mb.info)
     assert info["state"] == "ready" and info["model"]["name"] == "gemma-3-270m"
 

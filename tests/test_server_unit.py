@@ -71,6 +71,9 @@ class FakeEngine:
         self.fail_after = None
         self.handles = []
 
+    def threads(self):
+        return {"policy": "fixed", "threads": 1}
+
     def info(self):
         return ModelInfo(name="scripted", path="/nonexistent", format="gguf")
 

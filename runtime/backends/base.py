@@ -23,6 +23,9 @@ class BackendOptions:
     # CPUs for the engine's worker thread (and the compute threads it spawns);
     # applied by the engine in that thread, never to the caller's thread.
     cpu_affinity: tuple[int, ...] | None = None
+    # Let ``runtime.threads.ThreadGovernor`` move the decode thread count between 1 and
+    # ``n_threads`` by what each count delivers (backends that support it: llama.cpp).
+    adaptive_threads: bool = False
     extra: dict = field(default_factory=dict)
 
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import time
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InvalidModelFile
+from ..threads import ThreadGovernor, ThreadPolicy
 from .base import BackendOptions
 
 log = logging.getLogger(__name__)
@@ -158,6 +160,8 @@ class LlamaCppBackend:
         threads = options.n_threads or os.cpu_count() or 1
         set_fields(cparams, context_param_values(self.n_ctx, min(options.n_batch, self.n_ctx), threads))
         self.n_threads = threads
+        self.governor = (ThreadGovernor(ThreadPolicy(max_threads=threads))
+                         if options.adaptive_threads and threads > 1 else None)
         self._ctx = C.llama_init_from_model(self._model, cparams)
         if not self._ctx:
             C.llama_model_free(self._model)
@@ -235,7 +239,15 @@ class LlamaCppBackend:
 
     def eval(self, tokens: list[int]) -> np.ndarray:
         """Append ``tokens`` to the cache in batches; return the last position's logits."""
-        self._decode(tokens, all_logits=False)
+        if self.governor is not None and len(tokens) == 1:  # a decode step: the governor's measure
+            t0 = time.perf_counter()
+            self._decode(tokens, all_logits=False)
+            changed = self.governor.observe(time.perf_counter() - t0)
+            if changed is not None:
+                self._C.llama_set_n_threads(self._ctx, changed, changed)
+                self.n_threads = changed
+        else:
+            self._decode(tokens, all_logits=False)
         ptr = self._C.llama_get_logits_ith(self._ctx, -1)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
 

@@ -55,7 +55,8 @@ _ERRORS = {s: {"model": ErrorResponse} for s in (400, 401, 404, 413, 415, 429, 5
 def default_loader(settings: ServerSettings) -> Engine:
     return Engine(settings.model, EngineConfig(n_ctx=settings.n_ctx, n_threads=settings.threads,
                                                n_batch=settings.n_batch, queue_size=settings.queue_size,
-                                               speculative=settings.speculative))
+                                               speculative=settings.speculative,
+                                               thread_policy=settings.thread_policy))
 
 
 @dataclass
@@ -167,7 +168,8 @@ def _routes(app: FastAPI, state: ServerState) -> None:
             body = errors.error_body(message, 503, code="model_load_failed" if failed else "model_loading")
             return JSONResponse({"status": "error" if failed else "loading", **body}, status_code=503,
                                 headers={"Retry-After": "1"})
-        return {"status": "ok", "model": state.engine.model_name, "queue_depth": state.engine.queue_depth}
+        return {"status": "ok", "model": state.engine.model_name, "queue_depth": state.engine.queue_depth,
+                "threads": state.engine.threads()}
 
     @app.get("/", include_in_schema=False)
     async def playground():

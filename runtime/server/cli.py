@@ -21,6 +21,7 @@ _FLAGS = [
     ("--request-timeout", "request_timeout_s", float, "seconds per request, queue included (default 300)"),
     ("--ctx", "n_ctx", int, "context window in tokens (default 4096)"),
     ("--threads", "threads", int, "llama.cpp threads (default: physical cores)"),
+    ("--thread-policy", "thread_policy", str, "fixed (default) or adaptive: step down when another process takes a core"),
     ("--max-body-bytes", "max_body_bytes", int, "largest request body (default 1 MiB)"),
     ("--log-level", "log_level", str, "uvicorn log level (default info)"),
 ]

@@ -63,6 +63,9 @@ class ServerSettings(BaseSettings):
         300.0, gt=0, description="wall-clock budget per request from arrival (queue included); None: unlimited")
     n_ctx: int = Field(4096, ge=64, description="context window in tokens")
     threads: int | None = Field(None, ge=1, description="CPU threads for llama.cpp (default: physical cores)")
+    thread_policy: Literal["fixed", "adaptive"] = Field(
+        "fixed", description="fixed: always threads; adaptive: decode on 1..threads by measured speed, stepping "
+                             "down when another process takes a core (runtime/threads.py)")
     n_batch: int = Field(512, ge=1, description="prompt evaluation batch size")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="largest accepted request body; past it: 413")
     cors_origins: Annotated[list[str], NoDecode] = Field(

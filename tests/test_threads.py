@@ -1,0 +1,59 @@
+"""The adaptive-thread governor on synthetic step times (no clock, no model)."""
+
+from __future__ import annotations
+
+import pytest
+
+from runtime.threads import ThreadGovernor, ThreadPolicy
+
+
+def run(gov, cost, steps):
+    """Feed ``steps`` decode steps whose duration is ``cost(threads)``; returns the counts used."""
+    used = []
+    for _ in range(steps):
+        used.append(gov.threads)
+        gov.observe(cost(gov.threads))
+    return used
+
+
+FREE = {1: 0.040, 2: 0.025}.get  # two free cores: 2 threads are faster
+BUSY = {1: 0.040, 2: 0.700}.get  # one core taken: 2 threads collapse
+
+
+def test_free_cores_keep_the_maximum_and_trials_are_rare():
+    gov = ThreadGovernor(ThreadPolicy(max_threads=2))
+    used = run(gov, FREE, 2000)
+    assert used[-1] == 2 and used.count(1) / len(used) < 0.05  # one 8-step trial per 256 steps at most
+
+
+def test_contention_from_the_start_steps_down_after_one_window():
+    gov = ThreadGovernor(ThreadPolicy(max_threads=2))
+    used = run(gov, BUSY, 1000)
+    assert used[8:16] == [1] * 8 and used[-1] == 1
+    # probing 2 threads again (every 256 steps) is cut short after about one normal window's time
+    after = used[8:]
+    assert after.count(2) <= 3 * (len(after) // 256 + 1)
+    assert sum(BUSY(n) for n in after) < len(after) * 0.040 * 1.1
+
+
+def test_collapse_mid_run_is_detected_and_recovery_is_found():
+    gov = ThreadGovernor(ThreadPolicy(max_threads=2))
+    run(gov, FREE, 100)
+    assert gov.threads == 2
+    run(gov, BUSY, 40)  # a job starts beside the engine
+    assert gov.threads == 1
+    used = run(gov, FREE, 600)  # ... and ends: a later trial goes back up and stays
+    assert used[-1] == 2 and gov.changes >= 3
+    assert gov.describe()["best_ms_per_token"] == {"1": 40.0, "2": 25.0}
+
+
+def test_more_cores_settle_on_the_fastest_count():
+    cost = {1: 0.08, 2: 0.045, 3: 0.035, 4: 0.06}.get  # the fourth core is busy
+    gov = ThreadGovernor(ThreadPolicy(max_threads=4))
+    used = run(gov, cost, 3000)
+    assert used[-1] == 3 and used[-500:].count(3) > 400
+
+
+def test_bad_policy_is_refused():
+    with pytest.raises(ValueError):
+        ThreadGovernor(ThreadPolicy(max_threads=2, min_threads=3))
