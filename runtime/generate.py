@@ -264,6 +264,7 @@ def stream_generate(backend: Backend, plan: GenerationPlan) -> Iterator[Chunk]:
         if backend.is_eog(tok):
             if pending_grammar and loop.splitter.in_reasoning:  # the answer is still owed
                 chunk, logits = loop.force_close()
+                loop.grammar_on, pending_grammar = True, False  # once: a forced tag is never forced again
                 yield chunk
                 continue
             reason = "stop"
@@ -276,6 +277,7 @@ def stream_generate(backend: Backend, plan: GenerationPlan) -> Iterator[Chunk]:
             closing = loop.close_with_extra(tok)
             if closing is not None:  # end the block exactly at its tag; the answer starts under the grammar
                 chunk, logits = loop.force_text(closing)
+                loop.grammar_on, pending_grammar = True, False
                 yield chunk
                 continue
         if loop.grammar_on:
