@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import jsonschema
+import numpy as np
 import pytest
 from scripted_backend import ID, VOCAB, ScriptedBackend
 from test_thinking import PROFILE, REF
@@ -231,3 +232,72 @@ def test_student_answer_validates_in_every_mode(student, think, name):
         assert r.reasoning and "=" in r.reasoning  # the chain stayed free text
     student.backend.truncate(0)
     assert gen(student, "What is 23 + 4 * 5?", think, fmt(name), max_tokens=160).text == r.text
+
+
+class MergedCloseBackend:
+    """A model whose closing token also carries the first answer character ("</think>4"):
+    the loop must end the block exactly at the tag, so the answer starts under the grammar."""
+
+    name, n_ctx = "merged", 64
+    VOCAB = ["<|end|>", "<think>", "</think>", "</think>4", "a", "4", "7", "q"]
+    n_vocab = len(VOCAB)
+    SCRIPT = ["a", "a", "</think>4", "4", "<|end|>"]  # after the forced "<think>"
+
+    def __init__(self):
+        self._kv = []
+
+    @property
+    def kv_tokens(self):
+        return self._kv
+
+    def tokenize(self, text, *, add_special, parse_special=True):
+        """Tags and single characters (the merged token only ever comes from sampling)."""
+        out, i = [], 0
+        while i < len(text):
+            tag = next((t for t in ("<|end|>", "<think>", "</think>") if text.startswith(t, i)), text[i])
+            out.append(self.VOCAB.index(tag) if tag in self.VOCAB else self.VOCAB.index("q"))
+            i += len(tag)
+        return out
+
+    def token_bytes(self, t):
+        return self.VOCAB[t].encode()
+
+    def is_eog(self, t):
+        return t == 0
+
+    def truncate(self, n):
+        del self._kv[n:]
+
+    def eval(self, tokens):
+        self._kv.extend(tokens)
+        steps = len(self._kv) - self._kv.index(1) - 1 if 1 in self._kv else 0  # tokens after "<think>"
+        logits = np.zeros(self.n_vocab, dtype=np.float32)
+        logits[self.VOCAB.index(self.SCRIPT[min(steps, len(self.SCRIPT) - 1)])] = 8.0
+        return logits
+
+
+def test_a_closing_token_that_carries_answer_text_is_cut_at_the_tag():
+    from runtime.generate import GenerationPlan, ReasoningMarkup, stream_generate
+
+    b = MergedCloseBackend()
+    g = WordGrammarOver(b.VOCAB, ["7"])
+    plan = GenerationPlan(prompt_tokens=b.tokenize("q", add_special=False), max_tokens=16,
+                          sampling=SamplingParams(temperature=0), markup=ReasoningMarkup(),
+                          constraint=g, constrain="after_reasoning")
+    r = join_stream(stream_generate(b, plan), "merged")
+    assert r.reasoning == "aa" and r.text == "7", r
+    assert g.text == "7"  # the "4" glued to the tag never reached the answer
+
+
+class WordGrammarOver(WordGrammar):
+    def __init__(self, vocab, words):
+        super().__init__(words)
+        self.vocab = vocab
+
+    def _piece(self, tok):
+        return self.vocab[tok]
+
+    def allows(self, tok):
+        if tok == 0:
+            return self.can_end()
+        return super().allows(tok)
