@@ -442,7 +442,8 @@ def _bounded(body):
         if isinstance(body.get(k), int) and not isinstance(body.get(k), bool) and body[k] > 2:
             body[k] = 2
     body.setdefault("deadline_ms", 20000)
-    for m in body.get("messages") or []:
+    messages = body.get("messages")
+    for m in messages if isinstance(messages, list) else []:
         if isinstance(m, dict) and m.get("role") in ("system", "developer", "user") and m.get("content") is None:
             m["content"] = "hi"
     if body.get("prompt") == "" or body.get("prompt") == [""]:

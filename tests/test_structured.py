@@ -301,3 +301,18 @@ class WordGrammarOver(WordGrammar):
         if tok == 0:
             return self.can_end()
         return super().allows(tok)
+
+
+def test_a_deeply_nested_schema_is_a_clear_refusal():
+    schema: dict = {"type": "integer"}
+    for _ in range(3000):
+        schema = {"type": "array", "items": schema}
+    with pytest.raises(InvalidRequest) as exc:
+        check_schema(schema)
+    assert exc.value.param == "response_format.json_schema.schema"
+
+
+def test_a_schema_the_converter_cannot_translate_is_a_clear_refusal():
+    with pytest.raises(InvalidRequest) as exc:  # anchored, valid JSON Schema, but a lookahead the converter lacks
+        grammar_for(ResponseFormat("json_schema", {"type": "string", "pattern": "^(?=a)a$"}))
+    assert exc.value.param == "response_format.json_schema.schema"
