@@ -13,15 +13,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
-from distill.chat import (
-    ARITH_FORMAT,
-    EOS,
-    THINK_CLOSE,
-    THINK_OPEN,
-    ChatFormat,
-    render_completion,
-    split_completion,
-)
+from distill.chat import ARITH_FORMAT, EOS, THINK_CLOSE, THINK_OPEN, ChatFormat, render_completion, split_completion
 from distill.filter import verify_completion
 from distill.noise import MISTAKES, inject
 from distill.problems import Problem, sample_split_problem

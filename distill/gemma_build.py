@@ -11,7 +11,7 @@ The run keeps its checkpoints in ``--work`` and continues from the latest one
 when started again with the same arguments. A second phase starts from an
 existing adapter with another mix and a fresh schedule:
 
-    python -m distill.gemma_build --seed 1 --mix gemma-polish --steps 450 --lr 5e-4 \
+    python -m distill.gemma_build --seed 1 --mix gemma-polish --steps 500 --lr 5e-4 --warmup 10 \
         --from-adapter distill/artifacts/gemma-arith/adapter --work build/gemma-arith-polish
 
 and its report keeps the earlier phase's report under ``previous``.
@@ -66,13 +66,13 @@ def save_adapter(model, out: Path) -> None:
 def build(cfg: GemmaTrainConfig, seed: int, out: Path, work: Path, final_per_op: int,
           mix_name: str = "gemma", from_adapter: Path | None = None) -> dict:
     """Train (or resume) one phase and write ``out/adapter`` and ``out/build_report.json``."""
-    import hashlib
+    from convert.manifest import sha256_file
 
     mix = MIXES[mix_name]
     init = None
     if from_adapter is not None:
         weights = from_adapter / "adapter_model.safetensors"
-        init = {"path": str(from_adapter), "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+        init = {"path": str(from_adapter), "sha256": sha256_file(weights)}
         # The starting adapter is copied aside first: --out/adapter is rewritten at the end.
         keep = work / "init-adapter"
         if not keep.is_dir():

@@ -12,7 +12,7 @@ from .errors import InvalidRequest
 from .modelinfo import check_gguf, gguf_info
 from .speculative import SPECULATIVE_MODES
 from .structured import response_format_from
-from .types import THINK_MODES, GenerationRequest, Message, SamplingParams
+from .types import GenerationRequest, Message, SamplingParams, THINK_MODES
 
 
 def register(sub) -> None:

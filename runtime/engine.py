@@ -25,14 +25,7 @@ from .modelinfo import ModelInfo, check_gguf, gguf_info
 from .speculative import SPECULATIVE_MODES
 from .structured import grammar_for
 from .thinking import ThinkingController
-from .types import (
-    THINK_MODES,
-    Chunk,
-    GenerationRequest,
-    GenerationResult,
-    ResponseFormat,
-    Timings,
-)
+from .types import Chunk, GenerationRequest, GenerationResult, ResponseFormat, Timings, THINK_MODES
 
 log = logging.getLogger(__name__)
 _DONE = object()

@@ -115,7 +115,7 @@ class _Loop:
         self.grammar = plan.constraint
         # whether the grammar is applied to the next token; "after_reasoning" waits for the close tag
         self.grammar_on = self.grammar is not None and plan.constrain != "after_reasoning"
-        self.grammar_done = False  # post-thinking: the answer is complete and the grammar let go
+        self._answer_complete = False  # post-thinking: sample() returned a token past a complete answer
 
     def sample(self, logits) -> int:
         """The next token: the sampler's choice, or, when the grammar refuses it, the
@@ -126,20 +126,20 @@ class _Loop:
         if not self.grammar_on or g.allows(tok):
             return tok
         if self.plan.constrain == "before_reasoning" and g.can_end():
-            return tok  # the answer is complete; the caller opens the rationale
+            self._answer_complete = True  # the caller opens the rationale instead of this token
+            return tok
         masked = g.mask(logits)
         if not np.isfinite(masked).any():
             raise InvalidRequest("the response format cannot be continued: the grammar allows none of this "
                                  "model's tokens here", param="response_format")
         return self.sampler.sample(masked, self.history)
 
-    def grammar_releases(self, tok: int) -> bool:
-        """Post-thinking: whether ``tok`` falls outside a complete answer (the rationale starts)."""
-        if not (self.grammar_on and self.plan.constrain == "before_reasoning"):
+    def grammar_releases(self) -> bool:
+        """Post-thinking: whether the token just sampled falls outside a complete answer (the
+        rationale starts); the grammar lets go."""
+        if not self._answer_complete:
             return False
-        if self.grammar.allows(tok):
-            return False
-        self.grammar_on, self.grammar_done = False, True
+        self._answer_complete, self.grammar_on = False, False
         return True
 
     def close_with_extra(self, tok: int) -> str | None:
@@ -269,7 +269,7 @@ def stream_generate(backend: Backend, plan: GenerationPlan) -> Iterator[Chunk]:
                 continue
             reason = "stop"
             break
-        if loop.grammar_releases(tok):  # post-thinking: the answer is complete, the rationale follows
+        if loop.grammar_releases():  # post-thinking: the answer is complete, the rationale follows
             chunk, logits = loop.force_text(plan.markup.open)
             yield chunk
             continue

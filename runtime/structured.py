@@ -109,10 +109,16 @@ def check_schema(schema: Any, param: str = "response_format.json_schema.schema")
 
 
 @lru_cache(maxsize=64)
-def _grammar_for_schema(schema_json: str) -> str:
+def _grammar_for_schema(schema_json: str, param: str) -> str:
+    """Check and convert one schema (its JSON text is the key: the edge, the engine and the
+    controller each ask for the same request's grammar, and only the first pays)."""
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    return json_schema_to_gbnf(schema_json)
+    check_schema(json.loads(schema_json), param)
+    try:
+        return json_schema_to_gbnf(schema_json)
+    except Exception as exc:  # noqa: BLE001 - the converter's refusals are asserts, ValueErrors, regex errors...
+        raise InvalidRequest(f"the schema cannot be turned into a grammar: {exc}", param=param) from None
 
 
 def grammar_for(fmt: ResponseFormat, param: str = "response_format") -> str | None:
@@ -127,12 +133,14 @@ def grammar_for(fmt: ResponseFormat, param: str = "response_format") -> str | No
         raise InvalidRequest(f"response_format type must be one of {', '.join(FORMAT_TYPES)}", param=param)
     if fmt.schema is None:
         raise InvalidRequest("json_schema needs a schema", param=f"{param}.json_schema.schema")
-    check_schema(fmt.schema, f"{param}.json_schema.schema")
+    where = f"{param}.json_schema.schema"
     try:
-        return _grammar_for_schema(json.dumps(fmt.schema))
-    except Exception as exc:  # noqa: BLE001 - the converter's refusals are asserts, ValueErrors, regex errors...
-        raise InvalidRequest(f"the schema cannot be turned into a grammar: {exc}",
-                             param=f"{param}.json_schema.schema") from None
+        text = json.dumps(fmt.schema)
+    except RecursionError:
+        raise InvalidRequest("the schema is nested too deeply", param=where) from None
+    except (TypeError, ValueError) as exc:  # a library caller's dict that is not JSON
+        raise InvalidRequest(f"the schema is not JSON: {exc}", param=where) from None
+    return _grammar_for_schema(text, where)
 
 
 def response_format_from(obj: Any, param: str = "response_format") -> ResponseFormat | None:

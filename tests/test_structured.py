@@ -234,21 +234,15 @@ def test_student_answer_validates_in_every_mode(student, think, name):
     assert gen(student, "What is 23 + 4 * 5?", think, fmt(name), max_tokens=160).text == r.text
 
 
-class MergedCloseBackend:
+class MergedCloseBackend(ScriptedBackend):
     """A model whose closing token also carries the first answer character ("</think>4"):
-    the loop must end the block exactly at the tag, so the answer starts under the grammar."""
+    the loop must end the block exactly at the tag, so the answer starts under the grammar.
+    The scripted backend's cache and lifecycle, over its own small vocabulary and script."""
 
     name, n_ctx = "merged", 64
     VOCAB = ["<|end|>", "<think>", "</think>", "</think>4", "a", "4", "7", "q"]
     n_vocab = len(VOCAB)
     SCRIPT = ["a", "a", "</think>4", "4", "<|end|>"]  # after the forced "<think>"
-
-    def __init__(self):
-        self._kv = []
-
-    @property
-    def kv_tokens(self):
-        return self._kv
 
     def tokenize(self, text, *, add_special, parse_special=True):
         """Tags and single characters (the merged token only ever comes from sampling)."""
@@ -264,9 +258,6 @@ class MergedCloseBackend:
 
     def is_eog(self, t):
         return t == 0
-
-    def truncate(self, n):
-        del self._kv[n:]
 
     def eval(self, tokens):
         self._kv.extend(tokens)
@@ -315,4 +306,13 @@ def test_a_deeply_nested_schema_is_a_clear_refusal():
 def test_a_schema_the_converter_cannot_translate_is_a_clear_refusal():
     with pytest.raises(InvalidRequest) as exc:  # anchored, valid JSON Schema, but a lookahead the converter lacks
         grammar_for(ResponseFormat("json_schema", {"type": "string", "pattern": "^(?=a)a$"}))
+    assert exc.value.param == "response_format.json_schema.schema"
+
+
+def test_a_too_deep_schema_is_refused_through_the_request_mapping_too():
+    schema: dict = {"type": "integer"}
+    for _ in range(3000):
+        schema = {"type": "array", "items": schema}
+    with pytest.raises(InvalidRequest) as exc:
+        response_format_from({"type": "json_schema", "json_schema": {"name": "deep", "schema": schema}})
     assert exc.value.param == "response_format.json_schema.schema"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidModelFile
+from ..errors import InvalidModelFile, InvalidRequest
 from ..threads import ThreadGovernor, ThreadPolicy
 from .base import BackendOptions
 
@@ -174,6 +174,7 @@ class LlamaCppBackend:
         self._kv: list[int] = []
         self._piece_cache: dict[int, bytes] = {}
         self._meta: dict[str, str] | None = None
+        self._not_text: np.ndarray | None = None  # tokens never allowed in a constrained answer (lazy)
 
     # --- vocabulary -----------------------------------------------------
     @property
@@ -291,7 +292,7 @@ class LlamaCppBackend:
     # --- structured output ------------------------------------------------
     def constraint(self, grammar: str) -> GrammarConstraint:
         """llama.cpp's grammar sampler for ``grammar`` (GBNF, root rule ``root``) on this vocabulary."""
-        if getattr(self, "_not_text", None) is None:
+        if self._not_text is None:
             C = self._C
             attrs = np.fromiter((C.llama_vocab_get_attr(self._vocab, i) for i in range(self.n_vocab)),
                                 dtype=np.int64, count=self.n_vocab)
@@ -338,8 +339,6 @@ class GrammarConstraint:
     """
 
     def __init__(self, C, vocab, n_vocab: int, grammar: str, not_text: np.ndarray | None = None):
-        from ..errors import InvalidRequest
-
         self._C = C
         self._not_text = not_text if not_text is not None else np.zeros(n_vocab, dtype=bool)
         self._smpl = C.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")

@@ -27,24 +27,12 @@ from ..generate import join_stream
 from ..types import Chunk
 from . import errors
 from .metrics import CONTENT_TYPE, Metrics
-from .middleware import CountRequests, Guard
+from .middleware import PLAYGROUND, CountRequests, Guard
 from .schemas import ChatCompletionRequest, CompletionRequest, ErrorResponse
 from .settings import ServerSettings
-from .streaming import (
-    EventStream,
-    blocking_with_disconnect,
-    next_chunk,
-    sse,
-    stream_error_event,
-)
-from .translate import (
-    ChatEvents,
-    CompletionEvents,
-    ReasoningTally,
-    chat_response,
-    completion_response,
-    to_generation_request,
-)
+from .streaming import EventStream, blocking_with_disconnect, next_chunk, sse, stream_error_event
+from .translate import (ChatEvents, CompletionEvents, ReasoningTally, chat_response, completion_response,
+                        to_generation_request)
 
 log = logging.getLogger(__name__)
 
@@ -185,9 +173,6 @@ def _routes(app: FastAPI, state: ServerState) -> None:
 
 
 STATIC = Path(__file__).with_name("static")
-# The playground's files (a fixed list: no path from the URL reaches the file system).
-PLAYGROUND = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
-              "style.css": "text/css; charset=utf-8"}
 # The page loads nothing from elsewhere and talks only to this server.
 _PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
                  "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}

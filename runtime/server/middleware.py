@@ -11,9 +11,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .errors import error_response
 from .metrics import Metrics, endpoint_label
 
+# The playground's files and their types (a fixed list: no path from the URL reaches the file system).
+PLAYGROUND = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
+              "style.css": "text/css; charset=utf-8"}
 # No key needed: the health probe, and the playground's static page (it holds no data;
 # every API call it makes carries the key the user types into it, as llama-server's UI does).
-PUBLIC_PATHS = frozenset({"/health", "/", "/playground/index.html", "/playground/app.js", "/playground/style.css"})
+PUBLIC_PATHS = frozenset({"/health", "/", *(f"/playground/{name}" for name in PLAYGROUND)})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 

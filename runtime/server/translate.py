@@ -9,14 +9,7 @@ import uuid
 
 from ..errors import InvalidRequest
 from ..structured import response_format_from
-from ..types import (
-    Chunk,
-    GenerationRequest,
-    GenerationResult,
-    Message,
-    SamplingParams,
-    Timings,
-)
+from ..types import Chunk, GenerationRequest, GenerationResult, Message, SamplingParams, Timings
 from .schemas import ChatCompletionRequest, CompletionRequest
 from .settings import ServerSettings
 
