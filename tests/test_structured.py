@@ -206,7 +206,9 @@ def test_embedded_model_answer_validates_against_the_schema(engine, name, questi
 
 
 def test_embedded_model_json_object_is_an_object(engine):
-    r = gen(engine, "Reply with a JSON object.", "off", ResponseFormat("json_object"))
+    # A question with a small answer: the bare "Reply with a JSON object." makes the 270M model list
+    # the same keys until max_tokens on llama-cpp-python 0.3.36 (finish "length"), a model habit, not the grammar's.
+    r = gen(engine, "Reply with a JSON object giving the capital of France.", "off", ResponseFormat("json_object"))
     assert r.finish_reason == "stop" and isinstance(json.loads(r.text), dict), r
 
 
