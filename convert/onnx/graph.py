@@ -6,8 +6,9 @@ Inputs / outputs (the names ONNX Runtime GenAI expects, ``genai_config.json``):
     attention_mask             int64 [batch, past + seq]
     position_ids               int64 [batch, seq]
     past_key_values.{i}.key    f32   [batch, n_kv_heads, past, head_dim]   (and .value)
+    logits_to_keep             int64 [1]  optional (default 0: every position; k: the last k)
     ->
-    logits                     f32   [batch, seq, vocab]
+    logits                     f32   [batch, seq or k, vocab]
     present.{i}.key            f32   [batch, n_kv_heads, past + seq, head_dim]  (and .value)
 
 Two attention lowerings share everything else:
@@ -71,6 +72,7 @@ SANDWICH_TENSORS = {
 PAST_KEY, PAST_VALUE = "past_key_values.{i}.key", "past_key_values.{i}.value"
 PRESENT_KEY, PRESENT_VALUE = "present.{i}.key", "present.{i}.value"
 ATTENTION_KINDS = ("plain", "gqa")
+LOGITS_TO_KEEP = "logits_to_keep"
 
 
 class _Graph:
@@ -317,6 +319,12 @@ def build_decoder(spec: DecoderSpec, tensors: Mapping[str, np.ndarray], *,
         x = g.op("Mul", [x, g.const(spec.embed_scale, np.float32)])
     for i in range(spec.n_layers):
         x = _layer(g, spec, W, sh, i, x, attention)
+    # logits_to_keep (an input with a default, 0 = every position, k = the last k): a prompt's
+    # prefill needs only the last row, and the head is the biggest MatMul of a large-vocabulary
+    # model (Gemma: 262k x 640). ORT GenAI does not feed it and gets every position.
+    g.init(LOGITS_TO_KEEP, np.array([0], dtype=np.int64))
+    start = g.op("Neg", [LOGITS_TO_KEEP])
+    x = g.op("Slice", [x, start, g.const([np.iinfo(np.int64).max]), g.const([1])])  # [B, k or S, hidden]
     x = _rms_norm(g, x, g.init("norm.weight", W.norm("final_norm")), spec.rms_eps)
     head = W.get("lm_head")  # absent when tied (an adapter's replacement can untie it)
     if head is None:
@@ -333,8 +341,9 @@ def build_decoder(spec: DecoderSpec, tensors: Mapping[str, np.ndarray], *,
     kv_out = ["batch", spec.n_kv_heads, "total_sequence_length", spec.head_dim]
     inputs = [helper.make_tensor_value_info("input_ids", i64, ["batch", "sequence_length"]),
               helper.make_tensor_value_info("attention_mask", i64, ["batch", "total_sequence_length"]),
-              helper.make_tensor_value_info("position_ids", i64, ["batch", "sequence_length"])]
-    outputs = [helper.make_tensor_value_info("logits", f32, ["batch", "sequence_length", spec_vocab])]
+              helper.make_tensor_value_info("position_ids", i64, ["batch", "sequence_length"]),
+              helper.make_tensor_value_info(LOGITS_TO_KEEP, i64, [1])]
+    outputs = [helper.make_tensor_value_info("logits", f32, ["batch", "logits_length", spec_vocab])]
     for i in range(spec.n_layers):
         for name in (PAST_KEY, PAST_VALUE):
             inputs.append(helper.make_tensor_value_info(name.format(i=i), f32, kv))
