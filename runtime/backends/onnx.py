@@ -60,6 +60,8 @@ class OnnxBackend:
         except Exception as e:  # tokenizers raises plain Exceptions on bad JSON
             raise InvalidModelFile(self.path, f"unreadable tokenizer: {e}") from None
         self.genai = self._read_json(folder / "genai_config.json")
+        # the converter's name for the architecture (GenAI's differs for some: gemma3_text)
+        self._arch = self._read_json(folder / "manifest.json").get("architecture")
         self.session = self._open_session(options)
         self._check_io()
         ctx = (self.genai.get("model") or {}).get("context_length") or options.n_ctx
@@ -173,7 +175,7 @@ class OnnxBackend:
     # --- metadata ----------------------------------------------------------------
     def metadata(self) -> dict[str, str]:
         m = self.genai.get("model") or {}
-        arch = m.get("type") or "unknown"
+        arch = self._arch or m.get("type") or "unknown"
         meta = {"general.architecture": str(arch), f"{arch}.context_length": str(m.get("context_length", ""))}
         if self.tokenizer.chat_template:
             meta["tokenizer.chat_template"] = self.tokenizer.chat_template
