@@ -413,3 +413,26 @@ def test_failure_after_the_onnx_export_leaves_out_untouched(tmp_path, monkeypatc
         convert(fx / "base", out, lora=fx / "adapter",
                 options=ConvertOptions(gguf="f16", onnx="fp32,int4", check=True, threads=2))
     assert written and snapshot() == before
+
+
+def test_logits_to_keep_gives_the_last_rows_and_the_backend_uses_it(llama):
+    """The optional input (an overridable initializer, default 0 = every row) slices before the
+    head; the backend must find it, or every prefill computes and returns [S, vocab] logits."""
+    import onnxruntime as ort
+
+    s = ort.InferenceSession(str(llama["fp32"]), providers=["CPUExecutionProvider"])
+    assert "logits_to_keep" in {i.name for i in s.get_overridable_initializers()}
+    ids = _golden("llama-spm")[0]["token_ids"][1]
+    feed = {"input_ids": np.array([ids]), "attention_mask": np.ones((1, len(ids)), np.int64),
+            "position_ids": np.arange(len(ids))[None]}
+    kv = s.get_inputs()[3].shape  # [batch, kv_heads, past, head_dim]
+    feed.update({i.name: np.zeros((1, kv[1], 0, kv[3]), np.float32) for i in s.get_inputs()
+                 if i.name.startswith("past_key_values.")})
+    full = s.run(["logits"], feed)[0]
+    last2 = s.run(["logits"], {**feed, "logits_to_keep": np.array([2])})[0]
+    assert full.shape[1] == len(ids) and last2.shape[1] == 2 and np.abs(full[:, -2:] - last2).max() < 1e-5
+    b = open_backend("onnx", str(llama["fp32"]), BackendOptions(n_ctx=128, n_threads=1))
+    try:
+        assert b._has_keep  # white-box: the flag that makes eval() ask for one row
+    finally:
+        b.close()

@@ -110,7 +110,10 @@ class OnnxBackend:
         kshape = ins["past_key_values.0.key"].shape  # [batch, n_kv_heads, past, head_dim]
         self._kv_heads, self._head_dim = int(kshape[1]), int(kshape[3])
         self._has_pos = "position_ids" in ins
-        self._has_keep = "logits_to_keep" in ins  # thinkling's exports: skip the head on rows nobody reads
+        # thinkling's exports: skip the head on rows nobody reads. An input with a default value
+        # is an "overridable initializer" to onnxruntime, not one of get_inputs().
+        self._has_keep = "logits_to_keep" in ins or any(
+            i.name == "logits_to_keep" for i in self.session.get_overridable_initializers())
         logits_shape = self.session.get_outputs()[outs.index("logits")].shape
         self.n_vocab = int(logits_shape[-1]) if isinstance(logits_shape[-1], int) \
             else self.tokenizer.tok.get_vocab_size()
