@@ -296,32 +296,13 @@ def _layer(g: _Graph, spec: DecoderSpec, W: _Weights, sh: _Shared, i: int, x: st
     return g.op("Add", [x, mlp])
 
 
-def build_decoder(spec: DecoderSpec, tensors: Mapping[str, np.ndarray], *,
-                  attention: str = "plain") -> onnx.ModelProto:
-    """Return the fp32 decoder ``ModelProto`` for HF-named ``tensors`` (any float dtype).
+def _head(g: _Graph, spec: DecoderSpec, W: _Weights, x: str, embed: np.ndarray) -> None:
+    """Final norm and output head -> ``logits``, for the last ``logits_to_keep`` rows only.
 
-    ``attention`` picks the lowering (``"plain"`` or ``"gqa"``); both take and
-    return the same inputs and outputs.
+    ``logits_to_keep`` is an input with a default (0 = every position, k = the last k): a
+    prompt's prefill needs only the last row, and the head is the biggest MatMul of a
+    large-vocabulary model (Gemma: 262k x 640). ORT GenAI does not feed it and gets every row.
     """
-    if attention not in ATTENTION_KINDS:
-        raise ValueError(f"attention must be one of {ATTENTION_KINDS}")
-    if spec.qk_norm and attention == "gqa":
-        raise ValueError("qk-norm models need attention='plain' (GQA applies rotary before any norm hook)")
-    g, W = _Graph(), _Weights(tensors, spec)
-    embed = W.need("embed")
-    if embed.shape[0] != spec.vocab:
-        spec_vocab = embed.shape[0]  # padded vocabularies: the tensor is the truth
-    else:
-        spec_vocab = spec.vocab
-    sh = _Shared(g, spec, attention)
-    x = g.op("Gather", [g.init("embed_tokens.weight", embed), "input_ids"], axis=0)
-    if spec.embed_scale != 1.0:  # Gemma: sqrt(hidden), applied to the lookup only (not to a tied head)
-        x = g.op("Mul", [x, g.const(spec.embed_scale, np.float32)])
-    for i in range(spec.n_layers):
-        x = _layer(g, spec, W, sh, i, x, attention)
-    # logits_to_keep (an input with a default, 0 = every position, k = the last k): a prompt's
-    # prefill needs only the last row, and the head is the biggest MatMul of a large-vocabulary
-    # model (Gemma: 262k x 640). ORT GenAI does not feed it and gets every position.
     g.init(LOGITS_TO_KEEP, np.array([0], dtype=np.int64))
     start = g.op("Neg", [LOGITS_TO_KEEP])
     x = g.op("Slice", [x, start, g.const([np.iinfo(np.int64).max]), g.const([1])])  # [B, k or S, hidden]
@@ -336,6 +317,9 @@ def build_decoder(spec: DecoderSpec, tensors: Mapping[str, np.ndarray], *,
         capped = g.op("Tanh", [g.op("Div", [logits, g.const(cap, np.float32)])])
         g.op("Mul", [capped, g.const(cap, np.float32)], outputs=["logits"])
 
+
+def _graph_io(spec: DecoderSpec, vocab: int) -> tuple[list, list]:
+    """The graph's declared inputs and outputs (ORT GenAI's names)."""
     f32, i64 = TensorProto.FLOAT, TensorProto.INT64
     kv = ["batch", spec.n_kv_heads, "past_sequence_length", spec.head_dim]
     kv_out = ["batch", spec.n_kv_heads, "total_sequence_length", spec.head_dim]
@@ -343,12 +327,37 @@ def build_decoder(spec: DecoderSpec, tensors: Mapping[str, np.ndarray], *,
               helper.make_tensor_value_info("attention_mask", i64, ["batch", "total_sequence_length"]),
               helper.make_tensor_value_info("position_ids", i64, ["batch", "sequence_length"]),
               helper.make_tensor_value_info(LOGITS_TO_KEEP, i64, [1])]
-    outputs = [helper.make_tensor_value_info("logits", f32, ["batch", "logits_length", spec_vocab])]
+    outputs = [helper.make_tensor_value_info("logits", f32, ["batch", "logits_length", vocab])]
     for i in range(spec.n_layers):
         for name in (PAST_KEY, PAST_VALUE):
             inputs.append(helper.make_tensor_value_info(name.format(i=i), f32, kv))
         for name in (PRESENT_KEY, PRESENT_VALUE):
             outputs.append(helper.make_tensor_value_info(name.format(i=i), f32, kv_out))
+    return inputs, outputs
+
+
+def build_decoder(spec: DecoderSpec, tensors: Mapping[str, np.ndarray], *,
+                  attention: str = "plain") -> onnx.ModelProto:
+    """Return the fp32 decoder ``ModelProto`` for HF-named ``tensors`` (any float dtype).
+
+    ``attention`` picks the lowering (``"plain"`` or ``"gqa"``); both take and
+    return the same inputs and outputs.
+    """
+    if attention not in ATTENTION_KINDS:
+        raise ValueError(f"attention must be one of {ATTENTION_KINDS}")
+    if spec.qk_norm and attention == "gqa":
+        raise ValueError("qk-norm models need attention='plain' (GQA applies rotary before any norm hook)")
+    g, W = _Graph(), _Weights(tensors, spec)
+    embed = W.need("embed")
+    vocab = embed.shape[0]  # padded vocabularies: the tensor is the truth
+    sh = _Shared(g, spec, attention)
+    x = g.op("Gather", [g.init("embed_tokens.weight", embed), "input_ids"], axis=0)
+    if spec.embed_scale != 1.0:  # Gemma: sqrt(hidden), applied to the lookup only (not to a tied head)
+        x = g.op("Mul", [x, g.const(spec.embed_scale, np.float32)])
+    for i in range(spec.n_layers):
+        x = _layer(g, spec, W, sh, i, x, attention)
+    _head(g, spec, W, x, embed)
+    inputs, outputs = _graph_io(spec, vocab)
     graph = helper.make_graph(g.nodes, f"thinkling-{spec.model_type}", inputs, outputs, g.inits)
     opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)]
     model = helper.make_model(graph, opset_imports=opsets, producer_name="thinkling.convert")
