@@ -106,3 +106,56 @@ def install_profile(recipe: StudentRecipe, target_dir: Path) -> None:
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, dest)
+
+
+@dataclass(frozen=True)
+class OnnxRecipe:
+    """An ONNX decoder built on first use from a registered GGUF (and optionally a LoRA adapter)."""
+
+    name: str  # the file stem: <target>/<name>-onnx-<quant>/<name>-<quant>.onnx
+    quant: str  # an ONNX quant, "int4" or "fp32"
+    student: StudentRecipe | None = None  # the adapter to merge (and the profile to install), if any
+
+    def model_path(self, target_dir: Path) -> Path:
+        return target_dir / f"{self.name}-onnx-{self.quant}" / f"{self.name}-{self.quant}.onnx"
+
+
+def assemble_onnx(recipe: OnnxRecipe, base_gguf: Path, target_dir: Path) -> Path:
+    """Convert ``base_gguf`` (+ the student's adapter) to an ONNX folder in ``target_dir``
+    with ``convert()``, into a temporary folder renamed into place when complete.
+    Returns the ``.onnx`` file. Needs the ``onnx`` extra (onnx, onnxruntime, tokenizers).
+    """
+    from runtime.extras import require
+
+    from .pipeline import ConvertOptions, convert
+
+    student = recipe.student
+    final = recipe.model_path(target_dir)
+    if final.is_file() and (student is None or _built_from(target_dir, student)):
+        if student is not None:
+            install_profile(student, final.parent)
+        return final
+    require(f"assembling {recipe.name} (ONNX)", "onnx", "onnx", "onnxruntime", "onnx_ir", "tokenizers")
+    lora = None
+    if student is not None:
+        lora = student.adapter
+        weights = lora / "adapter_model.safetensors"
+        if not weights.is_file() or sha256_file(weights) != student.adapter_sha256:
+            from runtime.errors import InvalidModelFile
+
+            raise InvalidModelFile(str(weights), f"the adapter of {student.name} is missing or not the recorded one")
+    target_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target_dir.with_name(f".{target_dir.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    log.info("converting %s to ONNX %s (first use; about a minute and a few GB of memory for 270M)",
+             base_gguf.name, recipe.quant)
+    try:
+        convert(base_gguf, tmp, lora=lora, options=ConvertOptions(gguf="", onnx=recipe.quant, name=recipe.name,
+                                                                  threads=os.cpu_count() or 2))
+        if student is not None:
+            install_profile(student, recipe.model_path(tmp).parent)
+        shutil.rmtree(target_dir, ignore_errors=True)
+        os.replace(tmp, target_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final

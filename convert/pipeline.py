@@ -6,12 +6,14 @@ The steps, in order:
    tensor plan) before a byte is written, so bad input fails fast and clean;
 2. write the direct types (F16, Q8_0, ...) in one pass, to temporary names;
 3. derive K-quants from the F16 file with llama.cpp and read their types back;
-4. optionally check parity of every file against the numpy reference;
+   ONNX decoders (``convert.onnx``) are written into temporary folders beside them;
+4. optionally check parity of every output, GGUF and ONNX, against one run of
+   the numpy reference;
 5. hash, rename everything into place, write ``manifest.json`` and copy
    ``thinkling.json``.
 
-Any error before step 5 removes every temporary file, so ``out`` never holds a
-half-written model.
+Any error before step 5 removes every temporary file and folder, so ``out``
+never holds a half-written model.
 """
 
 from __future__ import annotations
@@ -113,7 +115,7 @@ class ConvertOptions:
     q4_k_m, q5_k_m, q6_k by llama.cpp from the F16 file. Empty with ``onnx`` set: ONNX only."""
     onnx: str | Sequence[str] = ()
     """ONNX decoders to write as well (``"fp32,int4"``), each in a folder of its own
-    (``convert.onnx_export``)."""
+    (``convert.onnx``)."""
     name: str | None = None
     """File name stem; ``None``: the source folder's name (``default_name``)."""
 
@@ -143,21 +145,17 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, lora: str | os.PathL
     source has one. With ``options.check``, every file's next-token logits on a
     fixed prompt set are compared with an independent numpy reference and the
     results go into the manifest. ``options.onnx`` ("fp32,int4") also writes
-    ONNX decoder folders (``convert.onnx_export``). Returns the manifest.
+    ONNX decoder folders (``convert.onnx``). Returns the manifest.
     Raises ``ConversionError`` subclasses on bad input; ``out`` then holds no
     partial files.
     """
     src, out = Path(src), Path(out)
     lora_path = Path(lora) if lora is not None else None
-    check, progress = options.check, options.progress
     head = parse_head_type(options.head_type)
-    if src.is_file() and _is_gguf(src) and lora_path is None:
+    onnx_quants = _onnx_quants(options.onnx)
+    if src.is_file() and _is_gguf(src) and lora_path is None and not onnx_quants:
         return _from_gguf(src, out, options, head)
-    # --- ONNX (issue 8): begin
-    from .onnx_export import parse_onnx_quants
-    onnx_quants = parse_onnx_quants(options.onnx)
     quants = parse_quants(options.gguf) if options.gguf or not onnx_quants else []
-    # --- ONNX: end
     if head is not None and any(q.direct for q in quants):
         raise UnsupportedSource(str(src), "--head-type applies to the outputs llama.cpp quantizes "
                                           f"({', '.join(n for n, q in QUANTS.items() if not q.direct)}); "
@@ -167,41 +165,63 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, lora: str | os.PathL
     t0 = time.perf_counter()
     prep = _prepare(src, lora_path, name)  # step 1
     check_head_type(head, prep.dims.hidden, src)
+    onnx_opts = _onnx_options(prep, src, name, onnx_quants) if onnx_quants else None  # refuses before writing
     log.info("validated %s%s in %.1fs", src, f" + {lora_path}" if lora_path else "", time.perf_counter() - t0)
-    if onnx_quants and src.is_file():
-        raise UnsupportedSource(str(src), "ONNX is exported from the HF model folder, not from a GGUF file")
-    if onnx_quants:  # --- ONNX: refuse before writing anything
-        from .onnx_export import check_exportable
-        check_exportable(prep.weights.model.config, src)
 
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     stage = Staging(out)
     try:
-        files = _write_all(prep, quants, stage, name, threads, progress, head) if quants else []  # steps 2-3
-        tokens = matches = None
-        if check and files:  # step 4
-            tokens, matches = _check_all(prep, src, stage, files, threads, progress)
-        onnx_files = []
-        if onnx_quants:  # --- ONNX: folders of their own, checked on the same prompts and reference
-            from .onnx_export import OnnxOptions, OnnxParity, pipeline_step
-            onnx_opts = OnnxOptions(name=name, quants=onnx_quants, src=src, thinkling=prep.thinkling)
-            parity = OnnxParity(tokens=tokens, hf_matches=matches, threads=threads) if check else None
-            onnx_files = pipeline_step(prep.weights, prep.dims, out, onnx_opts, parity)
+        files = _write_all(prep, quants, stage, name, threads, options.progress, head) if quants else []  # 2-3
+        onnx_entries = []
+        if onnx_opts is not None:  # step 2b: ONNX folders, staged beside the GGUF files
+            from .onnx.export import folder_of, write_onnx
+            onnx_entries = write_onnx(prep.weights, prep.weights.model.config, stage, onnx_opts)
+        if options.check:  # step 4: one reference forward for every output
+            _check_all(prep, src, stage, files, onnx_entries, threads, options.progress)
         for entry in files:
             entry.sha256 = sha256_file(stage.tmp[entry.path])
             entry.size_bytes = stage.tmp[entry.path].stat().st_size
-        stage.commit([f.path for f in files])  # step 5
+        keep = [f.path for f in files] + [folder_of(e) for e in onnx_entries]
+        stage.commit(keep)  # step 5
     except BaseException:
         stage.discard()
         if created and not any(out.iterdir()):
             out.rmdir()
         raise
+    onnx_files = []
+    if onnx_entries:
+        from .onnx.export import file_entries
+        onnx_files = file_entries(onnx_entries)
     manifest = _manifest(prep, src, lora_path, name, files + onnx_files)
     if prep.thinkling is not None:
         shutil.copyfile(prep.thinkling, out / "thinkling.json")
     write_json_atomic(out / "manifest.json", manifest.to_dict())
     return manifest
+
+
+def _onnx_quants(onnx: str | Sequence[str]) -> list[str]:
+    if not onnx:
+        return []
+    from .onnx.export import parse_onnx_quants
+
+    return parse_onnx_quants(onnx)
+
+
+def _onnx_options(prep: _Prepared, src: Path, name: str, quants: list[str]):
+    """``OnnxOptions`` for ``write_onnx``; refuses an unexportable model before anything is written.
+    A GGUF source has no tokenizer.json: it is rebuilt from the GGUF's vocabulary."""
+    from .onnx.export import OnnxOptions, check_exportable
+
+    check_exportable(prep.weights.model.config, src)
+    generated = None
+    if src.is_file():
+        from .onnx.tokenizer import tokenizer_files
+
+        generated = tokenizer_files(prep.vocab.metadata(), prep.weights.model.config)  # the adapter's template wins
+    family = read_json(prep.thinkling, "thinking format").get("family") if prep.thinkling else None
+    return OnnxOptions(name=name, quants=quants, src=src, thinkling=prep.thinkling, generated_files=generated,
+                       extra_manifest={"name": name, "thinking_family": family})
 
 
 def _is_gguf(path: Path) -> bool:
@@ -214,8 +234,6 @@ def _from_gguf(src: Path, out: Path, options: ConvertOptions, head) -> Manifest:
     With an adapter it goes the HF way, dequantized (``convert.gguf_source``)."""
     from .requantize import requantize
 
-    if options.onnx:
-        raise UnsupportedSource(str(src), "ONNX is exported from the HF model folder, not from a GGUF file")
     quants = parse_quants(options.gguf)
     threads = options.worker_threads()
     return requantize(src, out, quants, head=head, name=options.name, check=options.check, threads=threads)
@@ -248,16 +266,25 @@ def _write_all(prep: _Prepared, quants: list[QuantSpec], stage: Staging, name: s
     return entries
 
 
-def _check_all(prep: _Prepared, src: Path, stage: Staging, files: list[FileEntry], threads: int,
-               progress: bool = False) -> tuple[list[list[int]], bool | None]:
-    first = stage.tmp[files[0].path]
-    tokens = tokenize(first, PROMPTS, threads)
-    hf = hf_tokenization(src / "tokenizer.json", PROMPTS)
+def _check_all(prep: _Prepared, src: Path, stage: Staging, files: list[FileEntry], onnx_entries: list[dict],
+               threads: int, progress: bool = False) -> None:
+    """Parity of every staged output (GGUF and ONNX) against one reference forward pass.
+
+    The prompts are tokenized by llama.cpp on the first GGUF output, or by the
+    onnx backend when only ONNX is written."""
+    if files:
+        tokens = tokenize(stage.tmp[files[0].path], PROMPTS, threads)
+    else:
+        from .onnx.export import folder_of
+        from .onnx.parity import onnx_tokenize
+
+        first = onnx_entries[0]
+        tokens = onnx_tokenize(stage.tmp[folder_of(first)] / Path(first["path"]).name, PROMPTS, threads)
+    hf = hf_tokenization(src / "tokenizer.json", PROMPTS) if src.is_dir() else None
     matches = None if hf is None else hf == tokens
     if matches is False:
-        log.warning("llama.cpp and the HF tokenizer disagree on some parity prompts")
-    steps = ["reference"] + [f.path for f in files]
-    bar = _bar(len(steps), "parity", progress)
+        log.warning("the HF tokenizer disagrees with the outputs' tokenization on some parity prompts")
+    bar = _bar(1 + len(files) + len(onnx_entries), "parity", progress)
     t0 = time.perf_counter()
     ref = reference_logits(prep.weights, prep.dims, tokens)
     log.info("reference forward pass in %.1fs", time.perf_counter() - t0)
@@ -268,8 +295,14 @@ def _check_all(prep: _Prepared, src: Path, stage: Staging, files: list[FileEntry
         entry.parity = result.to_dict()
         log.info("parity of %s in %.1fs", entry.path, time.perf_counter() - t0)
         bar.update(1)
+    if onnx_entries:
+        from .onnx.parity import check_staged
+
+        t0 = time.perf_counter()
+        check_staged(stage.tmp, onnx_entries, tokens, ref, matches, threads)
+        log.info("parity of %d ONNX decoders in %.1fs", len(onnx_entries), time.perf_counter() - t0)
+        bar.update(len(onnx_entries))
     bar.close()
-    return tokens, matches  # the ONNX step checks on the same tokens
 
 
 class _NoBar:

@@ -2,33 +2,49 @@
 
 Both converter paths (HF source in ``pipeline``, GGUF source in ``requantize``)
 write through one ``Staging``, so ``--out`` never holds a half-written model.
+ONNX decoders are folders (``convert.onnx``); they are staged beside the GGUF
+files and renamed in the same ``commit``, after every check.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 
 @dataclass
 class Staging:
-    """Temporary files in ``out``; ``commit`` renames the kept ones, ``discard`` removes all."""
+    """Temporary files and folders in ``out``; ``commit`` renames the kept ones, ``discard`` removes all."""
 
     out: Path
-    tmp: dict[str, Path] = field(default_factory=dict)  # final file name -> temporary path
+    tmp: dict[str, Path] = field(default_factory=dict)  # final name -> temporary path
 
     def path(self, final_name: str) -> Path:
         p = self.out / f".{final_name}.{os.getpid()}.partial"
         self.tmp[final_name] = p
         return p
 
+    def folder(self, final_name: str) -> Path:
+        """A fresh, empty temporary folder that ``commit`` renames to ``out/final_name``."""
+        p = self.path(final_name)
+        shutil.rmtree(p, ignore_errors=True)
+        p.mkdir(parents=True)
+        return p
+
     def commit(self, keep: list[str]) -> None:
         for final in keep:
-            os.replace(self.tmp.pop(final), self.out / final)
+            tmp, dest = self.tmp.pop(final), self.out / final
+            if tmp.is_dir() and dest.is_dir():  # os.replace cannot replace a non-empty folder
+                shutil.rmtree(dest)
+            os.replace(tmp, dest)
         self.discard()
 
     def discard(self) -> None:
         for p in self.tmp.values():
-            p.unlink(missing_ok=True)
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
         self.tmp.clear()

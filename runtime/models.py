@@ -100,6 +100,39 @@ def _assembled_student(recipe_rel: str) -> tuple[Callable[[], Path], Callable[[]
     return locate, peek
 
 
+def _assembled_onnx(name: str, quant: str, base: str = DEFAULT_MODEL, student_rel: str | None = None
+                    ) -> tuple[Callable[[], Path], Callable[[], Path | None]]:
+    """An ONNX decoder converted on first use from a registered GGUF (``base``), merged with a
+    committed student adapter when ``student_rel`` names its recipe; written into
+    ``$THINKLING_HOME/models/<registered name>`` by the converter (``convert.assemble``)."""
+    registered = f"{name}-onnx-{quant}"
+
+    def recipe():
+        from convert.assemble import OnnxRecipe, StudentRecipe
+
+        student = None
+        if student_rel is not None:
+            path = _REPO_ROOT / student_rel
+            if not path.is_file():
+                raise ModelNotFound(registered, [f"the student recipe {path} is missing"])
+            student = StudentRecipe.load(path)
+        return OnnxRecipe(name=name, quant=quant, student=student)
+
+    def target() -> Path:
+        return thinkling_home() / "models" / registered
+
+    def peek() -> Path | None:
+        where = target() / f"{name}-onnx-{quant}" / f"{name}-{quant}.onnx"
+        return where if where.is_file() else None
+
+    def locate() -> Path:
+        from convert.assemble import assemble_onnx
+
+        r = recipe()
+        return assemble_onnx(r, resolve(base).path, target())
+    return locate, peek
+
+
 def _repo_artifact(rel: str) -> Callable[[], Path]:
     def locate() -> Path:
         return _REPO_ROOT / rel
@@ -142,6 +175,21 @@ register(RegistryEntry(
     name="arith-student-onnx-int4",
     description="distilled arithmetic reasoning student on onnxruntime (LoRA-merged, ONNX int4 MatMulNBits)",
     locate=_repo_artifact("distill/artifacts/arith-student/onnx/arith-student-onnx-int4/arith-student-int4.onnx"),
+))
+
+
+_gemma_onnx_locate, _gemma_onnx_peek = _assembled_onnx("gemma-3-270m", "int4")
+register(RegistryEntry(
+    name="gemma-3-270m-onnx-int4",
+    description="Gemma 3 270M on onnxruntime (ONNX int4 MatMulNBits, converted from the embedded GGUF on first use)",
+    locate=_gemma_onnx_locate, peek=_gemma_onnx_peek,
+))
+_twin_locate, _twin_peek = _assembled_onnx("gemma-3-270m-arith", "int4",
+                                           student_rel="distill/artifacts/gemma-arith/student.json")
+register(RegistryEntry(
+    name="gemma-3-270m-arith-onnx-int4",
+    description="Gemma 3 270M + arithmetic reasoning LoRA on onnxruntime (ONNX int4; converted on first use)",
+    locate=_twin_locate, peek=_twin_peek,
 ))
 
 

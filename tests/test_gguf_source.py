@@ -103,6 +103,11 @@ def test_adapter_of_another_shape_is_refused_before_writing(f32_base, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_onnx_from_a_gguf_base_is_refused(f32_base, tmp_path):
-    with pytest.raises(ConversionError, match="ONNX"):
-        convert(f32_base, tmp_path / "out", lora=FX / "adapter", options=ConvertOptions(gguf="", onnx="fp32"))
+def test_onnx_from_a_gguf_with_a_vocabulary_it_cannot_rebuild_is_refused(tmp_path):
+    """ONNX from a GGUF source rebuilds SentencePiece vocabularies only (tests/test_onnx_gemma.py
+    covers the supported path); a byte-level BPE one is refused before anything is written."""
+    pytest.importorskip("onnx", reason="onnx not installed (the onnx extra)")
+    convert(FIXTURES / "qwen2-bpe" / "base", tmp_path / "gguf", options=ConvertOptions(gguf="f16", name="q"))
+    with pytest.raises(ConversionError, match="SentencePiece"):
+        convert(tmp_path / "gguf" / "q-f16.gguf", tmp_path / "out", options=ConvertOptions(gguf="", onnx="fp32"))
+    assert not (tmp_path / "out").exists()

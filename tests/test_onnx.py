@@ -15,8 +15,8 @@ pytest.importorskip("onnx", reason="onnx not installed (the onnx extra)")
 pytest.importorskip("tokenizers", reason="tokenizers not installed (the onnx extra)")
 
 from convert.errors import UnsupportedArchitecture  # noqa: E402
-from convert.onnx_export import OnnxOptions, export_onnx  # noqa: E402
-from convert.onnx_parity import compare_logits, load_merged, onnx_logits  # noqa: E402
+from convert.onnx.export import OnnxOptions, export_onnx  # noqa: E402
+from convert.onnx.parity import compare_logits, load_merged, onnx_logits  # noqa: E402
 from runtime import (ContextLengthExceeded, Engine, EngineConfig, GenerationRequest,  # noqa: E402
                      InvalidModelFile, SamplingParams)
 from runtime.backends import BackendOptions, open_backend  # noqa: E402
@@ -70,6 +70,7 @@ PARITY_FIXTURES = [
     "llama-spm",
     "qwen2-bpe",  # tied embeddings with a LoRA on lm_head, qkv bias, padded vocab
     "qwen3-bpe",
+    "gemma3-spm",  # 5 sliding-window layers (window 8) + 1 global, q/k norm, 1 + w norms, GeGLU
 ]
 
 
@@ -130,12 +131,23 @@ def test_plain_and_gqa_lowerings_agree(tmp_root):
     assert entry["attention"] == "plain" and r["top1_agreement"] == 1.0 and r["max_abs_diff"] < 1e-3
 
 
-def test_unsupported_architecture_refused_before_writing(tmp_path):
-    w, cfg = load_merged(FIXTURES / "gemma3-spm" / "base")
-    with pytest.raises(UnsupportedArchitecture, match="gemma3"):
-        export_onnx(w, cfg, tmp_path / "out", OnnxOptions(name="g", quants=["fp32"],
-                                                             src=FIXTURES / "gemma3-spm" / "base"))
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+def _refused_config(tmp_path: Path) -> Path:
+    """The gemma3 fixture with attention-logit soft-capping (Gemma 2's), which nothing here exports."""
+    src = tmp_path / "softcap"
+    src.mkdir()
+    for f in (FIXTURES / "gemma3-spm" / "base").iterdir():
+        (src / f.name).write_bytes(f.read_bytes())
+    cfg = json.loads((src / "config.json").read_text())
+    (src / "config.json").write_text(json.dumps(dict(cfg, attn_logit_softcapping=50.0)))
+    return src
+
+
+def test_unsupported_config_refused_before_writing(tmp_path):
+    src = _refused_config(tmp_path)
+    w, cfg = load_merged(src)
+    with pytest.raises(UnsupportedArchitecture, match="soft-capping"):
+        export_onnx(w, cfg, tmp_path / "out", OnnxOptions(name="g", quants=["fp32"], src=src))
+    assert not (tmp_path / "out").exists()
 
 
 # --- bad files --------------------------------------------------------------------------
@@ -288,7 +300,7 @@ def test_concurrent_submissions_are_serialised(onnx_engine):
 
 def test_external_data_past_the_threshold(tmp_path, monkeypatch):
     """Weights past the protobuf limit go to <file>.data; the folder still loads and matches."""
-    import convert.onnx_export as ox
+    import convert.onnx.export as ox
 
     monkeypatch.setattr(ox, "EXTERNAL_DATA_BYTES", 0)  # the fixture is tiny: force the big-model path
     w, cfg = load_merged(FIXTURES / "llama-spm" / "base", FIXTURES / "llama-spm" / "adapter")
@@ -304,7 +316,7 @@ def test_external_data_past_the_threshold(tmp_path, monkeypatch):
 
 
 def test_truncated_external_data_is_invalid_model_file(tmp_path, monkeypatch):
-    import convert.onnx_export as ox
+    import convert.onnx.export as ox
 
     monkeypatch.setattr(ox, "EXTERNAL_DATA_BYTES", 0)
     w, cfg = load_merged(FIXTURES / "llama-spm" / "base")
@@ -344,22 +356,83 @@ def test_cli_convert_onnx_only_with_check(tmp_path):
 
 
 def test_cli_convert_unsupported_architecture_is_one_line(tmp_path):
-    fx = FIXTURES / "gemma3-spm"
-    p = _cli("convert", str(fx / "base"), "--out", str(tmp_path / "out"), "--onnx", "fp32")
+    src = _refused_config(tmp_path)
+    p = _cli("convert", str(src), "--out", str(tmp_path / "out"), "--onnx", "fp32")
     assert p.returncode != 0 and "Traceback" not in p.stderr
-    assert len(p.stderr.strip().splitlines()) == 1 and "gemma3" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and "soft-capping" in p.stderr
     assert not (tmp_path / "out").exists()
 
 
-def test_int4_on_a_well_conditioned_model_in_the_same_table_as_gguf(tmp_path):
+def test_int4_on_a_well_conditioned_model_in_the_same_table_as_gguf(tmp_path, monkeypatch):
+    import convert.pipeline as pipeline
     from convert.pipeline import ConvertOptions, convert
     from convert.testing import SMALL_QWEN2, make_random_qwen2
 
+    calls = []
+    reference = pipeline.reference_logits
+    monkeypatch.setattr(pipeline, "reference_logits", lambda *a: calls.append(1) or reference(*a))
     src = make_random_qwen2(tmp_path / "src", SMALL_QWEN2, FIXTURES / "qwen2-bpe" / "base")
     m = convert(src, tmp_path / "out",
                 options=ConvertOptions(gguf="q4_k_m", onnx="fp32,int4", check=True, name="wide", threads=2))
+    assert len(calls) == 1  # one reference forward for the GGUF and the ONNX rows
     rows = {(f.format, f.quant): f.parity for f in m.files}
     assert set(rows) == {("gguf", "q4_k_m"), ("onnx", "fp32"), ("onnx", "int4")}
     assert rows["onnx", "fp32"]["top1_agreement"] == 1.0 and rows["onnx", "fp32"]["max_abs_diff"] < 1e-3
     assert rows["onnx", "int4"]["kl_mean"] < INT4_WIDE_MAX_KL, rows["onnx", "int4"]
     assert rows["onnx", "int4"]["tokenization_matches_hf"] is True
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_failure_after_the_onnx_export_leaves_out_untouched(tmp_path, monkeypatch, existing):
+    """ONNX folders are staged with the GGUF files and renamed only after every check:
+    a failure in the last check leaves --out as it was (absent, or with its old files)."""
+    import convert.onnx.parity as onnx_parity
+    from convert.pipeline import ConvertOptions, convert
+
+    fx = FIXTURES / "llama-spm"
+    out = tmp_path / "out"
+    if existing:  # a previous conversion's files must survive a failed one, byte for byte
+        (out / "llama-spm-onnx-fp32").mkdir(parents=True)
+        (out / "llama-spm-onnx-fp32" / "llama-spm-fp32.onnx").write_bytes(b"old model")
+        (out / "manifest.json").write_text("{}")
+
+    def snapshot():
+        return {str(p.relative_to(out)): p.read_bytes() if p.is_file() else None
+                for p in sorted(out.rglob("*"))} if out.exists() else None
+
+    before = snapshot()
+    written = []
+
+    def fail(files, entries, *a):
+        written.extend(Path(files[str(Path(e["path"]).parent)]) for e in entries)
+        assert all(p.is_dir() for p in written)  # the ONNX export did run
+        raise RuntimeError("injected after the ONNX export")
+
+    monkeypatch.setattr(onnx_parity, "check_staged", fail)
+    with pytest.raises(RuntimeError, match="injected"):
+        convert(fx / "base", out, lora=fx / "adapter",
+                options=ConvertOptions(gguf="f16", onnx="fp32,int4", check=True, threads=2))
+    assert written and snapshot() == before
+
+
+def test_logits_to_keep_gives_the_last_rows_and_the_backend_uses_it(llama):
+    """The optional input (an overridable initializer, default 0 = every row) slices before the
+    head; the backend must find it, or every prefill computes and returns [S, vocab] logits."""
+    import onnxruntime as ort
+
+    s = ort.InferenceSession(str(llama["fp32"]), providers=["CPUExecutionProvider"])
+    assert "logits_to_keep" in {i.name for i in s.get_overridable_initializers()}
+    ids = _golden("llama-spm")[0]["token_ids"][1]
+    feed = {"input_ids": np.array([ids]), "attention_mask": np.ones((1, len(ids)), np.int64),
+            "position_ids": np.arange(len(ids))[None]}
+    kv = s.get_inputs()[3].shape  # [batch, kv_heads, past, head_dim]
+    feed.update({i.name: np.zeros((1, kv[1], 0, kv[3]), np.float32) for i in s.get_inputs()
+                 if i.name.startswith("past_key_values.")})
+    full = s.run(["logits"], feed)[0]
+    last2 = s.run(["logits"], {**feed, "logits_to_keep": np.array([2])})[0]
+    assert full.shape[1] == len(ids) and last2.shape[1] == 2 and np.abs(full[:, -2:] - last2).max() < 1e-5
+    b = open_backend("onnx", str(llama["fp32"]), BackendOptions(n_ctx=128, n_threads=1))
+    try:
+        assert b._has_keep  # white-box: the flag that makes eval() ask for one row
+    finally:
+        b.close()

@@ -60,6 +60,8 @@ class OnnxBackend:
         except Exception as e:  # tokenizers raises plain Exceptions on bad JSON
             raise InvalidModelFile(self.path, f"unreadable tokenizer: {e}") from None
         self.genai = self._read_json(folder / "genai_config.json")
+        # the converter's name for the architecture (GenAI's differs for some: gemma3_text)
+        self._arch = self._read_json(folder / "manifest.json").get("architecture")
         self.session = self._open_session(options)
         self._check_io()
         ctx = (self.genai.get("model") or {}).get("context_length") or options.n_ctx
@@ -108,6 +110,10 @@ class OnnxBackend:
         kshape = ins["past_key_values.0.key"].shape  # [batch, n_kv_heads, past, head_dim]
         self._kv_heads, self._head_dim = int(kshape[1]), int(kshape[3])
         self._has_pos = "position_ids" in ins
+        # thinkling's exports: skip the head on rows nobody reads. An input with a default value
+        # is an "overridable initializer" to onnxruntime, not one of get_inputs().
+        self._has_keep = "logits_to_keep" in ins or any(
+            i.name == "logits_to_keep" for i in self.session.get_overridable_initializers())
         logits_shape = self.session.get_outputs()[outs.index("logits")].shape
         self.n_vocab = int(logits_shape[-1]) if isinstance(logits_shape[-1], int) \
             else self.tokenizer.tok.get_vocab_size()
@@ -138,25 +144,27 @@ class OnnxBackend:
             self._past = [np.ascontiguousarray(p[:, :, :n_keep, :]) for p in self._past]
             del self._kv[n_keep:]
 
-    def _step(self, part: list[int]) -> np.ndarray:
+    def _step(self, part: list[int], last_only: bool = False) -> np.ndarray:
         n_past, n = len(self._kv), len(part)
         feed = {"input_ids": np.asarray([part], dtype=np.int64),
                 "attention_mask": np.ones((1, n_past + n), dtype=np.int64)}
         if self._has_pos:
             feed["position_ids"] = np.arange(n_past, n_past + n, dtype=np.int64)[None, :]
+        if self._has_keep:
+            feed["logits_to_keep"] = np.asarray([1 if last_only else 0], dtype=np.int64)
         for i in range(self._layers):
             feed[f"past_key_values.{i}.key"] = self._past[2 * i]
             feed[f"past_key_values.{i}.value"] = self._past[2 * i + 1]
         outs = dict(zip(self._out_names, self.session.run(None, feed)))
         self._past = [outs[f"present.{i}.{kind}"] for i in range(self._layers) for kind in ("key", "value")]
         self._kv.extend(part)
-        return outs["logits"][0]  # [len(part), n_vocab]
+        return outs["logits"][0]  # [len(part), n_vocab], or [1, n_vocab] with last_only
 
     def eval(self, tokens: list[int]) -> np.ndarray:
         """Append ``tokens`` in batches of ``n_batch``; return the last position's logits."""
         logits = None
         for start in range(0, len(tokens), self.n_batch):
-            logits = self._step(tokens[start:start + self.n_batch])
+            logits = self._step(tokens[start:start + self.n_batch], last_only=True)
         if logits is None:
             raise ValueError("eval needs at least one token")
         return logits[-1]
@@ -170,7 +178,7 @@ class OnnxBackend:
     # --- metadata ----------------------------------------------------------------
     def metadata(self) -> dict[str, str]:
         m = self.genai.get("model") or {}
-        arch = m.get("type") or "unknown"
+        arch = self._arch or m.get("type") or "unknown"
         meta = {"general.architecture": str(arch), f"{arch}.context_length": str(m.get("context_length", ""))}
         if self.tokenizer.chat_template:
             meta["tokenizer.chat_template"] = self.tokenizer.chat_template

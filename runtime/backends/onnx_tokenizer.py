@@ -47,7 +47,9 @@ class HFTokenizer:
         self.tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
         cfg_path = folder / "tokenizer_config.json"
         self.config: dict = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
-        raw = json.loads((folder / "tokenizer.json").read_text())
+        # the decoder and pre-tokenizer as JSON, not the whole file (Gemma's is 14 MB of merges)
+        raw = {part: json.loads(obj.__getstate__()) for part, obj in
+               (("decoder", self.tok.decoder), ("pre_tokenizer", self.tok.pre_tokenizer)) if obj is not None}
         self.byte_level = self._is_byte_level(raw)
         self._bytes = _byte_decoder() if self.byte_level else {}
         self.added = {i: t.content for i, t in self.tok.get_added_tokens_decoder().items()}

@@ -6,8 +6,9 @@ Inputs / outputs (the names ONNX Runtime GenAI expects, ``genai_config.json``):
     attention_mask             int64 [batch, past + seq]
     position_ids               int64 [batch, seq]
     past_key_values.{i}.key    f32   [batch, n_kv_heads, past, head_dim]   (and .value)
+    logits_to_keep             int64 [1]  optional (default 0: every position; k: the last k)
     ->
-    logits                     f32   [batch, seq, vocab]
+    logits                     f32   [batch, seq or k, vocab]
     present.{i}.key            f32   [batch, n_kv_heads, past + seq, head_dim]  (and .value)
 
 Two attention lowerings share everything else:
@@ -32,7 +33,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .onnx_spec import DecoderSpec
+from .spec import DecoderSpec
 
 OPSET = 21  # int4 types (GatherBlockQuantized's input) need opset 21 / IR 10
 MS_DOMAIN = "com.microsoft"
@@ -60,9 +61,18 @@ LAYER_TENSORS = {
     "down": "model.layers.{i}.mlp.down_proj.weight",
 }
 
+# Gemma's four norms per layer: HF's post_attention_layernorm is a real post-attention
+# norm there, and the pre-FFN norm has a name of its own.
+SANDWICH_TENSORS = {
+    "post_attn_norm": "model.layers.{i}.post_attention_layernorm.weight",
+    "ffn_norm": "model.layers.{i}.pre_feedforward_layernorm.weight",
+    "post_ffn_norm": "model.layers.{i}.post_feedforward_layernorm.weight",
+}
+
 PAST_KEY, PAST_VALUE = "past_key_values.{i}.key", "past_key_values.{i}.value"
 PRESENT_KEY, PRESENT_VALUE = "present.{i}.key", "present.{i}.value"
 ATTENTION_KINDS = ("plain", "gqa")
+LOGITS_TO_KEEP = "logits_to_keep"
 
 
 class _Graph:
@@ -96,25 +106,33 @@ class _Graph:
 
 
 class _Weights:
-    """HF tensors as float32, fetched by table key; ``linear`` gives [in, out]."""
+    """HF tensors as float32, fetched by table key; ``linear`` gives [in, out], ``norm``
+    the multiplier the graph uses (``1 + w`` for Gemma, baked in at export)."""
 
-    def __init__(self, tensors: Mapping[str, np.ndarray]):
+    def __init__(self, tensors: Mapping[str, np.ndarray], spec: DecoderSpec):
         self.t = tensors
+        self.layer = {**LAYER_TENSORS, **(SANDWICH_TENSORS if spec.sandwich_norms else {})}
+        self.plus_one = spec.norm_plus_one
+
+    def _name(self, key: str, i: int | None) -> str:
+        return self.layer[key].format(i=i) if i is not None else GLOBAL_TENSORS[key]
 
     def get(self, key: str, i: int | None = None) -> np.ndarray | None:
-        name = (LAYER_TENSORS[key].format(i=i) if i is not None else GLOBAL_TENSORS[key])
-        arr = self.t.get(name)
+        arr = self.t.get(self._name(key, i))
         return None if arr is None else np.asarray(arr, dtype=np.float32)
 
     def need(self, key: str, i: int | None = None) -> np.ndarray:
         arr = self.get(key, i)
         if arr is None:
-            name = LAYER_TENSORS[key].format(i=i) if i is not None else GLOBAL_TENSORS[key]
-            raise KeyError(f"missing tensor {name}")
+            raise KeyError(f"missing tensor {self._name(key, i)}")
         return arr
 
     def linear(self, key: str, i: int) -> np.ndarray:
         return np.ascontiguousarray(self.need(key, i).T)
+
+    def norm(self, key: str, i: int | None = None) -> np.ndarray:
+        w = self.need(key, i)
+        return w + np.float32(1.0) if self.plus_one else w
 
 
 def _rms_norm(g: _Graph, x: str, weight: str, eps: float) -> str:
@@ -140,7 +158,14 @@ def _rotate(g: _Graph, x: str, cos: str, sin: str, half: int) -> str:
 
 
 class _Shared:
-    """Per-graph tensors every layer uses: RoPE tables and the attention mask."""
+    """Per-graph tensors every layer uses: RoPE tables and the attention mask.
+
+    With sliding-window layers (Gemma 3) the plain lowering has a second set,
+    ``local``: the local layers' RoPE base and a mask that also hides keys more
+    than ``window - 1`` positions back. The KV cache keeps every position on
+    every layer (one cache shape, so truncation and ORT GenAI stay simple); the
+    window is applied by the mask.
+    """
 
     def __init__(self, g: _Graph, spec: DecoderSpec, attention: str):
         if attention == "plain":
@@ -148,14 +173,23 @@ class _Shared:
         else:
             self._gqa(g, spec)
 
-    def _plain(self, g: _Graph, spec: DecoderSpec) -> None:
+    def _rope_tables(self, g: _Graph, inv_freq: np.ndarray, name: str) -> tuple[str, str]:
         # cos/sin [B, 1, S, D] from position_ids: freqs = pos * inv_freq, emb = cat(freqs, freqs)
         pos = g.op("Cast", ["position_ids"], to=TensorProto.FLOAT)
         pos = g.op("Unsqueeze", [pos, g.const([-1])])                      # [B, S, 1]
-        freqs = g.op("Mul", [pos, g.init("rope.inv_freq", spec.inv_freq()[None, None, :])])
+        freqs = g.op("Mul", [pos, g.init(name, inv_freq[None, None, :])])
         emb = g.op("Concat", [freqs, freqs], axis=-1)                       # [B, S, D]
-        self.cos = g.op("Unsqueeze", [g.op("Cos", [emb]), g.const([1])])   # [B, 1, S, D]
-        self.sin = g.op("Unsqueeze", [g.op("Sin", [emb]), g.const([1])])
+        return (g.op("Unsqueeze", [g.op("Cos", [emb]), g.const([1])]),     # [B, 1, S, D]
+                g.op("Unsqueeze", [g.op("Sin", [emb]), g.const([1])]))
+
+    def rope(self, spec: DecoderSpec, i: int) -> tuple[str, str]:
+        return self.local_rope if spec.is_sliding(i) else (self.cos, self.sin)
+
+    def mask_for(self, spec: DecoderSpec, i: int) -> str:
+        return self.local_mask if spec.is_sliding(i) else self.mask
+
+    def _plain(self, g: _Graph, spec: DecoderSpec) -> None:
+        self.cos, self.sin = self._rope_tables(g, spec.inv_freq(), "rope.inv_freq")
         # causal + padding mask, bool [B, 1, S, T]: key j visible from query i iff j <= past + i
         past = g.op("Shape", [PAST_KEY.format(i=0)], start=2, end=3)
         seq = g.op("Shape", ["input_ids"], start=1, end=2)
@@ -169,6 +203,12 @@ class _Shared:
         pad = g.op("Unsqueeze", [pad, g.const([1, 2])])                     # [B, 1, 1, T]
         self.mask = g.op("And", [causal, pad])                              # [B, 1, S, T]
         self.neg = g.const(np.finfo(np.float32).min, np.float32)
+        if any(spec.swa_layers):
+            self.local_rope = self._rope_tables(g, spec.inv_freq(local=True), "rope.inv_freq_local")
+            # sliding window: key j visible from query i iff i - window < j <= i
+            lo = g.op("Sub", [q_pos, g.const(spec.sliding_window)])         # [S, 1]
+            recent = g.op("Greater", [k_pos, lo])                           # [S, T]
+            self.local_mask = g.op("And", [self.mask, recent])
 
     def _gqa(self, g: _Graph, spec: DecoderSpec) -> None:
         # GroupQueryAttention takes cos/sin tables [max_pos, D/2] and derives positions
@@ -191,17 +231,18 @@ def _attention_plain(g, spec: DecoderSpec, sh: _Shared, i: int, q: str, k: str, 
     if spec.qk_norm:
         q = _rms_norm(g, q, f"layers.{i}.q_norm.weight", spec.rms_eps)
         k = _rms_norm(g, k, f"layers.{i}.k_norm.weight", spec.rms_eps)
-    q = _rotate(g, q, sh.cos, sh.sin, D // 2)
-    k = _rotate(g, k, sh.cos, sh.sin, D // 2)
+    cos, sin = sh.rope(spec, i)
+    q = _rotate(g, q, cos, sin, D // 2)
+    k = _rotate(g, k, cos, sin, D // 2)
     k = g.op("Concat", [PAST_KEY.format(i=i), k], axis=2, outputs=[PRESENT_KEY.format(i=i)])
     v = g.op("Concat", [PAST_VALUE.format(i=i), v], axis=2, outputs=[PRESENT_VALUE.format(i=i)])
     # Grouped heads without repeating K/V: query heads of one KV head are contiguous,
     # so [B, H, S, D] reshapes to [B, Hkv, rep*S, D] and meets K/V [B, Hkv, T, D] directly.
-    q = g.op("Mul", [q, g.const(1.0 / np.sqrt(D), np.float32)])
+    q = g.op("Mul", [q, g.const(spec.attn_scale or 1.0 / np.sqrt(D), np.float32)])
     qg = g.op("Reshape", [q, g.const([0, Hkv, -1, D])])
     scores = g.op("MatMul", [qg, g.op("Transpose", [k], perm=[0, 1, 3, 2])])  # [B, Hkv, rep*S, T]
     scores = g.op("Reshape", [scores, g.const([0, H, -1, 0])])               # [B, H, S, T]
-    probs = g.op("Softmax", [g.op("Where", [sh.mask, scores, sh.neg])], axis=-1)
+    probs = g.op("Softmax", [g.op("Where", [sh.mask_for(spec, i), scores, sh.neg])], axis=-1)
     probs = g.op("Reshape", [probs, g.const([0, Hkv, -1, 0])])
     out = g.op("MatMul", [probs, v])                                          # [B, Hkv, rep*S, D]
     out = g.op("Reshape", [out, g.const([0, H, -1, D])])
@@ -221,23 +262,78 @@ def _attention_gqa(g, spec: DecoderSpec, sh: _Shared, i: int, q: str, k: str, v:
     return out
 
 
+def _mlp(g: _Graph, spec: DecoderSpec, W: _Weights, i: int, h: str) -> str:
+    """act(gate(h)) * up(h) -> down: SwiGLU, or GeGLU (tanh GELU) for Gemma."""
+    p = f"layers.{i}"
+    gate = _linear(g, h, W.linear("gate", i), f"{p}.gate_proj")
+    up = _linear(g, h, W.linear("up", i), f"{p}.up_proj")
+    if spec.activation == "gelu_tanh":
+        act = g.op("Gelu", [gate], approximate="tanh")
+    else:
+        act = g.op("Mul", [gate, g.op("Sigmoid", [gate])])  # silu
+    return _linear(g, g.op("Mul", [act, up]), W.linear("down", i), f"{p}.down_proj")
+
+
 def _layer(g: _Graph, spec: DecoderSpec, W: _Weights, sh: _Shared, i: int, x: str,
            attention: str) -> str:
     p = f"layers.{i}"
-    h = _rms_norm(g, x, g.init(f"{p}.attn_norm.weight", W.need("attn_norm", i)), spec.rms_eps)
+    h = _rms_norm(g, x, g.init(f"{p}.attn_norm.weight", W.norm("attn_norm", i)), spec.rms_eps)
     q = _linear(g, h, W.linear("q", i), f"{p}.q_proj", W.get("q_bias", i))
     k = _linear(g, h, W.linear("k", i), f"{p}.k_proj", W.get("k_bias", i))
     v = _linear(g, h, W.linear("v", i), f"{p}.v_proj", W.get("v_bias", i))
     if spec.qk_norm:
-        g.init(f"{p}.q_norm.weight", W.need("q_norm", i))
-        g.init(f"{p}.k_norm.weight", W.need("k_norm", i))
+        g.init(f"{p}.q_norm.weight", W.norm("q_norm", i))
+        g.init(f"{p}.k_norm.weight", W.norm("k_norm", i))
     attn = (_attention_plain if attention == "plain" else _attention_gqa)(g, spec, sh, i, q, k, v)
-    x = g.op("Add", [x, _linear(g, attn, W.linear("o", i), f"{p}.o_proj")])
-    h = _rms_norm(g, x, g.init(f"{p}.ffn_norm.weight", W.need("ffn_norm", i)), spec.rms_eps)
-    gate = _linear(g, h, W.linear("gate", i), f"{p}.gate_proj")
-    up = _linear(g, h, W.linear("up", i), f"{p}.up_proj")
-    act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up])  # silu(gate) * up
-    return g.op("Add", [x, _linear(g, act, W.linear("down", i), f"{p}.down_proj")])
+    attn = _linear(g, attn, W.linear("o", i), f"{p}.o_proj")
+    if spec.sandwich_norms:
+        attn = _rms_norm(g, attn, g.init(f"{p}.post_attn_norm.weight", W.norm("post_attn_norm", i)), spec.rms_eps)
+    x = g.op("Add", [x, attn])
+    h = _rms_norm(g, x, g.init(f"{p}.ffn_norm.weight", W.norm("ffn_norm", i)), spec.rms_eps)
+    mlp = _mlp(g, spec, W, i, h)
+    if spec.sandwich_norms:
+        mlp = _rms_norm(g, mlp, g.init(f"{p}.post_ffn_norm.weight", W.norm("post_ffn_norm", i)), spec.rms_eps)
+    return g.op("Add", [x, mlp])
+
+
+def _head(g: _Graph, spec: DecoderSpec, W: _Weights, x: str, embed: np.ndarray) -> None:
+    """Final norm and output head -> ``logits``, for the last ``logits_to_keep`` rows only.
+
+    ``logits_to_keep`` is an input with a default (0 = every position, k = the last k): a
+    prompt's prefill needs only the last row, and the head is the biggest MatMul of a
+    large-vocabulary model (Gemma: 262k x 640). ORT GenAI does not feed it and gets every row.
+    """
+    g.init(LOGITS_TO_KEEP, np.array([0], dtype=np.int64))
+    start = g.op("Neg", [LOGITS_TO_KEEP])
+    x = g.op("Slice", [x, start, g.const([np.iinfo(np.int64).max]), g.const([1])])  # [B, k or S, hidden]
+    x = _rms_norm(g, x, g.init("norm.weight", W.norm("final_norm")), spec.rms_eps)
+    head = W.get("lm_head")  # absent when tied (an adapter's replacement can untie it)
+    if head is None:
+        head = embed  # tied: a transposed copy, so the head stays a quantizable MatMul
+    cap = spec.final_logit_softcap
+    logits = g.op("MatMul", [x, g.init("lm_head.weight", np.ascontiguousarray(head.T))],
+                  name="lm_head/MatMul", outputs=None if cap else ["logits"])
+    if cap:  # cap * tanh(logits / cap)
+        capped = g.op("Tanh", [g.op("Div", [logits, g.const(cap, np.float32)])])
+        g.op("Mul", [capped, g.const(cap, np.float32)], outputs=["logits"])
+
+
+def _graph_io(spec: DecoderSpec, vocab: int) -> tuple[list, list]:
+    """The graph's declared inputs and outputs (ORT GenAI's names)."""
+    f32, i64 = TensorProto.FLOAT, TensorProto.INT64
+    kv = ["batch", spec.n_kv_heads, "past_sequence_length", spec.head_dim]
+    kv_out = ["batch", spec.n_kv_heads, "total_sequence_length", spec.head_dim]
+    inputs = [helper.make_tensor_value_info("input_ids", i64, ["batch", "sequence_length"]),
+              helper.make_tensor_value_info("attention_mask", i64, ["batch", "total_sequence_length"]),
+              helper.make_tensor_value_info("position_ids", i64, ["batch", "sequence_length"]),
+              helper.make_tensor_value_info(LOGITS_TO_KEEP, i64, [1])]
+    outputs = [helper.make_tensor_value_info("logits", f32, ["batch", "logits_length", vocab])]
+    for i in range(spec.n_layers):
+        for name in (PAST_KEY, PAST_VALUE):
+            inputs.append(helper.make_tensor_value_info(name.format(i=i), f32, kv))
+        for name in (PRESENT_KEY, PRESENT_VALUE):
+            outputs.append(helper.make_tensor_value_info(name.format(i=i), f32, kv_out))
+    return inputs, outputs
 
 
 def build_decoder(spec: DecoderSpec, tensors: Mapping[str, np.ndarray], *,
@@ -251,35 +347,17 @@ def build_decoder(spec: DecoderSpec, tensors: Mapping[str, np.ndarray], *,
         raise ValueError(f"attention must be one of {ATTENTION_KINDS}")
     if spec.qk_norm and attention == "gqa":
         raise ValueError("qk-norm models need attention='plain' (GQA applies rotary before any norm hook)")
-    g, W = _Graph(), _Weights(tensors)
+    g, W = _Graph(), _Weights(tensors, spec)
     embed = W.need("embed")
-    if embed.shape[0] != spec.vocab:
-        spec_vocab = embed.shape[0]  # padded vocabularies: the tensor is the truth
-    else:
-        spec_vocab = spec.vocab
+    vocab = embed.shape[0]  # padded vocabularies: the tensor is the truth
     sh = _Shared(g, spec, attention)
     x = g.op("Gather", [g.init("embed_tokens.weight", embed), "input_ids"], axis=0)
+    if spec.embed_scale != 1.0:  # Gemma: sqrt(hidden), applied to the lookup only (not to a tied head)
+        x = g.op("Mul", [x, g.const(spec.embed_scale, np.float32)])
     for i in range(spec.n_layers):
         x = _layer(g, spec, W, sh, i, x, attention)
-    x = _rms_norm(g, x, g.init("norm.weight", W.need("final_norm")), spec.rms_eps)
-    head = W.get("lm_head")  # absent when tied (an adapter's replacement can untie it)
-    if head is None:
-        head = embed  # tied: a transposed copy, so the head stays a quantizable MatMul
-    g.op("MatMul", [x, g.init("lm_head.weight", np.ascontiguousarray(head.T))],
-         name="lm_head/MatMul", outputs=["logits"])
-
-    f32, i64 = TensorProto.FLOAT, TensorProto.INT64
-    kv = ["batch", spec.n_kv_heads, "past_sequence_length", spec.head_dim]
-    kv_out = ["batch", spec.n_kv_heads, "total_sequence_length", spec.head_dim]
-    inputs = [helper.make_tensor_value_info("input_ids", i64, ["batch", "sequence_length"]),
-              helper.make_tensor_value_info("attention_mask", i64, ["batch", "total_sequence_length"]),
-              helper.make_tensor_value_info("position_ids", i64, ["batch", "sequence_length"])]
-    outputs = [helper.make_tensor_value_info("logits", f32, ["batch", "sequence_length", spec_vocab])]
-    for i in range(spec.n_layers):
-        for name in (PAST_KEY, PAST_VALUE):
-            inputs.append(helper.make_tensor_value_info(name.format(i=i), f32, kv))
-        for name in (PRESENT_KEY, PRESENT_VALUE):
-            outputs.append(helper.make_tensor_value_info(name.format(i=i), f32, kv_out))
+    _head(g, spec, W, x, embed)
+    inputs, outputs = _graph_io(spec, vocab)
     graph = helper.make_graph(g.nodes, f"thinkling-{spec.model_type}", inputs, outputs, g.inits)
     opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)]
     model = helper.make_model(graph, opset_imports=opsets, producer_name="thinkling.convert")

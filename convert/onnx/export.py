@@ -7,33 +7,38 @@ ORT GenAI::
         <name>-<quant>.onnx        (+ <name>-<quant>.onnx.data past 2 GB)
         genai_config.json          decoder inputs/outputs, heads, eos ids
         tokenizer.json, tokenizer_config.json, ...   copied from the source
+                                   (rebuilt from the vocabulary for a GGUF source)
         manifest.json              this folder's entry (the runtime reads it)
 
 Steps, in order: validate the config (refuse before touching weights), build
 the fp32 graph, quantize MatMuls to ``MatMulNBits`` for int4 (onnxruntime's
-own quantizer), save into a temporary folder, hash, rename into place.
+own quantizer), save into a staged temporary folder and hash. ``convert()``
+renames the folders into place with the GGUF files, after every check
+(``convert.staging``); ``export_onnx`` is the same without the converter.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from .onnx_spec import DecoderSpec, decoder_spec
+from ..manifest import sha256_file
+from ..staging import Staging
+from .spec import DecoderSpec, decoder_spec
 
 log = logging.getLogger(__name__)
 
 ONNX_QUANTS = ("fp32", "int4")
 INT4_BLOCK_SIZE = 32
 EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's hard limit is 2 GiB; stay clear of it
+# ORT GenAI's name where it differs from ours (it reads "gemma3" as the multimodal model)
+GENAI_TYPES = {"gemma3": "gemma3_text"}
 # Copied from the source folder when present: what a tokenizer and a chat template need.
 SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
               "generation_config.json", "chat_template.jinja", "chat_template.json")
@@ -54,32 +59,15 @@ class OnnxOptions:
 
     # --- what goes beside each decoder
     src: str | os.PathLike | None = None
-    """The HF folder whose tokenizer and generation files (``SIDE_FILES``) are copied."""
+    """The source: an HF folder (its tokenizer and generation files, ``SIDE_FILES``, are
+    copied) or a GGUF file (then ``generated_files`` carries them)."""
     thinkling: str | os.PathLike | None = None
     """The ``thinkling.json`` (chat format) to copy; ``None``: one beside ``src`` or its parent."""
     extra_manifest: dict | None = None
     """Fields for each folder's ``manifest.json`` besides ``architecture`` and ``files``."""
-
-
-@dataclass(frozen=True)
-class OnnxParity:
-    """How ``pipeline_step`` checks parity, so ONNX rows land in the GGUF files' table."""
-
-    tokens: list[list[int]] | None = None
-    """The prompt tokens the GGUF files were checked on (from llama.cpp); ``None``:
-    the ONNX backend's own tokenization of the parity prompts."""
-    hf_matches: bool | None = None
-    """Whether ``tokens`` match the HF tokenizer's (recomputed when ``tokens`` is ``None``)."""
-    threads: int = 2
-    """Threads for the ONNX backend (tokenizing the prompts, computing logits)."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    generated_files: Mapping[str, bytes] | None = None
+    """Files to write beside each decoder that the source lacks (name -> content): for a
+    GGUF source, the tokenizer rebuilt from its vocabulary (``convert.onnx.tokenizer``)."""
 
 
 def _quantize_int4(model, block_size: int = INT4_BLOCK_SIZE):
@@ -103,11 +91,9 @@ def _quantize_int4(model, block_size: int = INT4_BLOCK_SIZE):
     return q.model.model
 
 
-def _eos_ids(config: dict, src: Path | None) -> list[int]:
+def _eos_ids(config: dict, side: Mapping[str, bytes]) -> list[int]:
     ids: list[int] = []
-    gen = {}
-    if src is not None and (src / "generation_config.json").is_file():
-        gen = json.loads((src / "generation_config.json").read_text())
+    gen = json.loads(side["generation_config.json"]) if "generation_config.json" in side else {}
     for v in (gen.get("eos_token_id"), config.get("eos_token_id")):
         for x in (v if isinstance(v, list) else [v]):
             if isinstance(x, int) and x not in ids:
@@ -115,10 +101,11 @@ def _eos_ids(config: dict, src: Path | None) -> list[int]:
     return ids
 
 
-def genai_config(spec: DecoderSpec, config: dict, filename: str, src: Path | None,
+def genai_config(spec: DecoderSpec, config: dict, filename: str, side: Mapping[str, bytes],
                  context_length: int | None = None) -> dict:
-    """The ``genai_config.json`` ORT GenAI reads (field names are GenAI's)."""
-    eos = _eos_ids(config, src)
+    """The ``genai_config.json`` ORT GenAI reads (field names are GenAI's); ``side`` holds
+    the tokenizer and generation files going beside the model (name -> bytes)."""
+    eos = _eos_ids(config, side)
     ctx = context_length or spec.max_positions
     pad = config.get("pad_token_id")
     cfg = {
@@ -148,7 +135,7 @@ def genai_config(spec: DecoderSpec, config: dict, filename: str, src: Path | Non
             },
             "eos_token_id": eos[0] if len(eos) == 1 else eos,
             "pad_token_id": pad if pad is not None else (eos[0] if eos else 0),
-            "type": spec.model_type,
+            "type": GENAI_TYPES.get(spec.model_type, spec.model_type),
             "vocab_size": spec.vocab,
         },
         "search": {
@@ -179,50 +166,53 @@ def _save_model(model, path: Path) -> Path | None:
     return data
 
 
-def _carry_thinking_format(src: Path | None, folder: Path, given: Path | None = None) -> None:
-    """Copy ``thinkling.json`` (the chat format) into the folder: the one the
-    caller found, else one beside the source or its parent."""
-    cands = [given] if given is not None else []
+def side_files(src: Path | None, thinkling: Path | None = None,
+               generated: Mapping[str, bytes] | None = None) -> dict[str, bytes]:
+    """What goes beside every decoder: the source folder's tokenizer and generation files
+    (``SIDE_FILES``), files generated for a GGUF source (``generated``), and the chat
+    format ``thinkling.json`` (the one given, else one beside ``src`` or its parent)."""
+    side: dict[str, bytes] = dict(generated or {})
+    folder = src if src is not None and src.is_dir() else None
+    for name in SIDE_FILES:
+        if folder is not None and (folder / name).is_file():
+            side[name] = (folder / name).read_bytes()
+    cands = [thinkling] if thinkling is not None else []
     if src is not None:
         cands += [src / "thinkling.json", src.parent / "thinkling.json"]
     for cand in cands:
         if cand.is_file():
-            shutil.copy2(cand, folder / "thinkling.json")
-            return
+            side["thinkling.json"] = cand.read_bytes()
+            break
+    return side
 
 
-def _write_folder(model, quant: str, spec: DecoderSpec, config: dict, out: Path,
-                  opts: OnnxOptions) -> tuple[dict, Path]:
-    """Write one quant's folder under a temporary name; return (entry, temp folder).
+def _write_folder(model, quant: str, spec: DecoderSpec, config: dict, stage: Staging,
+                  opts: OnnxOptions, side: Mapping[str, bytes]) -> dict:
+    """Write one quant's folder into ``stage`` (a temporary name until ``stage.commit``);
+    return its manifest entry (``path`` relative to ``stage.out``).
 
-    ``opts`` is ``export_onnx``'s, resolved: ``src`` and ``thinkling`` are
-    ``Path``s or ``None``, ``attention`` is the lowering used, and
-    ``extra_manifest`` is a dict.
+    ``opts`` is ``write_onnx``'s, resolved: ``attention`` is the lowering used
+    and ``extra_manifest`` a dict.
     """
-    name, src, attention = opts.name, opts.src, opts.attention
-    folder_name = f"{name}-onnx-{quant}"
-    tmp = out / f".{folder_name}.{os.getpid()}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    fname = f"{name}-{quant}.onnx"
+    folder_name = f"{opts.name}-onnx-{quant}"
+    tmp = stage.folder(folder_name)
+    fname = f"{opts.name}-{quant}.onnx"
     data = _save_model(model, tmp / fname)
-    for side in SIDE_FILES:
-        if src is not None and (src / side).is_file():
-            shutil.copy2(src / side, tmp / side)
-    _carry_thinking_format(src, tmp, opts.thinkling)
+    for name, content in side.items():
+        (tmp / name).write_bytes(content)
     (tmp / "genai_config.json").write_text(
-        json.dumps(genai_config(spec, config, fname, src), indent=2) + "\n")
+        json.dumps(genai_config(spec, config, fname, side), indent=2) + "\n")
     size = (tmp / fname).stat().st_size + (data.stat().st_size if data else 0)
     entry = {"path": f"{folder_name}/{fname}", "format": "onnx", "quant": quant,
-             "sha256": _sha256(tmp / fname), "size_bytes": size, "attention": attention}
+             "sha256": sha256_file(tmp / fname), "size_bytes": size, "attention": opts.attention}
     if data is not None:
-        entry["external_data"] = {"path": f"{folder_name}/{data.name}", "sha256": _sha256(data),
+        entry["external_data"] = {"path": f"{folder_name}/{data.name}", "sha256": sha256_file(data),
                                   "size_bytes": data.stat().st_size}
     local = dict(opts.extra_manifest, files=[dict(entry, path=fname)])
-    if not local.get("thinking_family") and (tmp / "thinkling.json").is_file():
-        local["thinking_family"] = json.loads((tmp / "thinkling.json").read_text()).get("family")
+    if not local.get("thinking_family") and "thinkling.json" in side:
+        local["thinking_family"] = json.loads(side["thinkling.json"]).get("family")
     (tmp / "manifest.json").write_text(json.dumps(local, indent=2) + "\n")
-    return entry, tmp
+    return entry
 
 
 def parse_onnx_quants(text: str | Sequence[str] | None) -> list[str]:
@@ -237,55 +227,75 @@ def parse_onnx_quants(text: str | Sequence[str] | None) -> list[str]:
 
 
 def check_exportable(config: dict, src: Path | None = None) -> DecoderSpec:
-    """Refuse, before any weight is read, what the ONNX exporter cannot write."""
+    """Refuse, before any weight is read, what the ONNX exporter cannot write.
+
+    ``src`` is an HF folder (it must hold ``tokenizer.json``) or a GGUF file
+    (its vocabulary must be one ``convert.onnx.tokenizer`` can rebuild).
+    """
     spec = decoder_spec(config)
-    if src is not None and not (src / "tokenizer.json").is_file():
-        from .errors import UnsupportedTokenizer
+    if src is not None and src.is_dir() and not (src / "tokenizer.json").is_file():
+        from ..errors import UnsupportedTokenizer
 
         raise UnsupportedTokenizer(
             f"{src} has no tokenizer.json; the ONNX backend tokenizes with the `tokenizers` library")
     return spec
 
 
-def export_onnx(tensors: Mapping[str, np.ndarray], config: dict, out: str | os.PathLike,
-                options: OnnxOptions) -> list[dict]:
-    """Write one ONNX folder per quant in ``options.quants`` and return their manifest entries.
+def write_onnx(tensors: Mapping[str, np.ndarray], config: dict, stage: Staging,
+               options: OnnxOptions) -> list[dict]:
+    """Write one folder per quant in ``options.quants`` into ``stage`` (temporary names)
+    and return their manifest entries, fp32 first. Nothing is in place until the
+    caller's ``stage.commit``: ``convert()`` commits ONNX and GGUF outputs together,
+    after every check.
 
     ``tensors`` are the (merged) HF-named weights, ``config`` the HF
     ``config.json`` dict; ``options`` says what to write (``OnnxOptions``).
     """
-    from .onnx_graph import build_decoder
+    from .graph import build_decoder
 
-    src_p = Path(options.src) if options.src is not None else None
-    spec = check_exportable(config, src_p)
+    src = Path(options.src) if options.src is not None else None
+    spec = check_exportable(config, src)
     attention = options.attention
     if attention == "auto":
         attention = "plain" if spec.qk_norm else "gqa"
+    extra = dict(options.extra_manifest or {}, architecture=spec.model_type)
+    opts = replace(options, attention=attention, extra_manifest=extra)
+    side = side_files(src, Path(options.thinkling) if options.thinkling else None, options.generated_files)
+    entries = []
+    quants = parse_onnx_quants(list(options.quants))
+    fp32 = build_decoder(spec, tensors, attention=attention)
+    # fp32 last: saving with external data moves its tensors out of the in-memory proto,
+    # and int4 is quantized from a copy of that proto (from the proto itself when fp32 is
+    # not written: one fp32 graph less in memory, 1.7 GB for Gemma 3 270M).
+    for quant in sorted(quants, key=lambda q: q == "fp32"):
+        log.info("writing ONNX %s (%s attention)", quant, attention)
+        if quant == "fp32":
+            model = fp32
+        else:
+            model = _quantize_int4(_clone(fp32) if "fp32" in quants else fp32)
+        entries.append(_write_folder(model, quant, spec, config, stage, opts, side))
+        del model
+    return sorted(entries, key=lambda e: ONNX_QUANTS.index(e["quant"]))
+
+
+def export_onnx(tensors: Mapping[str, np.ndarray], config: dict, out: str | os.PathLike,
+                options: OnnxOptions) -> list[dict]:
+    """``write_onnx`` on its own: write the folders into ``out`` and rename them into place.
+
+    Nothing is left in ``out`` when it fails (an unsupported config is refused
+    before ``out`` is created).
+    """
+    check_exportable(config, Path(options.src) if options.src is not None else None)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    extra = dict(options.extra_manifest or {}, architecture=spec.model_type)
-    opts = replace(options, src=src_p, attention=attention, extra_manifest=extra,
-                   thinkling=Path(options.thinkling) if options.thinkling else None)
-    staged: list[tuple[dict, Path]] = []
+    stage = Staging(out)
     try:
-        fp32 = build_decoder(spec, tensors, attention=attention)
-        # fp32 last: saving with external data moves its tensors out of the in-memory proto,
-        # and int4 is quantized from a copy of that proto.
-        for quant in sorted(parse_onnx_quants(list(options.quants)), key=lambda q: q == "fp32"):
-            log.info("writing ONNX %s (%s attention)", quant, attention)
-            model = fp32 if quant == "fp32" else _quantize_int4(_clone(fp32))
-            staged.append(_write_folder(model, quant, spec, config, out, opts))
-            del model
-        staged.sort(key=lambda st: ONNX_QUANTS.index(st[0]["quant"]))
-        for entry, tmp in staged:  # every folder written: move them all into place
-            final = out / Path(entry["path"]).parent
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-    finally:
-        for _, tmp in staged:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return [entry for entry, _ in staged]
+        entries = write_onnx(tensors, config, stage, options)
+        stage.commit([str(Path(e["path"]).parent) for e in entries])
+    except BaseException:
+        stage.discard()
+        raise
+    return entries
 
 
 def _clone(model):
@@ -296,50 +306,14 @@ def _clone(model):
     return m
 
 
-def _rewrite_folder_manifest(out: Path, entry: dict) -> None:
-    """Put the parity result into the per-folder manifest the runtime reads."""
-    mpath = out / Path(entry["path"]).parent / "manifest.json"
-    local = json.loads(mpath.read_text())
-    local["files"][0]["parity"] = entry.get("parity")
-    tmp = mpath.with_name(".manifest.json.tmp")
-    tmp.write_text(json.dumps(local, indent=2) + "\n")
-    os.replace(tmp, mpath)
+def folder_of(entry: dict) -> str:
+    """The folder an ONNX manifest entry lives in (its staging key)."""
+    return str(Path(entry["path"]).parent)
 
 
-def pipeline_step(weights, dims, out: Path, options: OnnxOptions, parity: OnnxParity | None = None) -> list:
-    """``convert()``'s ONNX step: export, optionally check parity, return manifest ``FileEntry``s.
+def file_entries(entries: Sequence[dict]) -> list:
+    """ONNX entries as the converter's manifest ``FileEntry``s."""
+    from ..manifest import FileEntry
 
-    ``options.src`` is the source folder (required here) and ``options.thinkling``
-    the chat format ``convert()`` found; each folder's manifest gets the name and that
-    format's family. With ``parity``, the same prompt tokens as the GGUF files
-    (``parity.tokens``, from llama.cpp) go through each ONNX file and the numpy
-    reference, so ONNX rows land in the same parity table. Without GGUF
-    outputs, the ONNX backend's own tokenization of the parity prompts is used.
-    """
-    from .manifest import FileEntry
-    from .onnx_parity import onnx_logits
-    from .parity import PROMPTS, compare, hf_tokenization
-    from .reference import reference_logits
-
-    thinkling = options.thinkling
-    family = json.loads(Path(thinkling).read_text()).get("family") if thinkling else None
-    extra = dict(options.extra_manifest or {}, name=options.name, thinking_family=family)
-    entries = export_onnx(weights, weights.model.config, out, replace(options, extra_manifest=extra))
-    if parity is not None and entries:
-        tokens, hf_matches, threads = parity.tokens, parity.hf_matches, parity.threads
-        if tokens is None:
-            from runtime.backends import BackendOptions, open_backend
-
-            b = open_backend("onnx", str(out / entries[0]["path"]), BackendOptions(n_ctx=512, n_threads=threads))
-            try:
-                tokens = [b.tokenize(p, add_special=True) for p in PROMPTS]
-            finally:
-                b.close()
-            hf = hf_tokenization(Path(options.src) / "tokenizer.json", PROMPTS)
-            hf_matches = None if hf is None else hf == tokens
-        ref = reference_logits(weights, dims, tokens)
-        for e in entries:
-            e["parity"] = compare(onnx_logits(out / e["path"], tokens, threads), ref, hf_matches).to_dict()
-            _rewrite_folder_manifest(out, e)
     return [FileEntry(path=e["path"], quant=e["quant"], sha256=e["sha256"], size_bytes=e["size_bytes"],
                       format="onnx", parity=e.get("parity")) for e in entries]

@@ -16,12 +16,15 @@ ARCHITECTURES: dict[str, tuple[bool, bool]] = {
     "llama": (False, False),
     "qwen2": (True, False),
     "qwen3": (False, True),
+    "gemma3": (False, True),
 }
+# HF model_type spellings of the same decoder
+_ALIASES = {"gemma3_text": "gemma3"}
 
 
 def _unsupported(arch: str, detail: str = "") -> Exception:
     """The converter's typed error: one clear line at the CLI, nothing written."""
-    from .errors import UnsupportedArchitecture
+    from ..errors import UnsupportedArchitecture
 
     return UnsupportedArchitecture(arch, list(ARCHITECTURES), f"ONNX export: {detail}" if detail else
                                    "not supported for ONNX export")
@@ -29,7 +32,7 @@ def _unsupported(arch: str, detail: str = "") -> Exception:
 
 @dataclass(frozen=True)
 class DecoderSpec:
-    """Shapes and constants of a llama-family decoder (llama, qwen2, qwen3)."""
+    """Shapes and constants of a decoder (llama, qwen2, qwen3, gemma3)."""
 
     model_type: str
     n_layers: int
@@ -46,15 +49,41 @@ class DecoderSpec:
     tie_embeddings: bool
     qkv_bias: bool
     qk_norm: bool
+    # --- Gemma 3 (defaults: the llama family)
+    activation: str = "silu"
+    """``"silu"`` (SwiGLU) or ``"gelu_tanh"`` (GeGLU, tanh approximation)."""
+    norm_plus_one: bool = False
+    """RMSNorm multiplies by ``1 + w`` (Gemma); baked into the exported weights."""
+    sandwich_norms: bool = False
+    """Norms after attention and after the MLP too (Gemma's four norms per layer)."""
+    embed_scale: float = 1.0
+    """Token embeddings are multiplied by this (``sqrt(hidden)`` for Gemma)."""
+    attn_scale: float = 0.0
+    """Query scale; 0: ``1/sqrt(head_dim)``."""
+    sliding_window: int = 0
+    """Keys a sliding-window layer sees (itself included); 0: no such layers."""
+    swa_layers: tuple[bool, ...] = ()
+    """Per layer: is it a sliding-window (local) layer?"""
+    rope_theta_swa: float = 0.0
+    """RoPE base of the local layers (their own, unscaled)."""
+    final_logit_softcap: float = 0.0
+    """Logits become ``cap * tanh(logits / cap)`` when set."""
 
     @property
     def n_rep(self) -> int:
         return self.n_heads // self.n_kv_heads
 
-    def inv_freq(self) -> np.ndarray:
-        """RoPE inverse frequencies [head_dim/2], float32, with llama3/linear scaling applied."""
+    def is_sliding(self, i: int) -> bool:
+        return bool(self.swa_layers) and self.swa_layers[i]
+
+    def inv_freq(self, local: bool = False) -> np.ndarray:
+        """RoPE inverse frequencies [head_dim/2], float32, with llama3/linear scaling applied;
+        ``local``: the sliding-window layers' own base, unscaled."""
         d = self.head_dim
-        inv = 1.0 / (self.rope_theta ** (np.arange(0, d, 2, dtype=np.int64).astype(np.float32) / d))
+        theta = self.rope_theta_swa if local else self.rope_theta
+        inv = 1.0 / (theta ** (np.arange(0, d, 2, dtype=np.int64).astype(np.float32) / d))
+        if local:
+            return inv.astype(np.float32)
         sc = self.rope_scaling
         kind = (sc or {}).get("rope_type") or (sc or {}).get("type") or "default"
         if kind == "linear":
@@ -75,8 +104,11 @@ class DecoderSpec:
 def decoder_spec(config: dict) -> DecoderSpec:
     """Validate an HF config for ONNX export; raise ``UnsupportedArchitecture`` with the reason."""
     mt = config.get("model_type")
+    mt = _ALIASES.get(mt, mt)
     if mt not in ARCHITECTURES:
         raise _unsupported(str(mt))
+    if mt == "gemma3":
+        return _gemma3_spec(config)
     qkv_bias, qk_norm = ARCHITECTURES[mt]
     if mt == "llama":
         qkv_bias = bool(config.get("attention_bias", False))
@@ -116,3 +148,24 @@ def decoder_spec(config: dict) -> DecoderSpec:
         qkv_bias=qkv_bias,
         qk_norm=qk_norm,
     )
+
+
+def _gemma3_spec(config: dict) -> DecoderSpec:
+    """Gemma 3 text: validated by the converter's own rules (``convert.archs``), so the
+    ONNX graph and the numpy reference it is checked against read the same numbers."""
+    from ..archs import ARCHS, dims_from_config
+    from ..errors import UnsupportedArchitecture
+
+    try:
+        d = dims_from_config(config, ARCHS["gemma3"], int(config["vocab_size"]))
+    except UnsupportedArchitecture as e:
+        raise _unsupported("gemma3", e.detail or str(e)) from None
+    return DecoderSpec(
+        model_type="gemma3", n_layers=d.n_layers, hidden=d.hidden, n_heads=d.n_heads, n_kv_heads=d.n_kv_heads,
+        head_dim=d.head_dim, intermediate=d.ffn, vocab=d.n_vocab, rms_eps=d.rms_eps, rope_theta=d.rope_theta,
+        rope_scaling={"rope_type": "linear", "factor": d.rope_linear_factor} if d.rope_linear_factor != 1.0
+        else None,
+        max_positions=d.n_ctx, tie_embeddings=d.tied, qkv_bias=False, qk_norm=True, activation=d.activation,
+        norm_plus_one=True, sandwich_norms=True, embed_scale=d.embed_scale, attn_scale=d.attn_scale,
+        sliding_window=d.sliding_window, swa_layers=d.swa_layers, rope_theta_swa=d.rope_theta_swa,
+        final_logit_softcap=d.final_logit_softcap)

@@ -1,0 +1,79 @@
+"""Feeding the ONNX exporter and checking what it wrote.
+
+Weights come from the converter's ``convert.weights.open_weights`` (so ONNX and
+GGUF see the same LoRA merge, tied embeddings included). The parity helpers run
+an exported ``.onnx`` through the runtime's onnx backend on given token ids;
+the comparison is the converter's ``convert.parity.compare``, against the one
+numpy reference forward ``convert()`` computes for all its outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def load_merged(src: str | Path, lora: str | Path | None = None):
+    """``(weights, config)``: the converter's merged-weights mapping and the HF config."""
+    from ..weights import open_weights
+
+    weights = open_weights(src, lora)
+    return weights, weights.model.config
+
+
+def onnx_logits(path: str | Path, prompts: Sequence[Sequence[int]], n_threads: int = 2) -> np.ndarray:
+    """Next-token logits ``[len(prompts), n_vocab]`` from the onnx backend, cold cache per prompt."""
+    from runtime.backends import BackendOptions, open_backend
+
+    b = open_backend("onnx", str(path), BackendOptions(n_ctx=4096, n_threads=n_threads))
+    try:
+        rows = []
+        for ids in prompts:
+            b.truncate(0)
+            rows.append(np.array(b.eval(list(ids)), dtype=np.float32))
+        return np.stack(rows)
+    finally:
+        b.close()
+
+
+def onnx_tokenize(path: str | Path, prompts: Sequence[str], n_threads: int = 2) -> list[list[int]]:
+    """The parity prompts as the onnx backend tokenizes them (when there is no GGUF output)."""
+    from runtime.backends import BackendOptions, open_backend
+
+    b = open_backend("onnx", str(path), BackendOptions(n_ctx=512, n_threads=n_threads))
+    try:
+        return [b.tokenize(p, add_special=True) for p in prompts]
+    finally:
+        b.close()
+
+
+def compare_logits(test: np.ndarray, ref: np.ndarray) -> dict:
+    """Max abs diff, top-1 agreement, KL(ref || test) mean/max: the GGUF table's columns."""
+    from ..parity import compare
+
+    return compare(test, ref).to_dict()
+
+
+def check_staged(files: dict[str, Path], entries: Sequence[dict], tokens: Sequence[Sequence[int]],
+                 ref: np.ndarray, hf_matches: bool | None, threads: int) -> None:
+    """Parity of each staged ONNX decoder against ``ref``: into its entry and its folder's manifest.
+
+    ``files`` maps each entry's folder (``export.folder_of``) to its staged temporary path.
+    """
+    from ..parity import compare
+    from .export import folder_of
+
+    for e in entries:
+        folder = files[folder_of(e)]
+        e["parity"] = compare(onnx_logits(folder / Path(e["path"]).name, tokens, threads), ref,
+                              hf_matches).to_dict()
+        mpath = folder / "manifest.json"  # the copy the runtime reads
+        local = json.loads(mpath.read_text())
+        local["files"][0]["parity"] = e["parity"]
+        tmp = mpath.with_name(".manifest.json.tmp")
+        tmp.write_text(json.dumps(local, indent=2) + "\n")
+        os.replace(tmp, mpath)
