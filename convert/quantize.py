@@ -78,6 +78,14 @@ def quantize_kquant(src: Path, dst: Path, quant: QuantSpec, threads: int | None 
     rc = C.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
     if rc != 0 or not dst.is_file():
         raise QuantizationFailed(quant.name, f"llama_model_quantize returned {rc} (see the log with -v)")
+    # llama.cpp does not check its writes: on a full disk it returns 0 with a short file.
+    from runtime.errors import InvalidModelFile
+    from runtime.modelinfo import check_gguf
+
+    try:
+        check_gguf(dst)
+    except InvalidModelFile as e:
+        raise QuantizationFailed(quant.name, f"the written file is incomplete ({e.reason}); is the disk full?") from None
 
 
 def tensor_types(path: Path) -> dict[str, str]:

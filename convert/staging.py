@@ -11,12 +11,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def sweep_stale(out: Path) -> list[Path]:
+    """Remove temporary files left in ``out`` by runs that died (SIGKILL, power loss):
+    ``.<name>.<pid>.partial`` whose pid is gone. A live run's files are kept."""
+    removed = []
+    for p in out.glob(".*.partial") if out.is_dir() else []:
+        pid = p.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
 @dataclass
 class Staging:
-    """Temporary files in ``out``; ``commit`` renames the kept ones, ``discard`` removes all."""
+    """Temporary files in ``out``; ``commit`` renames the kept ones, ``discard`` removes all.
+    Creating one sweeps what dead runs left behind in ``out``."""
 
     out: Path
     tmp: dict[str, Path] = field(default_factory=dict)  # final file name -> temporary path
+
+    def __post_init__(self) -> None:
+        sweep_stale(self.out)
 
     def path(self, final_name: str) -> Path:
         p = self.out / f".{final_name}.{os.getpid()}.partial"
