@@ -33,7 +33,7 @@ def _models_in(out: Path) -> list[str]:
 
 def test_convert_killed_mid_write_leaves_no_model_and_the_next_run_succeeds(tmp_path, default_model_path):
     out = tmp_path / "out"
-    proc = _convert(default_model_path, out, "--gguf", "q8_0", "--name", "m")
+    proc = _convert(default_model_path, out, "--gguf", "q4_k_m", "--name", "m")
     end = time.monotonic() + 300
     while time.monotonic() < end and proc.poll() is None:  # kill once the temporary file has bytes
         partial = list(out.glob(".*.partial")) if out.exists() else []
@@ -46,13 +46,13 @@ def test_convert_killed_mid_write_leaves_no_model_and_the_next_run_succeeds(tmp_
     proc.stdout.close()
     proc.stderr.close()
     assert _models_in(out) == []  # no .gguf, no manifest: only the hidden temporary file
-    again = _convert(default_model_path, out, "--gguf", "q8_0", "--name", "m")
+    again = _convert(default_model_path, out, "--gguf", "q4_k_m", "--name", "m")
     stdout, stderr = again.communicate(timeout=600)
     assert again.returncode == 0, stderr
-    assert _models_in(out) == ["m-q8_0.gguf", "manifest.json"]
+    assert _models_in(out) == ["m-q4_k_m.gguf", "manifest.json"]
     assert not list(out.glob(".*.partial")), "the dead run's temporary file was not swept"
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["files"][0]["size_bytes"] == (out / "m-q8_0.gguf").stat().st_size
+    assert manifest["files"][0]["size_bytes"] == (out / "m-q4_k_m.gguf").stat().st_size
 
 
 def _file_size_limit(nbytes: int):
@@ -62,11 +62,11 @@ def _file_size_limit(nbytes: int):
 
 
 @pytest.mark.parametrize("source", ["gguf", "hf"])
-def test_convert_on_a_full_disk_fails_in_one_line_and_leaves_nothing(tmp_path, default_model_path, source):
+def test_convert_on_a_full_disk_fails_in_one_line_and_leaves_nothing(tmp_path, source):
     """RLIMIT_FSIZE stands in for a full disk: writes past it fail with EFBIG. The GGUF
     source is written by llama.cpp's quantizer, the HF source by gguf-py."""
-    if source == "gguf":
-        src, extra = default_model_path, ["--gguf", "q8_0"]
+    if source == "gguf":  # the toy student: 0.9 MB, far past the limit, converted in a moment
+        src, extra = REPO / "distill/artifacts/arith-student/gguf/arith-student-q8_0.gguf", ["--gguf", "q8_0"]
     else:
         src, extra = FIXTURES / "llama-spm" / "base", ["--gguf", "f32"]
     out = tmp_path / "out"
