@@ -91,8 +91,8 @@ def test_a_60_second_soak_of_the_real_server(tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     record = json.loads(out.read_text())
     assert record["pass"] and record["checks"]["no_5xx"] and record["health_end"]["ok"]
-    outcomes = record["phases"]["free"]["outcomes"]
-    assert outcomes.get("200", 0) > 10 and outcomes.get("400", 0) > 0, outcomes
+    outcomes = record["phases"]["free"]["outcomes"]  # how many depends on the machine: only "some"
+    assert outcomes.get("200", 0) > 0 and record["n_failures"] == 0, outcomes
     assert record["agreement"]["available"] and record["agreement"]["agree"], record["agreement"]
     assert png.stat().st_size > 10_000
     assert "Traceback" not in (tmp_path / "server.log").read_text()
@@ -103,3 +103,22 @@ def test_soak_refuses_a_server_that_is_not_on_loopback(url):
     run = subprocess.run([sys.executable, "-m", "bench.cli", "soak", "--url", url, "--duration", "1"], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "loopback" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_the_hostile_corpus_gets_4xx_and_leaves_the_server_healthy(tmp_path):
+    """Every body of the fixed corpus, once, against the real server: a 4xx each, never a 5xx."""
+    import httpx
+
+    from bench.soak import send
+    from tests.test_server import start_server, stop_server
+
+    srv = start_server(tmp_path / "server.log", "--model", "arith-student", "--max-body-bytes", "65536")
+    try:
+        with httpx.Client() as client:
+            results = [send(client, srv.url, shot, "free", 0.0, 120) for shot in fixed_corpus("thinkling")]
+        bad = [(r.outcome, r.shot.describe(80)) for r in results if not (r.status and 400 <= r.status < 500)]
+        assert not bad, bad
+        assert httpx.get(srv.url + "/health").status_code == 200
+    finally:
+        assert stop_server(srv) == 0
+    assert "Traceback" not in srv.log.read_text()
