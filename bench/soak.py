@@ -230,41 +230,53 @@ class Sampler:
 # --- the phases ------------------------------------------------------------------------
 
 
-def _client_loop(opts: SoakOptions, base: str, worker: int, phase: str, t0: float, end: float,
-                 budget: list[int], lock: threading.Lock, out: list[Result]) -> None:
-    mix = opts.mix()
-    rng = random.Random(f"{opts.seed}-{worker}")  # the same sequence in each phase
-    corpus = fixed_corpus(opts.dialect)
-    headers = {"Authorization": f"Bearer {opts.api_key}"} if opts.api_key else {}
-    with httpx.Client(headers=headers) as client, ThreadPoolExecutor(opts.burst_size) as pool:
-        while time.perf_counter() < end:
-            with lock:
-                if budget[0] <= 0:
-                    return
-                budget[0] -= 1
-            shot = draw(rng, mix, corpus)
-            if shot.kind == "burst":
-                shots = burst(rng, mix, opts.burst_size)
-                results = list(pool.map(lambda s: send(client, base, s, phase, t0, opts.request_timeout_s), shots))
-            else:
-                results = [send(client, base, shot, phase, t0, opts.request_timeout_s)]
-            with lock:
-                out.extend(results)
+@dataclass
+class _Phase:
+    """One phase's shared state: the clients' deadline, their request budget and results."""
+
+    opts: SoakOptions
+    base: str
+    name: str
+    t0: float
+    end: float
+    budget: int
+    results: list[Result] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _take(self) -> bool:
+        with self.lock:
+            self.budget -= 1
+            return self.budget >= 0
+
+    def client(self, worker: int) -> None:
+        """One client thread: draw, send, record, until the phase's time or budget runs out."""
+        opts = self.opts
+        mix, corpus = opts.mix(), fixed_corpus(opts.dialect)
+        rng = random.Random(f"{opts.seed}-{worker}")  # the same sequence in each phase
+        headers = {"Authorization": f"Bearer {opts.api_key}"} if opts.api_key else {}
+
+        def one(shot: Shot) -> Result:
+            return send(client, self.base, shot, self.name, self.t0, opts.request_timeout_s)
+
+        with httpx.Client(headers=headers) as client, ThreadPoolExecutor(opts.burst_size) as pool:
+            while time.perf_counter() < self.end and self._take():
+                shot = draw(rng, mix, corpus)
+                results = list(pool.map(one, burst(rng, mix, opts.burst_size))) if shot.kind == "burst" else [one(shot)]
+                with self.lock:
+                    self.results.extend(results)
 
 
 def run_phase(opts: SoakOptions, base: str, phase: str, t0: float) -> list[Result]:
     """``opts.clients`` threads sending the mix until ``duration_s`` has passed."""
-    out: list[Result] = []
-    lock, budget = threading.Lock(), [opts.max_requests]
-    end = time.perf_counter() + opts.duration_s
-    threads = [threading.Thread(target=_client_loop, args=(opts, base, i, phase, t0, end, budget, lock, out),
-                                name=f"soak-client-{i}", daemon=True) for i in range(opts.clients)]
+    state = _Phase(opts, base, phase, t0, time.perf_counter() + opts.duration_s, opts.max_requests)
+    threads = [threading.Thread(target=state.client, args=(i,), name=f"soak-client-{i}", daemon=True)
+               for i in range(opts.clients)]
     for th in threads:
         th.start()
     for th in threads:
         th.join(opts.duration_s + opts.request_timeout_s + 60)
-    with lock:
-        return list(out)
+    with state.lock:
+        return list(state.results)
 
 
 def _check_loopback(url: str) -> None:
@@ -317,7 +329,7 @@ def _soak_against(opts: SoakOptions, base: str, proc: subprocess.Popen | None) -
         time.sleep(opts.sample_every_s)  # one sample after the last request
     record["loadavg_end"] = list(os.getloadavg())
     record["wall_s"] = round(time.perf_counter() - t0, 1)
-    record["agreement"] = report.agreement(results, before, report.scrape(base, auth), base, auth)
+    record["agreement"] = report.agreement(results, before, report.scrape(base, auth))
     record["health_end"] = report.health(base, auth, pid)
     record.update(report.summarize(results, sampler.samples, opts))
     return record

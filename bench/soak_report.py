@@ -84,7 +84,7 @@ def health(base: str, auth: dict, pid: int) -> dict:
             "body": (r.text[:300] if r is not None else None)}
 
 
-def agreement(results, before, after, base: str, auth: dict) -> dict:
+def agreement(results, before, after) -> dict:
     """Do the server's counters tell the story the clients saw?
 
     Exact: every non-200 status on the generation routes, per status (a 429 the

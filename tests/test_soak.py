@@ -76,9 +76,9 @@ def test_agreement_matches_statuses_and_totals():
     before = {("/v1/chat/completions", "200"): 5.0}
     after = {("/v1/chat/completions", "200"): 6.0, ("/v1/chat/completions", "499"): 1.0,
              ("/v1/chat/completions", "429"): 1.0, ("/v1/completions", "400"): 1.0}
-    assert agreement(results, before, after, "", {})["agree"]
+    assert agreement(results, before, after)["agree"]
     after[("/v1/chat/completions", "429")] = 2.0  # the server counted a 429 nobody saw
-    assert not agreement(results, before, after, "", {})["agree"]
+    assert not agreement(results, before, after)["agree"]
 
 
 def test_a_60_second_soak_of_the_real_server(tmp_path):
