@@ -205,6 +205,8 @@ def plot(record: dict, path) -> None:
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
     colors = {"free": "#1f77b4", "busy": "#d62728"}
     for phase, color in colors.items():
+        if phase not in record["phases"]:
+            continue
         rows = [r for r in record["requests"] if r["phase"] == phase and r["outcome"] == "200"
                 and r["kind"] != "hostile"]
         if rows:
