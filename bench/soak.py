@@ -14,7 +14,6 @@ Loopback only; every loop is bounded by time and by a request count.
 
 from __future__ import annotations
 
-import logging
 import os
 import random
 import signal
@@ -35,7 +34,6 @@ from . import soak_report as report
 from .contend import busy_processes
 from .soak_traffic import Mix, Shot, burst, draw, fixed_corpus
 
-log = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 

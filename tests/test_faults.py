@@ -17,7 +17,7 @@ import time
 import httpx
 import pytest
 
-from tests.test_server import CAP, COUNTING, free_port, start_server  # noqa: F401  (free_port for readers)
+from tests.test_server import CAP, COUNTING, start_server
 
 EXIT_BOUND_S = 60  # a signalled server must be gone within this (it takes ~1 s when healthy)
 
