@@ -25,14 +25,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-import httpx
 
 from . import fingerprint as fp
 from . import soak_report as report
 from .contend import busy_processes
 from .soak_traffic import Mix, Shot, burst, draw, fixed_corpus
+
+if TYPE_CHECKING:
+    import httpx
+# httpx, psutil: imported where used, so `bench --help` works on a core install.
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
@@ -123,6 +126,8 @@ def _read_stream(resp: httpx.Response, shot: Shot, res: Result) -> None:
 
 def send(client: httpx.Client, base: str, shot: Shot, phase: str, t0: float, timeout_s: float) -> Result:
     """Send ``shot`` and classify what came back."""
+    import httpx
+
     start = time.perf_counter()
     res = Result(shot.kind, shot.path, phase, start - t0, 0.0, "conn_error", shot=shot)
     read = shot.give_up_s if shot.give_up_s is not None else timeout_s
@@ -158,6 +163,8 @@ def _free_port() -> int:
 
 def start_server(opts: SoakOptions, log_path: Path) -> tuple[str, subprocess.Popen]:
     """``thinkling serve`` on a free loopback port; returns once /health answers 200."""
+    import httpx
+
     port = _free_port()
     cmd = [sys.executable, "-m", "runtime.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
            "--queue-size", "4", "--max-tokens-cap", "64", "--default-max-tokens", "16", "--log-level", "warning",
@@ -248,6 +255,8 @@ class _Phase:
 
     def client(self, worker: int) -> None:
         """One client thread: draw, send, record, until the phase's time or budget runs out."""
+        import httpx
+
         opts = self.opts
         mix, corpus = opts.mix(), fixed_corpus(opts.dialect)
         rng = random.Random(f"{opts.seed}-{worker}")  # the same sequence in each phase

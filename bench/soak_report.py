@@ -14,8 +14,6 @@ import statistics
 import time
 from collections import Counter, defaultdict
 
-import httpx
-
 from .stats import percentile
 
 CONTENDED_FACTOR = 10
@@ -25,7 +23,10 @@ GENERATION = ("/v1/chat/completions", "/v1/completions")
 TIMED = ("chat", "chat_stream", "completion", "completion_stream")
 
 
-def _get(base: str, path: str, auth: dict, timeout: float = 10.0) -> httpx.Response | None:
+def _get(base: str, path: str, auth: dict, timeout: float = 10.0):
+    """GET ``base + path``: the response, or None when the server cannot be reached."""
+    import httpx
+
     try:
         return httpx.get(base + path, headers=auth, timeout=timeout)
     except httpx.TransportError:
