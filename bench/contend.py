@@ -16,6 +16,8 @@ import json
 import multiprocessing as mp
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
 
@@ -44,6 +46,25 @@ def _burn(stop, kind: str) -> None:
             x = (x * 1103515245 + 12345) & 0xFFFFFFFF
 
 
+@contextmanager
+def busy_processes(n: int, kind: str = "python", settle_s: float = 1.0) -> Iterator[list]:
+    """``n`` busy processes (``_burn``) for the length of the with-block; always stopped after it."""
+    stop = mp.Event()
+    procs = [mp.Process(target=_burn, args=(stop, kind), daemon=True) for _ in range(n)]
+    for proc in procs:
+        proc.start()
+    try:
+        if procs:
+            time.sleep(settle_s)
+        yield procs
+    finally:
+        stop.set()
+        for proc in procs:
+            proc.join(5)
+            if proc.is_alive():
+                proc.terminate()
+
+
 def _time(engine: Engine, question: str, max_tokens: int) -> dict:
     t0 = time.perf_counter()
     r = engine.generate(GenerationRequest(messages=[Message("user", question)], max_tokens=max_tokens, think="off",
@@ -68,24 +89,12 @@ def run(model: str | None, threads: int, busy: int, requests: int, max_tokens: i
         for p, e in engines.items():  # warm both
             _time(e, QUESTIONS[0], 8)
         for phase in ("free", "busy"):
-            stop, procs = mp.Event(), []
-            if phase == "busy":
-                procs = [mp.Process(target=_burn, args=(stop, kind), daemon=True) for _ in range(busy)]
-                for proc in procs:
-                    proc.start()
-                time.sleep(1.0)
             rows: dict[str, list[dict]] = {"fixed": [], "adaptive": []}
-            try:
+            with busy_processes(busy if phase == "busy" else 0, kind):
                 for i in range(requests):
                     order = ("fixed", "adaptive") if i % 2 == 0 else ("adaptive", "fixed")
                     for p in order:
                         rows[p].append(_time(engines[p], QUESTIONS[i % len(QUESTIONS)], max_tokens))
-            finally:
-                stop.set()
-                for proc in procs:
-                    proc.join(5)
-                    if proc.is_alive():
-                        proc.terminate()
             record["phases"][phase] = {p: {**_summary(r), "threads_at_end": engines[p].threads()}
                                        for p, r in rows.items()}
     finally:

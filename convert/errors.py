@@ -106,3 +106,14 @@ class UnsupportedSource(ConversionError):
         self.path = str(path)
         self.detail = detail
         super().__init__(f"cannot convert {self.path} as asked: {detail}")
+
+
+class WriteFailed(ConversionError):
+    """An output could not be written whole (a full disk, a file-size limit, an I/O error)."""
+
+    code = "write_failed"
+
+    def __init__(self, out: str, reason: str):
+        self.out = out
+        self.reason = reason
+        super().__init__(f"could not write the outputs in {out}: {reason} (is the disk full?)")

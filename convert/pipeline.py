@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .archs import EMBED, Dims, dims_from_config, gguf_metadata, spec_for
-from .errors import UnknownQuant, UnsupportedSource
+from .errors import UnknownQuant, UnsupportedSource, WriteFailed
 from .manifest import FileEntry, Manifest, hash_files, now_iso, sha256_file, tool_versions, write_json_atomic
 from .parity import PROMPTS, Parity, compare, gguf_logits, hf_tokenization, tokenize
 from .plan import TensorPlan, plan_tensors
@@ -247,7 +247,10 @@ def _write_all(prep: _Prepared, quants: list[QuantSpec], stage: Staging, name: s
         direct.append(QUANTS["f16"])  # the K-quants' source, not kept
     outputs = [(stage.path(f"{name}-{q.name}.gguf"), q) for q in direct]
     t0 = time.perf_counter()
-    fallbacks = write_direct(outputs, prep.kv, prep.plans, prep.weights, prep.dims, progress)
+    try:
+        fallbacks = write_direct(outputs, prep.kv, prep.plans, prep.weights, prep.dims, progress)
+    except OSError as e:  # ENOSPC, EFBIG, or numpy's short write ("N requested and M written")
+        raise WriteFailed(str(stage.out), e.strerror or str(e)) from None
     log.info("wrote %s in %.1fs", ", ".join(q.name for q in direct), time.perf_counter() - t0)
     matrices = {p.gguf for p in prep.plans if p.is_matrix}
     entries = []

@@ -59,6 +59,20 @@ def check_head_type(head: GGMLQuantizationType | None, row: int, source: Path) -
                                              f"this model's are {row} wide (types that fit: {', '.join(fits)})")
 
 
+class _KeepErrors(logging.Filter):
+    """Holds back llama.cpp's ERROR records (kept in ``lines``); lets the rest through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            self.lines.append(record.getMessage().strip())
+            return False
+        return True
+
+
 def quantize_kquant(src: Path, dst: Path, quant: QuantSpec, threads: int | None = None,
                     head: GGMLQuantizationType | None = None, allow_requantize: bool = False) -> None:
     """Quantize the GGUF ``src`` into ``dst`` as ``quant`` (e.g. Q4_K_M); ``head``
@@ -75,9 +89,16 @@ def quantize_kquant(src: Path, dst: Path, quant: QuantSpec, threads: int | None 
         values.update(token_embedding_type=int(head), output_tensor_type=int(head))
     set_fields(params, values)
     log.info("quantizing %s -> %s (%s%s)", src.name, dst.name, quant.name, f", head {head.name}" if head else "")
-    rc = C.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
+    native = logging.getLogger("runtime.llama_cpp.native")
+    errors = _KeepErrors()
+    native.addFilter(errors)  # llama.cpp's own error line becomes the reason, not a second stderr line
+    try:
+        rc = C.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
+    finally:
+        native.removeFilter(errors)
     if rc != 0 or not dst.is_file():
-        raise QuantizationFailed(quant.name, f"llama_model_quantize returned {rc} (see the log with -v)")
+        why = f"llama.cpp: {errors.lines[-1]}" if errors.lines else f"llama_model_quantize returned {rc}"
+        raise QuantizationFailed(quant.name, f"{why} (is the disk full? see the log with -v)")
 
 
 def tensor_types(path: Path) -> dict[str, str]:

@@ -48,6 +48,7 @@ class EngineConfig:
     # (runtime.threads: steps down when another process takes a core). Opt-in everywhere:
     # the collapse it guards against did not reproduce on the Intel VM where it was built.
     thread_policy: str = "fixed"
+    use_mmap: bool = True  # False: read the weights into memory (immune to the file changing)
 
 
 def validate_request(req: GenerationRequest) -> None:
@@ -155,7 +156,8 @@ class Engine:
         opts = BackendOptions(n_ctx=self.config.n_ctx,
                               n_threads=self.config.n_threads or physical_cores(),
                               n_batch=self.config.n_batch, cpu_affinity=self.config.cpu_affinity,
-                              adaptive_threads=self.config.thread_policy == "adaptive")
+                              adaptive_threads=self.config.thread_policy == "adaptive",
+                              use_mmap=self.config.use_mmap)
         self.backend = open_backend(self.ref.backend, str(self.ref.path), opts)
         self.load_ms = (time.perf_counter() - t0) * 1000
         self._pending_load_ms = self.load_ms  # reported on the first request

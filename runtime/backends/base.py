@@ -26,6 +26,10 @@ class BackendOptions:
     # Let ``runtime.threads.ThreadGovernor`` move the decode thread count between 1 and
     # ``n_threads`` by what each count delivers (backends that support it: llama.cpp).
     adaptive_threads: bool = False
+    # Map the model file (llama.cpp's default: fast load, pages shared between processes)
+    # or read it into memory. A mapped file rewritten in place under a running process
+    # kills it with SIGBUS; a long-lived server reads it instead (docs/server.md).
+    use_mmap: bool = True
     extra: dict = field(default_factory=dict)
 
 

@@ -149,7 +149,10 @@ class LlamaCppBackend:
         self._C = C
         self.path = str(path)
         mparams = C.llama_model_default_params()  # mmap is llama.cpp's default load mode
-        set_fields(mparams, model_param_values())
+        values = model_param_values()
+        if not options.use_mmap:  # read into memory (the default, AUTO, maps the file on CPU)
+            values["load_mode"] = C.LLAMA_LOAD_MODE_NONE
+        set_fields(mparams, values)
         self._model = C.llama_model_load_from_file(self.path.encode(), mparams)
         if not self._model:
             raise InvalidModelFile(self.path, "llama.cpp could not load it (see the log for the reason)")

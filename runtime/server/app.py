@@ -44,7 +44,7 @@ def default_loader(settings: ServerSettings) -> Engine:
     return Engine(settings.model, EngineConfig(n_ctx=settings.n_ctx, n_threads=settings.threads,
                                                n_batch=settings.n_batch, queue_size=settings.queue_size,
                                                speculative=settings.speculative,
-                                               thread_policy=settings.thread_policy))
+                                               thread_policy=settings.thread_policy, use_mmap=settings.mmap))
 
 
 @dataclass
@@ -121,7 +121,8 @@ def create_app(settings: ServerSettings, engine: Engine | None = None, *,
     errors.install(app)
     _routes(app, state)
     app.add_middleware(Guard, api_key=settings.api_key.get_secret_value() if settings.api_key else None,
-                       allowed_hosts=settings.host_allowlist(), max_body=settings.max_body_bytes)
+                       allowed_hosts=settings.host_allowlist(), max_body=settings.max_body_bytes,
+                       body_timeout_s=settings.body_timeout_s)
     app.add_middleware(CountRequests, metrics=state.metrics)
     if settings.cors_origins:  # off by default
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
@@ -272,6 +273,38 @@ def serve(settings: ServerSettings) -> None:
                 threading.Thread(target=state.close, name="thinkling-drain", daemon=True).start()
             super().handle_exit(sig, frame)
 
+    # Connection limits (docs/server.md "Limits"): every stage of a connection is bounded in
+    # time: its first request head (header_timeout_s), its body (body_timeout_s, in Guard),
+    # the idle wait between keep-alive requests (keep_alive_s); heads are capped at h11's
+    # 16 KiB. limit_concurrency stays off: it counts idle connections too, so a pile of
+    # them would turn into 503s for every other client instead of being closed.
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                            timeout_graceful_shutdown=settings.graceful_shutdown_s, server_header=False)
+                            timeout_graceful_shutdown=settings.graceful_shutdown_s, server_header=False,
+                            http=head_timeout_protocol(settings.header_timeout_s),
+                            timeout_keep_alive=settings.keep_alive_s, h11_max_incomplete_event_size=16 * 1024)
     Server(config).run()
+
+
+def head_timeout_protocol(timeout_s: float):
+    """uvicorn's h11 protocol, plus a deadline for a new connection's first request head.
+
+    uvicorn closes idle keep-alive connections, but a connection that never completes
+    its first request line and headers (idle, or sending a byte at a time) is kept
+    forever, holding a file descriptor; no uvicorn setting bounds it, hence this."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeadTimeoutProtocol(H11Protocol):
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._head_timer = self.loop.call_later(timeout_s, self._head_timeout)
+
+        def _head_timeout(self) -> None:
+            if self.cycle is None and not self.transport.is_closing():  # no request head yet
+                log.debug("closing a connection that sent no request head in %.0f s", timeout_s)
+                self.transport.close()
+
+        def connection_lost(self, exc) -> None:
+            self._head_timer.cancel()
+            super().connection_lost(exc)
+
+    return HeadTimeoutProtocol

@@ -23,6 +23,8 @@ _FLAGS = [
     ("--threads", "threads", int, "llama.cpp threads (default: physical cores)"),
     ("--thread-policy", "thread_policy", str, "fixed (default) or adaptive: step down when another process takes a core"),
     ("--max-body-bytes", "max_body_bytes", int, "largest request body (default 1 MiB)"),
+    ("--body-timeout", "body_timeout_s", float, "seconds to receive a request body, else 408 (default 30)"),
+    ("--header-timeout", "header_timeout_s", float, "seconds for a new connection's request head (default 10)"),
     ("--log-level", "log_level", str, "uvicorn log level (default info)"),
 ]
 
@@ -40,6 +42,9 @@ def register(sub) -> None:
                    help="accept this Host header (repeatable; default: loopback names on a loopback bind)")
     p.add_argument("--insecure", action="store_true", default=argparse.SUPPRESS,
                    help="allow a non-loopback bind without an API key")
+    p.add_argument("--mmap", action="store_true", default=argparse.SUPPRESS,
+                   help="map the model file instead of reading it into memory (faster load, shared pages; "
+                        "the file must then never be rewritten in place while served)")
     p.set_defaults(func=run_serve)
 
 

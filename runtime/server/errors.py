@@ -22,7 +22,7 @@ from .schemas import UNION_TAGS
 log = logging.getLogger(__name__)
 
 # OpenAI-style error "type" by HTTP status.
-_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
+_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error", 408: "timeout_error",
           405: "invalid_request_error", 413: "invalid_request_error", 415: "invalid_request_error",
           429: "rate_limit_error", 503: "unavailable_error"}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 
+import anyio
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -39,11 +40,13 @@ class Guard:
     which also makes a chunked upload obey the limit.
     """
 
-    def __init__(self, app: ASGIApp, *, api_key: str | None, allowed_hosts: list[str] | None, max_body: int):
+    def __init__(self, app: ASGIApp, *, api_key: str | None, allowed_hosts: list[str] | None, max_body: int,
+                 body_timeout_s: float = 30.0):
         self.app = app
         self.key = api_key.encode("utf-8") if api_key else None
         self.hosts = frozenset(allowed_hosts) if allowed_hosts else None
         self.max_body = max_body
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -82,17 +85,24 @@ class Guard:
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
             return self._too_large(), receive
         parts, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None, _replay(b"", receive, disconnected=True)
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                return self._too_large(), receive
-            parts.append(chunk)
-            if not message.get("more_body", False):
-                break
+        # A client trickling its body would otherwise hold its connection (and this
+        # coroutine) for as long as it likes; uvicorn has no body-read timeout.
+        try:
+            with anyio.fail_after(self.body_timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return None, _replay(b"", receive, disconnected=True)
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.max_body:
+                        return self._too_large(), receive
+                    parts.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            return error_response(408, f"the request body did not arrive within {self.body_timeout_s:g} s",
+                                  code="body_timeout", headers={"Connection": "close"}), receive
         body = b"".join(parts)
         if body:
             content_type = headers.get("content-type", "")

@@ -67,6 +67,8 @@ class ServerSettings(BaseSettings):
         "fixed", description="fixed: always threads; adaptive: decode on 1..threads by measured speed, stepping "
                              "down when another process takes a core (runtime/threads.py)")
     n_batch: int = Field(512, ge=1, description="prompt evaluation batch size")
+    mmap: bool = Field(False, description="map the model file instead of reading it (shares pages, loads faster); "
+                                          "rewriting a mapped file in place crashes the server (SIGBUS)")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="largest accepted request body; past it: 413")
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="origins allowed by CORS (empty: CORS off)")
@@ -74,6 +76,12 @@ class ServerSettings(BaseSettings):
         None, description="accepted Host headers; default: loopback names when bound to loopback, else any")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info")
     graceful_shutdown_s: float = Field(10.0, ge=0, description="how long shutdown waits for open requests")
+    # Slow or idle clients must not hold the server: each connection is bounded in time at every stage.
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="a new connection that has not sent its request line and headers by then is closed")
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="a request body still incomplete after this many seconds is refused with 408")
+    keep_alive_s: float = Field(5.0, gt=0, description="an idle keep-alive connection is closed after this (uvicorn)")
 
     _split = field_validator("cors_origins", "allowed_hosts", mode="before")(_split_list)
 
