@@ -27,14 +27,16 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING
 
 from runtime.engine import Engine, EngineConfig
 from runtime.hardware import cpu_model
 from runtime.types import GenerationRequest, Message, SamplingParams
 
 from .stats import percentile
+
+if TYPE_CHECKING:
+    import httpx  # the test extra; imported where a measurement starts, so `bench` runs without it
 
 MODES = ("cold", "warm")
 
@@ -130,6 +132,8 @@ def _start_server(args: HttpCostOptions, port: int) -> subprocess.Popen:
 
 
 def _wait_healthy(client: httpx.Client, url: str) -> None:
+    import httpx
+
     while True:
         try:
             if client.get(url + "/health").status_code == 200:
@@ -142,6 +146,8 @@ def _wait_healthy(client: httpx.Client, url: str) -> None:
 def measure_peer(args: HttpCostOptions) -> dict:
     """thinkling serve vs ``args.peer`` (e.g. llama-server on the same GGUF), both
     over HTTP streaming, raw completions, alternating as in ``measure``."""
+    import httpx
+
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     server = _start_server(args, port)
@@ -171,6 +177,8 @@ def measure_peer(args: HttpCostOptions) -> dict:
 
 
 def measure(args: HttpCostOptions) -> dict:
+    import httpx
+
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     server = _start_server(args, port)

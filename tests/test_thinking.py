@@ -159,3 +159,26 @@ def test_profile_score_is_logistic():
     # a profile written before the gate existed still loads, and probes every query
     old = ThinkingProfile.from_dict({"weights": {"bias": 1.0}, "threshold": 0.3})
     assert (old.gate_weights, old.skip_below) == ({}, 0.0)
+
+
+def test_decision_wire_shape_keeps_its_keys_and_order():
+    """The decision ships in HTTP and bridge responses: which keys appear, and in what
+    order, is the shape the dicts it replaced had (tests/test_contract.py pins the rest)."""
+    from runtime.types import Decision
+
+    gate = Decision(mode="on", requested="auto", reason="r", family="f", gate_score=0.1, skip_below=0.5,
+                    stage="gate", score=0.1, threshold=0.5, features={"q": 1.0}, planned=True)
+    probe = Decision(mode="off", requested="auto", reason="r", family="f", stage="probe", score=0.9,
+                     threshold=0.5, probe_ms=3.0, features={"p": 1.0})
+    chosen = Decision(mode="on", requested="on", reason="requested", family="f", deadline_budget=7, planned=True,
+                      budget=7, response_format="json_object", constrained="after_reasoning")
+    raw = Decision(mode="raw", requested="auto", reason="raw completion prompt")
+    assert list(gate.to_dict()) == ["requested", "family", "gate_score", "skip_below", "stage", "mode", "score",
+                                    "threshold", "features", "reason", "budget"]
+    assert list(probe.to_dict()) == ["requested", "family", "stage", "score", "threshold", "probe_ms", "features",
+                                     "mode", "reason"]  # the probe's own answer: no plan, no budget
+    assert list(chosen.to_dict()) == ["requested", "family", "mode", "reason", "deadline_budget", "budget",
+                                      "response_format", "constrained"]
+    assert raw.to_dict() == {"mode": "raw", "requested": "auto", "reason": "raw completion prompt"}
+    for d in (gate, probe, chosen, raw):
+        assert Decision.from_dict(d.to_dict()) == d
