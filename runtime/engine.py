@@ -256,11 +256,15 @@ class Engine:
     # --- calls that run on the worker (the one owner of the backend) -------------
     def _call(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the worker between requests and return its result."""
+        if threading.current_thread() is self._worker:  # already on the worker (a chunk consumer)
+            return fn()
         if self._closed:
             raise EngineClosed()
         job = _Job(fn)
         self._queue.put(job)  # waits for a slot: a control call is never refused as busy
-        job.done.wait()
+        while not job.done.wait(0.1):
+            if not self._worker.is_alive():  # closed after the job was queued
+                raise EngineClosed()
         if job.error is not None:
             raise job.error
         return job.result
