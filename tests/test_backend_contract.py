@@ -3,7 +3,7 @@
 llama.cpp serves the embedded gemma-3-270m (the session's engine); onnxruntime
 serves the ONNX export of the converter's llama-spm fixture (exported once,
 shared with test_onnx.py). Each case holds for any backend behind the
-``Backend`` protocol: greedy is deterministic cold and warm, the joined stream
+``Backend`` protocol: greedy is deterministic, the joined stream
 is the non-streaming call, a stop string ends the text and is not emitted, a
 shared prefix is reused from the KV cache, a cancel stops within a token, and a
 prompt past the context is a typed error after which the engine still serves.
@@ -44,12 +44,15 @@ def any_engine(request, tmp_path_factory):
     eng.close()
 
 
-def test_greedy_is_deterministic_cold_and_warm(any_engine):
+def test_greedy_is_deterministic(any_engine):
+    # both cold: llama.cpp's logits for a position differ in the last bits with the batch
+    # it was computed in, so a warm rerun may flip a near-tie (tests/test_onnx.py checks
+    # ONNX's incremental decode equals its one-shot logits)
+    any_engine.reset_cache()
     a = any_engine.generate(req())
-    any_engine.reset_cache()  # cold the second time: same tokens regardless
+    any_engine.reset_cache()
     b = any_engine.generate(req())
-    c = any_engine.generate(req())  # warm: the prompt comes from the cache
-    assert a.tokens == b.tokens == c.tokens and a.text == b.text and len(a.tokens) > 0
+    assert a.tokens == b.tokens and a.text == b.text and len(a.tokens) > 0
 
 
 def test_stream_join_equals_non_streaming(any_engine):
