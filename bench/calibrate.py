@@ -21,7 +21,7 @@ import numpy as np
 from runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
 from runtime.extras import require
 from runtime.generate import join_stream
-from runtime.thinking.profile import FEATURES, GATE_FEATURES, Speed, ThinkingProfile, probe_signals, profile_path
+from runtime.thinking.profile import FEATURES, GATE_FEATURES, ThinkingProfile, probe_signals, profile_path
 
 from .files import save_figure, write_text_atomic
 from .modes import RunOptions, follow, is_correct, load_tasks, run_query, take
@@ -33,7 +33,7 @@ class CalibrateOptions(RunOptions):
 
     repeats: int = 3
     probe_max_tokens: int = 8
-    tolerance: float = 0.01  # share of accuracy below always reasoning (0.01 = 1 point)
+    tolerance_points: float = 1.0  # accuracy points below always reasoning that auto may give up (as --tolerance)
 
 
 @dataclass
@@ -168,9 +168,9 @@ def calibrate(model: str, tasks: str, opts: CalibrateOptions | None = None, out:
     opts = opts or CalibrateOptions()
     rows = take(load_tasks(tasks), opts.limit)
     with Engine(model, EngineConfig(n_ctx=1024, n_threads=opts.threads, queue_size=1)) as engine:
-        engine.controller.profile = None  # calibrate the raw modes, not a previous profile
+        engine.set_profile(None)  # calibrate the raw modes, not a previous profile
         samples = [_measure(engine, rows, i, opts) for i in range(len(rows))]
-        speed = Speed(**vars(engine.controller.speed))
+        speed = engine.describe().speed
         model_path = engine.ref.path
     X = np.array([[1.0] + [s.features.get(f, 0.0) for f in FEATURES[1:]] for s in samples])
     y = np.array([float(s.off_correct) for s in samples])
@@ -180,7 +180,7 @@ def calibrate(model: str, tasks: str, opts: CalibrateOptions | None = None, out:
     wg = fit_logistic(Xg, y)
     gate = predict(Xg, wg)
     on_acc = float(np.mean([s.on_correct for s in samples]))
-    gate_curve, chosen = choose_cascade(gate, scores, samples, on_acc, opts.tolerance)
+    gate_curve, chosen = choose_cascade(gate, scores, samples, on_acc, opts.tolerance_points / 100)
     curve = sweep(scores, samples, gate < chosen["skip_below"])
     profile = ThinkingProfile(
         weights={f: round(float(v), 6) for f, v in zip(FEATURES, w)}, threshold=chosen["threshold"],
@@ -219,18 +219,20 @@ def _plot(curve: list[dict], gate_curve: list[dict], best: dict, on_acc: float, 
 
 
 def register(sub) -> None:
+    d = CalibrateOptions()  # the flags' defaults are the library's
     p = sub.add_parser("calibrate", help="fit a model's adaptive-thinking profile on a labelled task set")
     p.add_argument("--model", required=True)
     p.add_argument("--tasks", default="arith-calib", help="JSONL {question, answer} or a built-in set name")
     p.add_argument("--out", default=None, help="profile path (default: <model file>.thinking.json)")
     p.add_argument("--plot", default=None, help="PNG of the accuracy-latency curve")
-    p.add_argument("--probe-max-tokens", type=int, default=8)
-    p.add_argument("--max-tokens", type=int, default=256)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--repeats", type=int, default=3, help="runs per task and path; latency is the median")
-    p.add_argument("--tolerance", type=float, default=1.0,
-                   help="accuracy points below always-reasoning that auto may give up for speed (default 1)")
+    p.add_argument("--probe-max-tokens", type=int, default=d.probe_max_tokens)
+    p.add_argument("--max-tokens", type=int, default=d.max_tokens)
+    p.add_argument("--threads", type=int, default=d.threads)
+    p.add_argument("--limit", type=int, default=d.limit)
+    p.add_argument("--repeats", type=int, default=d.repeats, help="runs per task and path; latency is the median")
+    p.add_argument("--tolerance", type=float, default=d.tolerance_points,
+                   help=f"accuracy points below always-reasoning that auto may give up for speed "
+                        f"(default {d.tolerance_points:g})")
     p.set_defaults(func=_cli)
 
 
@@ -239,7 +241,7 @@ def _cli(args: argparse.Namespace) -> int:
         require("thinkling calibrate --plot", "bench", "matplotlib")
     opts = CalibrateOptions(max_tokens=args.max_tokens, threads=args.threads, limit=args.limit,
                             repeats=max(1, args.repeats), probe_max_tokens=args.probe_max_tokens,
-                            tolerance=args.tolerance / 100)
+                            tolerance_points=args.tolerance)
     prof = calibrate(args.model, args.tasks, opts, args.out, args.plot)
     best = next(c for c in prof.gate_curve if c["skip_below"] == prof.skip_below)
     print(f"gate skip below {prof.skip_below:.3f} (skips the probe on {best['skip_rate'] * 100:.0f}%), "

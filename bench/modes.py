@@ -17,8 +17,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
+from runtime.thinking import decision_dict
 
 from .files import save_figure, write_text_atomic
+from .stats import percentile
 
 TASKS_DIR = Path(__file__).parent / "tasks"
 _INT = re.compile(r"-?\d+")
@@ -108,15 +110,15 @@ def run_query(engine: Engine, question: str, label, mode: str, max_tokens: int, 
     t_end = time.perf_counter()
     text = "".join(answer).strip()
     tokens = tokens or last.timings.completion_tokens  # over HTTP, chunks carry no token ids
-    decision = last.decision or {}
+    decision = last.decision
     # post: the answer is usable before the rationale; others: when the answer text ends
     done_at = t_answer if t_answer is not None else t_end
     return Outcome(question=question, label=str(label), mode=mode, answer=text,
                    reasoning_chars=len("".join(reasoning)), correct=is_correct(text, label),
                    latency_ms=(t_end - t0) * 1000, ttft_ms=last.timings.ttft_ms,
                    time_to_answer_ms=(done_at - t0) * 1000, tokens=tokens,
-                   thought=decision.get("mode") in ("on", "post") and bool("".join(reasoning)),
-                   decision=decision)
+                   thought=decision is not None and decision.thought and bool("".join(reasoning)),
+                   decision=decision_dict(decision))
 
 
 def run_mode(engine: Engine, tasks: list[dict], mode: str, max_tokens: int) -> list[Outcome]:
@@ -164,15 +166,6 @@ def run_modes(engine: Engine, tasks: list[dict], modes: tuple[str, ...], max_tok
     return runs, unstable
 
 
-def _pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    if not s:
-        return float("nan")
-    k = (len(s) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
 def summarize(name: str, outcomes: list[Outcome]) -> dict:
     lat = [o.latency_ms for o in outcomes]
     return {
@@ -180,8 +173,8 @@ def summarize(name: str, outcomes: list[Outcome]) -> dict:
         "accuracy": sum(o.correct for o in outcomes) / len(outcomes),
         "mean_tokens": statistics.fmean(o.tokens for o in outcomes),
         "think_rate": sum(o.thought for o in outcomes) / len(outcomes),
-        "mean_latency_ms": statistics.fmean(lat), "p50_ms": _pct(lat, 0.5), "p95_ms": _pct(lat, 0.95),
-        "time_to_answer_p50_ms": _pct([o.time_to_answer_ms for o in outcomes], 0.5),
+        "mean_latency_ms": statistics.fmean(lat), "p50_ms": percentile(lat, 50), "p95_ms": percentile(lat, 95),
+        "time_to_answer_p50_ms": percentile([o.time_to_answer_ms for o in outcomes], 50),
     }
 
 
@@ -209,8 +202,8 @@ def random_gating(off: list[Outcome], on: list[Outcome], rate: float, draws: int
             pooled.append(pick.latency_ms)
             tta.append(pick.time_to_answer_ms)
     return {"mode": f"random@{rate:.2f}", "n": len(off), "accuracy": acc, "mean_tokens": toks, "think_rate": rate,
-            "mean_latency_ms": mean_lat, "p50_ms": _pct(pooled, 0.5), "p95_ms": _pct(pooled, 0.95),
-            "time_to_answer_p50_ms": _pct(tta, 0.5), "simulated": True}
+            "mean_latency_ms": mean_lat, "p50_ms": percentile(pooled, 50), "p95_ms": percentile(pooled, 95),
+            "time_to_answer_p50_ms": percentile(tta, 50), "simulated": True}
 
 
 def paired_difference(a: list[Outcome], b: list[Outcome], draws: int = 2000, seed: int = 0) -> dict:
@@ -219,7 +212,7 @@ def paired_difference(a: list[Outcome], b: list[Outcome], draws: int = 2000, see
     d = [y.latency_ms - x.latency_ms for x, y in zip(a, b)]
     rng = random.Random(seed)
     means = sorted(statistics.fmean(rng.choices(d, k=len(d))) for _ in range(draws))
-    return {"mean_ms": statistics.fmean(d), "ci95_ms": [_pct(means, 0.025), _pct(means, 0.975)],
+    return {"mean_ms": statistics.fmean(d), "ci95_ms": [percentile(means, 2.5), percentile(means, 97.5)],
             "share_of_a": statistics.fmean(d) / statistics.fmean(x.latency_ms for x in a)}
 
 
@@ -284,7 +277,7 @@ def _direct_share(auto: list[Outcome]) -> dict:
         return {"n": 0}
     return {"n": len(direct), "accuracy": sum(o.correct for o in direct) / len(direct),
             "median_latency_ms": statistics.median(o.latency_ms for o in direct),
-            "p95_latency_ms": _pct([o.latency_ms for o in direct], 0.95)}
+            "p95_latency_ms": percentile([o.latency_ms for o in direct], 95)}
 
 
 def bench_modes(model: str, tasks: str, opts: RunOptions | None = None, json_out: str | None = None,
@@ -305,7 +298,7 @@ def bench_modes(model: str, tasks: str, opts: RunOptions | None = None, json_out
         run_query(engine, rows_in[0]["question"], rows_in[0]["answer"], "off", 8)  # warm-up
         runs, unstable = run_modes(engine, rows_in, ("off", "on", "post", "auto"), opts.max_tokens, opts.repeats)
         # over HTTP the profile is the server's; its choices are in each response's decision
-        profile = None if opts.url else engine.controller.profile
+        profile = None if opts.url else engine.describe().profile
     rows = [summarize(m, runs[m]) for m in ("off", "on", "post", "auto")]
     by_ops = accuracy_by_ops(rows_in, runs)
     auto = rows[3]

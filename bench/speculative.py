@@ -97,7 +97,7 @@ def _one(engine: Engine, item: dict, spec: str, opts: SpeculativeOptions):
     # Cold cache for every run (as bench latency does): llama.cpp's logits for a position
     # differ in the last bits with the batch it was computed in, so a reused prefix could
     # flip a near-tie and make the two sides differ for a reason that is not drafting.
-    engine.backend.truncate(0)
+    engine.reset_cache()
     common = dict(max_tokens=opts.max_tokens, sampling=SamplingParams(temperature=0.0), think=opts.think,
                   speculative=spec)
     req = (GenerationRequest(prompt=item["prompt"], **common) if "prompt" in item

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from runtime import __version__ as runtime_version
 from runtime import models
+from runtime.api import chat_request
 from runtime.engine import THREAD_POLICIES, Engine, EngineConfig
 from runtime.hardware import device_facts
 from runtime.modelinfo import check_gguf
@@ -27,7 +28,6 @@ from runtime.speculative import SPECULATIVE_MODES
 
 from . import cores
 from .events import TERMINAL, Record, RequestTable
-from .request import chat_request
 from .jsonio import SCHEMA_VERSION, BridgeError, dumps, error_fields
 
 log = logging.getLogger(__name__)
@@ -97,26 +97,6 @@ class LoadOptions:
                             speculative=self.speculative, thread_policy=self.thread_policy)
 
 
-def _open_engine(opts: LoadOptions) -> Engine:
-    """Build the engine on a short-lived thread: the backend pins *the calling
-    thread* to ``cpu_affinity`` and the engine's worker inherits that mask, so
-    loading here keeps the app's own thread unpinned."""
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["engine"] = Engine(opts.model, opts.engine_config())
-        except BaseException as e:  # re-raised on the caller's thread below
-            box["error"] = e
-
-    t = threading.Thread(target=run, name="thinkling-bridge-load", daemon=True)
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    return box["engine"]
-
-
 class _Pump:
     """Reads one engine's handles in submission order (the engine serves FIFO)."""
 
@@ -179,12 +159,13 @@ class Bridge:
             with self._lock:
                 self._state = "loading"
             try:
-                engine = _open_engine(opts)
-                info = {**engine.info().to_dict(), "n_ctx": engine.backend.n_ctx,
-                        "threads": getattr(engine.backend, "n_threads", opts.threads),
+                # the engine pins its own worker to cpu_affinity; this thread stays unpinned
+                engine = Engine(opts.model, opts.engine_config())
+                d = engine.describe()
+                info = {**d.info.to_dict(), "n_ctx": d.n_ctx, "threads": d.n_threads,
                         "thread_policy": engine.threads(),
                         "cpu_affinity": list(opts.cpu_affinity) if opts.cpu_affinity else None,
-                        "queue_size": opts.queue_size, "load_ms": round(engine.load_ms, 3)}
+                        "queue_size": opts.queue_size, "load_ms": round(d.load_ms, 3)}
             except BaseException:
                 with self._lock:
                     self._state = "unloaded"

@@ -22,6 +22,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from runtime.engine import Handle
+from runtime.thinking import Decision, decision_dict
 from runtime.types import Chunk, Timings
 
 TERMINAL = frozenset({"done", "error", "cancelled"})
@@ -29,10 +30,10 @@ DELTAS = frozenset({"reasoning", "answer"})
 
 
 def result_fields(model: str, text: str, reasoning: str, finish_reason: str, timings: Timings | None,
-                  decision: dict | None) -> dict:
+                  decision: Decision | None) -> dict:
     """The fields of a ``done`` event, also returned by ``complete``."""
     return {"model": model, "text": text, "reasoning": reasoning, "finish_reason": finish_reason,
-            "timings": (timings or Timings()).to_dict(), "decision": decision}
+            "timings": (timings or Timings()).to_dict(), "decision": decision_dict(decision)}
 
 
 @dataclass
@@ -49,7 +50,7 @@ class Record:
     # written by the pump thread only
     _text: list[str] = field(default_factory=list)
     _reasoning: list[str] = field(default_factory=list)
-    _decision: dict | None = None
+    _decision: Decision | None = None
 
     @property
     def finished(self) -> bool:

@@ -13,26 +13,15 @@ import json
 import logging
 from typing import Any, Callable
 
+from runtime.api.errors import CODES
+from runtime.api.errors import fields as error_shape
+from runtime.api.errors import error_fields as runtime_error_fields
 from runtime.errors import ThinklingError
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 MAX_INPUT_CHARS = 1 << 20  # the HTTP server's default max_body_bytes; a whole n_ctx of chat is far below it
-
-CODES = ("invalid_json", "invalid_request", "unsupported_version", "model_not_found", "not_loaded",
-         "busy", "context_length_exceeded", "missing_extra", "internal")
-
-# runtime error code -> bridge code (anything not listed is "internal")
-_RUNTIME_CODES = {
-    "model_not_found": "model_not_found",
-    "invalid_model_file": "model_not_found",  # the file is there but is not a usable model
-    "context_length_exceeded": "context_length_exceeded",
-    "invalid_request": "invalid_request",
-    "busy": "busy",
-    "not_loaded": "not_loaded",
-    "missing_extra": "missing_extra",  # e.g. an ONNX model on an install without onnxruntime
-}
 
 _LAST_RESORT = '{"v": 1, "error": {"code": "internal", "message": "the bridge could not encode its reply"}}'
 
@@ -55,22 +44,11 @@ def ok(**fields: Any) -> str:
 
 
 def error_fields(exc: BaseException) -> dict:
-    """``{"code", "message"[, "param"]}`` for any exception."""
+    """``{"code", "message"[, "param"]}`` for any exception (``runtime.api.error_fields``
+    plus the bridge's own errors)."""
     if isinstance(exc, BridgeError):
-        code, message, param = exc.code, exc.message, exc.param
-    elif isinstance(exc, ThinklingError):
-        code = _RUNTIME_CODES.get(exc.code, "internal")
-        message, param = exc.message, getattr(exc, "param", None)
-    else:
-        code, param = "internal", None
-        try:
-            message = f"{type(exc).__name__}: {exc}"
-        except Exception:  # an exception whose __str__ raises
-            message = type(exc).__name__
-    out = {"code": code, "message": str(message)[:2000]}
-    if param:
-        out["param"] = str(param)
-    return out
+        return error_shape(exc.code, exc.message, exc.param)
+    return runtime_error_fields(exc)
 
 
 def error(exc: BaseException) -> str:

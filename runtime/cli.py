@@ -1,8 +1,10 @@
 """``thinkling`` command line: the edge that parses flags, calls the library and
 translates typed errors into one line on stderr and a non-zero exit code.
 
-Subcommands that belong to other subsystems (serve, convert, calibrate) live in
-their own modules and register themselves through ``register(subparsers)``.
+The runtime's own subcommands (ask, models, serve) live in their modules and
+register themselves through ``register(subparsers)``. Other packages (convert,
+bench's calibrate) plug theirs in through the ``thinkling.commands`` entry-point
+group (pyproject.toml), so this ground floor never imports upward.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import importlib
 import logging
 import sys
+from importlib.metadata import entry_points
 
 from .errors import ThinklingError
 from .extras import missing_extra
@@ -18,19 +21,30 @@ from .extras import missing_extra
 EXIT_CODES = {"model_not_found": 3, "invalid_model_file": 4, "context_length_exceeded": 5,
               "invalid_request": 2, "cancelled": 130, "busy": 6, "missing_extra": 7}
 
-# subcommand modules owned by other subsystems; each has register(subparsers)
-_EXTERNAL = ["runtime.cli_ask", "runtime.server.cli", "convert.cli", "bench.calibrate"]
+# the runtime's own subcommand modules; each has register(subparsers)
+_OWN = ["runtime.cli_ask", "runtime.server.cli"]
+PLUGIN_GROUP = "thinkling.commands"  # entry points: "<name> = <module>:register"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="thinkling",
                                      description="On-device runtime for small distilled reasoning students.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
-    register_subcommands(parser.add_subparsers(dest="command", required=True), _EXTERNAL)
+    sub = parser.add_subparsers(dest="command", required=True)
+    register_subcommands(sub, _OWN)
+    register_plugins(sub, PLUGIN_GROUP)
     return parser
 
 
-def register_subcommands(sub, module_names: list[str]) -> None:
+def register_plugins(sub, group: str) -> None:
+    """Subcommands other installed packages register under the entry-point ``group``
+    (sorted by name, so ``--help`` lists them in a stable order)."""
+    for ep in sorted(entry_points(group=group), key=lambda e: e.name):
+        module, _, attr = ep.value.partition(":")
+        register_subcommands(sub, [module], attr or "register")
+
+
+def register_subcommands(sub, module_names: list[str], attr: str = "register") -> None:
     """Let each module add its subcommand(s) through ``register(subparsers)``.
 
     A module that is not present in this install is skipped; an ImportError
@@ -44,7 +58,7 @@ def register_subcommands(sub, module_names: list[str]) -> None:
             if missing and (missing == name or name.startswith(missing)):
                 continue
             raise
-        module.register(sub)
+        getattr(module, attr)(sub)
 
 
 def fail(message: str, code: int = 1) -> int:

@@ -16,30 +16,32 @@ from .types import GenerationRequest, Message, SamplingParams, THINK_MODES
 
 
 def register(sub) -> None:
+    # defaults are the library's: what a request or an engine gets when it does not say
+    sampling, request, engine = SamplingParams(), GenerationRequest(prompt=""), EngineConfig()
     p = sub.add_parser("ask", help="ask a model one question; streams the answer, then timings")
     p.add_argument("prompt")
     p.add_argument("--model", default=None, help="registered name or path (default: gemma-3-270m)")
-    p.add_argument("--max-tokens", type=int, default=128)
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--top-k", type=int, default=40)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--max-tokens", type=int, default=request.max_tokens)
+    p.add_argument("--temperature", type=float, default=sampling.temperature)
+    p.add_argument("--top-p", type=float, default=sampling.top_p)
+    p.add_argument("--top-k", type=int, default=sampling.top_k)
+    p.add_argument("--seed", type=int, default=sampling.seed)
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--chat", dest="chat", action="store_true", default=True,
                    help="render as a chat message (default)")
     g.add_argument("--raw", dest="chat", action="store_false", help="use the prompt as raw completion text")
-    p.add_argument("--think", choices=THINK_MODES, default="auto")
+    p.add_argument("--think", choices=THINK_MODES, default=request.think)
     p.add_argument("--budget", type=int, default=None, help="reasoning budget in tokens")
     p.add_argument("--deadline-ms", type=float, default=None)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--ctx", type=int, default=4096)
+    p.add_argument("--threads", type=int, default=engine.n_threads)
+    p.add_argument("--ctx", type=int, default=engine.n_ctx)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
     f = p.add_mutually_exclusive_group()
     f.add_argument("--json-schema", metavar="FILE", default=None,
                    help="the answer is JSON valid against this JSON Schema (the reasoning stays free)")
     f.add_argument("--json-object", action="store_true", help="the answer is a JSON object")
-    p.add_argument("--speculative", choices=SPECULATIVE_MODES, default="off",
+    p.add_argument("--speculative", choices=SPECULATIVE_MODES, default=engine.speculative,
                    help="ngram: prompt-lookup speculative decoding (greedy only; the output is unchanged)")
     p.set_defaults(func=run_ask)
 
@@ -105,7 +107,7 @@ def run_ask(args) -> int:
         print(f"[{engine.model_name}] finish={last.finish_reason} load={t.load_ms:.0f}ms "
               f"prompt={t.prompt_tokens}tok/{t.prompt_ms:.0f}ms ttft={t.ttft_ms:.0f}ms "
               f"out={t.completion_tokens}tok decode={t.decode_tok_s:.1f}tok/s total={t.total_ms:.0f}ms "
-              f"mode={(last.decision or {}).get('mode')}"
+              f"mode={last.decision.mode if last.decision else None}"
               + (f" drafted={t.drafted_tokens} accepted={t.accepted_tokens}" if t.drafted_tokens else ""),
               file=sys.stderr)
     return 0

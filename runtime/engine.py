@@ -13,25 +13,32 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from . import models
+from .api.limits import LIMITS, MAX_DEADLINE_MS, SAMPLING, Limit, bad
 from .backends import BackendOptions, open_backend
+from .backends.base import Backend
 from .errors import EngineBusy, EngineClosed, InvalidRequest
 from .generate import join_stream
+from .ggufheader import GGUFHeader
 from .hardware import physical_cores
 from .modelinfo import ModelInfo, check_gguf, gguf_info
+from .models import ModelRef
 from .speculative import SPECULATIVE_MODES
 from .structured import grammar_for
 from .thinking import ThinkingController
-from .types import Chunk, GenerationRequest, GenerationResult, ResponseFormat, Timings, THINK_MODES
+from .thinking.profile import Speed, ThinkingProfile
+from .types import THINK_MODES, Chunk, GenerationRequest, GenerationResult, ResponseFormat, Timings
 
 log = logging.getLogger(__name__)
 _DONE = object()
 
 
 THREAD_POLICIES = ("fixed", "adaptive")
+DEADLINE_S = Limit("num", 0, MAX_DEADLINE_MS / 1000, low_open=True)  # the table's deadline_ms, in seconds
 
 
 @dataclass(frozen=True)
@@ -52,35 +59,24 @@ class EngineConfig:
 
 
 def validate_request(req: GenerationRequest) -> None:
-    """Reject requests no layer could serve; edges validate too, but the engine
-    never trusts them (the bridge and library callers reach it directly)."""
+    """Reject requests no layer could serve, against the same limits table the
+    edges use (``runtime.api.limits``); edges validate too, but the engine never
+    trusts them (library callers reach it directly)."""
     if (req.prompt is None) == (req.messages is None):
         raise InvalidRequest("exactly one of prompt or messages must be given", param="prompt")
     if req.prompt is not None and not isinstance(req.prompt, str):
         raise InvalidRequest("prompt must be a string", param="prompt")
-    if not isinstance(req.max_tokens, int) or req.max_tokens < 1:
-        raise InvalidRequest("max_tokens must be a positive integer", param="max_tokens")
-    s = req.sampling
-    checks = [
-        # Same ranges as the HTTP schema: outside them the float math degenerates
-        # (e.g. a 1e-300 penalty turns the distribution into NaN).
-        (0 <= s.temperature <= 100, "temperature", "temperature must be in [0, 100]"),
-        (0 < s.top_p <= 1, "top_p", "top_p must be in (0, 1]"),
-        (s.top_k >= 0, "top_k", "top_k must be >= 0"),
-        (0 <= s.min_p <= 1, "min_p", "min_p must be in [0, 1]"),
-        (0.01 <= s.repeat_penalty <= 100, "repeat_penalty", "repeat_penalty must be in [0.01, 100]"),
-        (-2 <= s.frequency_penalty <= 2, "frequency_penalty", "frequency_penalty must be in [-2, 2]"),
-        (-2 <= s.presence_penalty <= 2, "presence_penalty", "presence_penalty must be in [-2, 2]"),
-        (req.think in THINK_MODES, "think", f"think must be one of {THINK_MODES}"),
-        (req.reasoning_budget is None or req.reasoning_budget >= 0, "reasoning_budget",
-         "reasoning_budget must be >= 0"),
-        (req.deadline_s is None or req.deadline_s > 0, "deadline_ms", "deadline must be > 0"),
-        (req.speculative is None or req.speculative in SPECULATIVE_MODES, "speculative",
-         f"speculative must be one of {SPECULATIVE_MODES}"),
-    ]
-    for ok, param, msg in checks:
-        if not ok:
-            raise InvalidRequest(msg, param=param)
+    LIMITS["max_tokens"].check("max_tokens", req.max_tokens)
+    for name in SAMPLING:
+        LIMITS[name].check(name, getattr(req.sampling, name))
+    if req.reasoning_budget is not None:
+        LIMITS["reasoning_budget"].check("reasoning_budget", req.reasoning_budget)
+    if req.deadline_s is not None:
+        DEADLINE_S.check("deadline_s", req.deadline_s)
+    if req.think not in THINK_MODES:
+        raise bad("think", f"must be one of {THINK_MODES}")
+    if req.speculative is not None and req.speculative not in SPECULATIVE_MODES:
+        raise bad("speculative", f"must be one of {SPECULATIVE_MODES}")
     if req.response_format is not None:
         if not isinstance(req.response_format, ResponseFormat):
             raise InvalidRequest("response_format must be a ResponseFormat", param="response_format")
@@ -137,6 +133,50 @@ class Handle:
             yield chunk
 
 
+def _check_config(config: EngineConfig) -> None:
+    if config.speculative not in SPECULATIVE_MODES:
+        raise InvalidRequest(f"speculative must be one of {SPECULATIVE_MODES}", param="speculative")
+    if config.thread_policy not in THREAD_POLICIES:
+        raise InvalidRequest(f"thread_policy must be one of {THREAD_POLICIES}", param="thread_policy")
+
+
+@dataclass(frozen=True)
+class EngineDescription:
+    """What the edges show about a loaded engine (model card, health, bridge info)."""
+
+    model: str
+    info: ModelInfo
+    n_ctx: int
+    n_threads: int | None  # the backend's thread count (None: it does not say)
+    thinking_family: str
+    load_ms: float
+    profile: ThinkingProfile | None  # the adaptive-thinking profile in force
+    speed: Speed  # measured speed of this model here (a copy)
+
+
+class _Job:
+    """A call to run on the worker thread (it owns the backend), with its outcome."""
+
+    cancelled = False  # never dropped as a cancelled request
+
+    def __init__(self, fn: Callable[[], Any]):
+        self.fn = fn
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self.fn()
+        except BaseException as e:  # re-raised on the caller's thread
+            self.error = e
+        self.done.set()
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self.done.set()
+
+
 class Engine:
     """Load a model once and serve generation requests through one worker.
 
@@ -145,23 +185,39 @@ class Engine:
     """
 
     def __init__(self, model: str | None = None, config: EngineConfig | None = None):
-        self.config = config or EngineConfig()
-        if self.config.speculative not in SPECULATIVE_MODES:
-            raise InvalidRequest(f"speculative must be one of {SPECULATIVE_MODES}", param="speculative")
-        if self.config.thread_policy not in THREAD_POLICIES:
-            raise InvalidRequest(f"thread_policy must be one of {THREAD_POLICIES}", param="thread_policy")
-        self.ref = models.resolve(model)
-        self._header = check_gguf(self.ref.path) if self.ref.backend == "llama_cpp" else None
+        config = config or EngineConfig()
+        _check_config(config)
+        ref = models.resolve(model)
+        header = check_gguf(ref.path) if ref.backend == "llama_cpp" else None
         t0 = time.perf_counter()
-        opts = BackendOptions(n_ctx=self.config.n_ctx,
-                              n_threads=self.config.n_threads or physical_cores(),
-                              n_batch=self.config.n_batch, cpu_affinity=self.config.cpu_affinity,
-                              adaptive_threads=self.config.thread_policy == "adaptive",
-                              use_mmap=self.config.use_mmap)
-        self.backend = open_backend(self.ref.backend, str(self.ref.path), opts)
-        self.load_ms = (time.perf_counter() - t0) * 1000
+        opts = BackendOptions(n_ctx=config.n_ctx, n_threads=config.n_threads or physical_cores(),
+                              n_batch=config.n_batch, cpu_affinity=config.cpu_affinity,
+                              adaptive_threads=config.thread_policy == "adaptive",
+                              use_mmap=config.use_mmap)
+        backend = open_backend(ref.backend, str(ref.path), opts)
+        self._start(backend, ref, config, load_ms=(time.perf_counter() - t0) * 1000, header=header)
+
+    @classmethod
+    def from_backend(cls, backend: Backend, ref: ModelRef, config: EngineConfig | None = None, *,
+                     profile: ThinkingProfile | None = None) -> "Engine":
+        """An engine over a backend the caller opened (tests: the scripted backend).
+        The engine owns it from here: ``close()`` closes it. ``profile`` None: the one
+        next to ``ref.path``, if any."""
+        config = config or EngineConfig()
+        _check_config(config)
+        engine = cls.__new__(cls)
+        engine._start(backend, ref, config, load_ms=0.0, header=None, profile=profile)
+        return engine
+
+    def _start(self, backend: Backend, ref: ModelRef, config: EngineConfig, *, load_ms: float,
+               header: GGUFHeader | None, profile: ThinkingProfile | None = None) -> None:
+        self.config = config
+        self.ref = ref
+        self._header = header
+        self.backend = backend
+        self.load_ms = load_ms
         self._pending_load_ms = self.load_ms  # reported on the first request
-        self.controller = ThinkingController(self.backend, self.ref)
+        self.controller = ThinkingController(self.backend, self.ref, profile)
         self._queue: queue.Queue = queue.Queue(maxsize=self.config.queue_size)
         self._closed = False
         self._busy = threading.Event()
@@ -180,8 +236,9 @@ class Engine:
     def info(self) -> ModelInfo:
         if self.ref.backend == "llama_cpp":
             return gguf_info(self.ref.name, self.ref.path, self.ref.file_entry, header=self._header)
-        return ModelInfo(name=self.ref.name, path=str(self.ref.path), format="onnx",
-                         size_bytes=self.ref.path.stat().st_size)
+        path = self.ref.path  # an ONNX model, or a backend a caller opened (from_backend)
+        return ModelInfo(name=self.ref.name, path=str(path), format="onnx" if self.ref.backend == "onnx" else
+                         self.ref.backend, size_bytes=path.stat().st_size if path.is_file() else 0)
 
     def threads(self) -> dict:
         """The thread policy in force: ``fixed`` with its count, or the governor's state."""
@@ -189,6 +246,43 @@ class Engine:
         if gov is not None:
             return gov.describe()
         return {"policy": "fixed", "threads": getattr(self.backend, "n_threads", self.config.n_threads)}
+
+    def describe(self) -> EngineDescription:
+        """What the edges show about this engine (the model card, health, the bridge's info)."""
+        ctl = self.controller
+        return EngineDescription(model=self.model_name, info=self.info(), n_ctx=self.backend.n_ctx,
+                                 n_threads=getattr(self.backend, "n_threads", self.config.n_threads),
+                                 thinking_family=ctl.format.family, load_ms=self.load_ms, profile=ctl.profile,
+                                 speed=Speed(**vars(ctl.speed)))
+
+    # --- calls that run on the worker (the one owner of the backend) -------------
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the worker between requests and return its result."""
+        if threading.current_thread() is self._worker:  # already on the worker (a chunk consumer)
+            return fn()
+        if self._closed:
+            raise EngineClosed()
+        job = _Job(fn)
+        self._queue.put(job)  # waits for a slot: a control call is never refused as busy
+        while not job.done.wait(0.1):
+            if not self._worker.is_alive():  # closed after the job was queued
+                raise EngineClosed()
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def reset_cache(self) -> None:
+        """Empty the KV cache: the next request starts cold (no reused prefix)."""
+        self._call(lambda: self.backend.truncate(0))
+
+    def cache_tokens(self) -> list[int]:
+        """A copy of the tokens in the KV cache (after a request: its prompt, then its output)."""
+        return self._call(lambda: list(self.backend.kv_tokens))
+
+    def set_profile(self, profile: ThinkingProfile | None) -> None:
+        """Replace the adaptive-thinking profile (None: ``auto`` without one, as for
+        calibration); requests queued before this call run with the old one."""
+        self._call(lambda: self.controller.set_profile(profile))
 
     @property
     def stats(self) -> dict[str, int]:
@@ -279,6 +373,9 @@ class Engine:
             handle = self._queue.get()
             if handle is None:
                 return
+            if isinstance(handle, _Job):
+                handle.run()
+                continue
             self._busy.set()
             self._current = handle
             handle.started.set()
@@ -304,7 +401,9 @@ class Engine:
                 h = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if h is not None:
+            if isinstance(h, _Job):
+                h.fail(EngineClosed())
+            elif h is not None:
                 h.cancel()
                 h._end_unstarted("cancelled")
         if self._current is not None:

@@ -7,13 +7,14 @@ function each; nothing below the edges sees a transport type.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field, fields
+from typing import Literal, get_args
 
 Role = Literal["system", "user", "assistant"]
-ThinkMode = Literal["auto", "on", "off", "post"]
-THINK_MODES: tuple[str, ...] = ("auto", "on", "off", "post")
+ThinkMode = Literal["auto", "on", "off", "post"]  # what a request asks for (the decision's mode is decided)
+THINK_MODES: tuple[str, ...] = get_args(ThinkMode)
 FinishReason = Literal["stop", "length", "cancelled", "deadline"]
+DEFAULT_MAX_TOKENS = 256  # new tokens when a request does not say (every edge's default)
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class GenerationRequest:
 
     prompt: str | None = None
     messages: list[Message] | None = None
-    max_tokens: int = 256
+    max_tokens: int = DEFAULT_MAX_TOKENS
     sampling: SamplingParams = field(default_factory=SamplingParams)
     stop: list[str] = field(default_factory=list)
     think: ThinkMode = "auto"
@@ -109,6 +110,92 @@ class Timings:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
+# --- the thinking controller's decision ---------------------------------------
+# Built by runtime.thinking (``dataclasses.replace`` as the plan takes shape) and
+# carried on the last chunk. It is public API: HTTP and bridge responses ship
+# ``to_dict()`` and ``bench`` reads it, so the JSON shape (keys, their order,
+# which keys appear) is fixed here, in one place.
+
+# What the controller decided: the three reasoning modes, or a raw completion prompt.
+Mode = Literal["off", "on", "post", "raw"]
+MODES: tuple[str, ...] = get_args(Mode)
+Stage = Literal["gate", "probe"]  # which stage of ``auto``'s cascade decided
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One request's thinking decision.
+
+    ``stage`` is set when ``auto`` decided by its profile (``gate``: the question
+    alone; ``probe``: a short direct answer). ``planned`` is False when the probe's
+    own answer is returned (no generation was planned, so no ``budget``).
+    """
+
+    mode: Mode
+    requested: ThinkMode | str
+    reason: str
+    family: str | None = None
+    stage: Stage | None = None
+    gate_score: float | None = None
+    skip_below: float | None = None
+    score: float | None = None
+    threshold: float | None = None
+    probe_ms: float | None = None
+    features: dict[str, float] = field(default_factory=dict)
+    deadline: str | None = None  # why a deadline could only be a hard stop
+    deadline_budget: int | None = None  # reasoning tokens the deadline leaves
+    planned: bool = False
+    budget: int | None = None
+    response_format: str | None = None
+    constrained: str | None = None
+
+    @property
+    def thought(self) -> bool:
+        """The generation reasoned (or was meant to): ``on`` or ``post``."""
+        return self.mode in ("on", "post")
+
+    def to_dict(self) -> dict:
+        """The wire shape (byte-compatible with the dicts this record replaced)."""
+        if self.mode == "raw":
+            return {"mode": self.mode, "requested": self.requested, "reason": self.reason}
+        d: dict = {"requested": self.requested, "family": self.family}
+        if self.gate_score is not None:
+            d.update(gate_score=self.gate_score, skip_below=self.skip_below)
+        if self.stage == "gate":
+            d.update(stage=self.stage, mode=self.mode, score=self.score, threshold=self.threshold,
+                     features=dict(self.features), reason=self.reason)
+        elif self.stage == "probe":
+            d.update(stage=self.stage, score=self.score, threshold=self.threshold, probe_ms=self.probe_ms,
+                     features=dict(self.features), mode=self.mode, reason=self.reason)
+        else:
+            d.update(mode=self.mode, reason=self.reason)
+        if self.deadline is not None:
+            d["deadline"] = self.deadline
+        if self.deadline_budget is not None:
+            d["deadline_budget"] = self.deadline_budget
+        if self.planned:
+            d["budget"] = self.budget
+        if self.response_format is not None:
+            d.update(response_format=self.response_format, constrained=self.constrained)
+        return d
+
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Decision":
+        """Read the wire shape back (a client of the HTTP server); unknown keys are ignored."""
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        kw.setdefault("requested", "")
+        kw.setdefault("reason", "")
+        kw["planned"] = "budget" in d
+        return cls(**{"mode": d.get("mode", "off"), **kw})
+
+
+def decision_dict(decision: Decision | None) -> dict | None:
+    """``to_dict()``, or None: what an edge puts on the wire."""
+    return decision.to_dict() if decision is not None else None
+
+
 @dataclass
 class Chunk:
     """One streamed piece. ``text`` is the answer delta, ``reasoning`` the
@@ -122,7 +209,7 @@ class Chunk:
     entropies: list[float] = field(default_factory=list)
     finish_reason: FinishReason | None = None
     timings: Timings | None = None
-    decision: dict | None = None
+    decision: Decision | None = None
 
 
 @dataclass
@@ -136,7 +223,7 @@ class GenerationResult:
     timings: Timings
     model: str
     logprobs: list[float] = field(default_factory=list)
-    decision: dict | None = None
+    decision: Decision | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -146,5 +233,5 @@ class GenerationResult:
             "tokens": list(self.tokens),
             "finish_reason": self.finish_reason,
             "timings": self.timings.to_dict(),
-            "decision": self.decision,
+            "decision": decision_dict(self.decision),
         }

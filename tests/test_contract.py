@@ -174,21 +174,23 @@ def _with(body, **extra):
     return {**extra, **body} if isinstance(body, dict) else body
 
 
-def test_both_mappings_give_the_same_sampling():
-    """The bridge's and the HTTP layer's body -> request mappings carry every
-    sampling field the same way (no model needed)."""
-    pytest.importorskip("runtime.server.translate", reason="the HTTP layer (pydantic) is not importable")
-    from mobile_bridge.request import chat_request
-    from runtime.server.schemas import ChatCompletionRequest
-    from runtime.server.settings import ServerSettings
-    from runtime.server.translate import to_generation_request
+def test_http_schema_bounds_come_from_the_limits_table():
+    """The HTTP layer's pydantic bounds (what OpenAPI shows and pydantic checks) are
+    the runtime's table, row for row, so the server and the bridge cannot drift."""
+    pytest.importorskip("runtime.server.schemas", reason="the HTTP layer (pydantic) is not importable")
+    import annotated_types as at
 
-    body = chat(temperature=0.7, top_p=0.9, top_k=20, min_p=0.1, repeat_penalty=1.1, frequency_penalty=0.5,
-                presence_penalty=-1.25, seed=-7)
-    via_http = to_generation_request(ChatCompletionRequest.model_validate(body), ServerSettings()).sampling
-    via_bridge = chat_request(body).sampling
-    assert via_http == via_bridge
-    assert (via_bridge.frequency_penalty, via_bridge.presence_penalty, via_bridge.seed) == (0.5, -1.25, (1 << 64) - 7)
+    from runtime.api.limits import COMPLETION_LIMITS, LIMITS
+    from runtime.server.schemas import ChatCompletionRequest, CompletionRequest
+
+    for model, table in ((ChatCompletionRequest, LIMITS), (CompletionRequest, COMPLETION_LIMITS)):
+        for name, lim in table.items():
+            if name not in model.model_fields:
+                continue
+            meta = {type(m): m for m in model.model_fields[name].metadata}
+            low = meta.get(at.Gt if lim.low_open else at.Ge)
+            assert (low.gt if lim.low_open else low.ge) == lim.low, name
+            assert (meta[at.Le].le if at.Le in meta else None) == lim.high, name
 
 
 # --- the bridge ---------------------------------------------------------------------

@@ -27,7 +27,7 @@ def ask(eng, q, think, **kw):
 
 
 def test_assembled_registered_and_family_detected(student):
-    assert student.controller.format.family == "thinkling-arith"
+    assert student.describe().thinking_family == "thinkling-arith"
     assert "gemma-3-270m-arith" in models.registered_names()
     path = models.resolve("gemma-3-270m-arith").path
     assert (path.parent / "manifest.json").is_file() and (path.parent / "thinkling.json").is_file()
@@ -56,7 +56,7 @@ def test_post_answers_before_rationale(student):
 
 def test_budget_forcing_still_answers(student):
     r = ask(student, "23 + 45 + 67 - 8", "on", reasoning_budget=6)
-    assert r.decision["budget"] == 6
+    assert r.decision.budget == 6
     assert re.fullmatch(r"\d+", r.text.strip()), r.text
 
 

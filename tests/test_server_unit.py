@@ -1,6 +1,6 @@
 """Server routes without llama.cpp: settings precedence, the schema mapping,
-and the app over a stand-in engine whose chunks come from the real thinking
-controller on the scripted backend (so reasoning/answer splitting is exact).
+and the app over a real ``Engine`` on the scripted backend (so reasoning/answer
+splitting is exact, and queueing, busy and worker errors are the engine's own).
 
 The real server on the real model is in test_server.py.
 """
@@ -15,14 +15,12 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from runtime.errors import ContextLengthExceeded, EngineBusy
-from runtime.modelinfo import ModelInfo
+from runtime.api import chat_request, completion_request
+from runtime.engine import Engine, EngineConfig
 from runtime.models import ModelRef
 from runtime.server import create_app, load_settings
 from runtime.server.schemas import ChatCompletionRequest, CompletionRequest
 from runtime.server.settings import ServerSettings, is_loopback
-from runtime.server.translate import to_generation_request
-from runtime.thinking import ThinkingController
 from runtime.types import Chunk, Timings
 from scripted_backend import ScriptedBackend
 
@@ -31,67 +29,30 @@ REF = ModelRef(name="scripted", path=Path("/nonexistent/scripted.gguf"), backend
 USER = [{"role": "user", "content": "12 + 30"}]
 
 
-class FakeHandle:
-    """Replays a prepared list of chunks (or raises ``error`` on the first get)."""
+class CuedBackend(ScriptedBackend):
+    """The scripted backend with failures on cue: ``fail_at`` raises on that eval
+    (1-based), ``gate`` (an Event) holds every eval until it is set."""
 
-    def __init__(self, chunks, error=None, fail_after=None):
-        self.chunks, self.error, self.fail_after = list(chunks), error, fail_after
-        self.cancelled = False
-        self.served = 0
+    def __init__(self, fail_at=None, error=None, gate=None):
+        super().__init__()
+        self.fail_at, self.error, self.gate = fail_at, error, gate
 
-    def get(self, timeout=None):
-        if self.error is not None and self.served == (self.fail_after or 0):
-            err, self.error = self.error, None
-            raise err
-        if not self.chunks:
-            return None
-        self.served += 1
-        return self.chunks.pop(0)
-
-    def cancel(self):
-        self.cancelled = True
-
-    def __iter__(self):
-        while (c := self.get()) is not None:
-            yield c
+    def eval(self, tokens):
+        if self.gate is not None:
+            self.gate.wait(30)
+        if self.fail_at is not None and self.evals + 1 >= self.fail_at:
+            raise self.error
+        return super().eval(tokens)
 
 
-class FakeEngine:
-    """Duck-types the parts of ``Engine`` the app uses; the controller is real."""
-
-    model_name = "scripted"
-    queue_depth = 0
-
-    def __init__(self):
-        self.backend = ScriptedBackend()
-        self.controller = ThinkingController(self.backend, REF, profile=None)
-        self.stats = {"completed": 0, "cancelled": 0, "errors": 0}
-        self.next_error = None  # raised by submit()
-        self.worker_error = None  # raised by the handle's first get()
-        self.fail_after = None
-        self.handles = []
-
-    def threads(self):
-        return {"policy": "fixed", "threads": 1}
-
-    def info(self):
-        return ModelInfo(name="scripted", path="/nonexistent", format="gguf")
-
-    def submit(self, request):
-        if self.next_error is not None:
-            raise self.next_error
-        chunks = [] if self.worker_error is not None and self.fail_after is None else \
-            list(self.controller.stream(request, should_stop=lambda: None))
-        handle = FakeHandle(chunks, self.worker_error, self.fail_after)
-        self.handles.append(handle)
-        return handle
-
-    def close(self):
-        pass
+def engine_for(backend=None, queue_size=8) -> Engine:
+    """A real ``Engine`` (queue, worker, controller) over the scripted backend."""
+    return Engine.from_backend(backend or CuedBackend(), REF, EngineConfig(queue_size=queue_size), profile=None)
 
 
 def client_for(engine=None, **settings):
-    app = create_app(ServerSettings(**settings), engine or FakeEngine())
+    # the app serves an engine the caller opened and does not close it: a new one per client
+    app = create_app(ServerSettings(**settings), engine or engine_for())
     return TestClient(app, base_url="http://127.0.0.1:8080")
 
 
@@ -134,6 +95,12 @@ def test_bind_policy():
 
 
 # --- the one mapping ---------------------------------------------------------------
+
+def to_generation_request(body, settings):
+    """What the routes do: pydantic validates, ``runtime.api`` maps."""
+    fn = chat_request if isinstance(body, ChatCompletionRequest) else completion_request
+    return fn(body.model_dump(), settings.request_defaults())
+
 
 def test_mapping_defaults_caps_and_thinking_fields():
     s = ServerSettings(max_tokens_cap=100, default_max_tokens=10, default_think="off", request_timeout_s=60)
@@ -195,7 +162,7 @@ def test_health_is_503_while_loading_then_200():
 
     def slow_loader(settings):
         release.wait(30)
-        return FakeEngine()
+        return engine_for()
 
     app = create_app(ServerSettings(), loader=slow_loader)
     with TestClient(app, base_url="http://127.0.0.1:8080") as c:
@@ -227,41 +194,51 @@ def test_failed_load_is_reported_not_crashed():
 
 
 def test_busy_is_429_with_retry_after():
-    eng = FakeEngine()
-    eng.next_error = EngineBusy(queue_size=2, retry_after_s=2.5)
-    with client_for(eng) as c:
-        r = c.post("/v1/chat/completions", json={"messages": USER})
-    assert r.status_code == 429 and r.headers["retry-after"] == "3"
-    assert r.json()["error"]["code"] == "busy"
+    gate = threading.Event()
+    eng = engine_for(CuedBackend(gate=gate), queue_size=1)
+    try:
+        with client_for(eng) as c:
+            running = eng.submit(to_generation_request(ChatCompletionRequest.model_validate(
+                {"messages": USER}), ServerSettings()))  # held at its first eval by the gate
+            assert running.started.wait(10)
+            waiting = eng.submit(to_generation_request(ChatCompletionRequest.model_validate(
+                {"messages": USER}), ServerSettings()))
+            r = c.post("/v1/chat/completions", json={"messages": USER})
+            gate.set()
+            assert r.status_code == 429 and r.headers["retry-after"] == "1"
+            assert r.json()["error"]["code"] == "busy"
+            for h in (running, waiting):
+                list(h)
+    finally:
+        gate.set()
+        eng.close()
 
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_context_length_is_a_400_even_when_streaming(stream):
-    eng = FakeEngine()
-    eng.worker_error = ContextLengthExceeded(2000, 1024)
-    with client_for(eng) as c:
-        r = c.post("/v1/chat/completions", json={"messages": USER, "stream": stream})
+    with client_for() as c:
+        r = c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "1" * 600}],
+                                                 "stream": stream})
     assert r.status_code == 400 and r.headers["content-type"] == "application/json"
-    assert r.json()["error"] == {"message": "prompt has 2000 tokens but the context holds 1024",
+    assert r.json()["error"] == {"message": "prompt has 604 tokens but the context holds 512",
                                  "type": "invalid_request_error", "param": "messages",
                                  "code": "context_length_exceeded"}
 
 
 def test_error_after_first_chunk_is_reported_in_band():
-    eng = FakeEngine()
-    eng.worker_error, eng.fail_after = RuntimeError("decode failed"), 1
+    eng = engine_for(CuedBackend(fail_at=3, error=RuntimeError("decode failed")))
     with client_for(eng) as c:
-        with c.stream("POST", "/v1/chat/completions", json={"messages": USER, "stream": True}) as s:
+        with c.stream("POST", "/v1/chat/completions", json={"messages": USER, "stream": True,
+                                                            "think": "off"}) as s:
             assert s.status_code == 200
             lines = [ln for ln in s.iter_lines() if ln.startswith("data: ")]
     last = json.loads(lines[-1][6:])
     assert last["error"]["type"] == "server_error" and "decode failed" not in last["error"]["message"]
-    assert eng.handles[-1].cancelled
+    assert eng.stats["errors"] == 1
 
 
 def test_unexpected_worker_error_is_a_500_in_openai_shape():
-    eng = FakeEngine()
-    eng.worker_error = RuntimeError("bug")
+    eng = engine_for(CuedBackend(fail_at=1, error=RuntimeError("bug")))
     with TestClient(create_app(ServerSettings(), eng), base_url="http://127.0.0.1:8080",
                     raise_server_exceptions=False) as c:
         r = c.post("/v1/chat/completions", json={"messages": USER})
@@ -286,7 +263,7 @@ def test_host_header_allowlist_on_loopback():
 
 
 def test_timings_zero_safe():
-    from runtime.server.translate import timings_dict, usage_dict
+    from runtime.api import timings_dict, usage_dict
 
     t = timings_dict(Timings())
     assert t["prompt_per_second"] is None and t["predicted_per_second"] is None

@@ -147,7 +147,7 @@ def test_every_mode_through_the_controller_matches_plain():
             req = GenerationRequest(messages=[Message("user", "12 + 30")], sampling=GREEDY, max_tokens=48,
                                     think=think, speculative=spec)
             r = join_stream(ctl.stream(req, should_stop=lambda: None), "s")
-            results.append((r.text, r.reasoning, r.tokens, r.finish_reason, r.decision["mode"]))
+            results.append((r.text, r.reasoning, r.tokens, r.finish_reason, r.decision.mode))
         assert results[0] == results[1], think
 
 

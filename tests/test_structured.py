@@ -122,21 +122,21 @@ def test_off_constrains_the_whole_answer():
     b = GrammarBackend(["7"])
     r = ask(b, "off")
     assert (r.text, r.reasoning, r.finish_reason) == ("7", "", "stop")
-    assert r.decision["constrained"] == "answer"
+    assert r.decision.constrained == "answer"
 
 
 def test_on_leaves_the_reasoning_free_and_constrains_what_follows():
     b = GrammarBackend(["7"])
     r = ask(b, "on", reasoning_budget=5)  # the scripted chain closes only when forced
     assert r.reasoning == "abcde"  # the chain, untouched by the grammar
-    assert r.text == "7" and r.decision["constrained"] == "after_reasoning"
+    assert r.text == "7" and r.decision.constrained == "after_reasoning"
     assert b.grammars[0].text == "7"  # nothing of the reasoning went through the grammar
 
 
 def test_post_constrains_the_answer_then_frees_the_rationale():
     b = GrammarBackend(["7"])
     r = ask(b, "post")
-    assert r.text == "7" and r.decision["constrained"] == "before_reasoning"
+    assert r.text == "7" and r.decision.constrained == "before_reasoning"
     assert b.grammars[0].text == "7"
 
 
@@ -148,7 +148,7 @@ def test_a_tag_spelled_inside_the_constrained_answer_stays_answer():
 def test_auto_probe_answer_is_regenerated_under_the_format():
     b = GrammarBackend(["7"])
     r = ask(b, "auto", profile=PROFILE)  # a confident probe: off, but answered again
-    assert r.text == "7" and r.decision["mode"] == "off" and "response format" in r.decision["reason"]
+    assert r.text == "7" and r.decision.mode == "off" and "response format" in r.decision.reason
 
 
 def test_a_grammar_the_vocabulary_cannot_continue_is_a_typed_error():
@@ -195,13 +195,13 @@ def gen(eng, question, think, rf, max_tokens=96):
     ("person", "Describe a famous scientist."), ("list", "Give me some prime numbers."),
 ])
 def test_embedded_model_answer_validates_against_the_schema(engine, name, question):
-    engine.backend.truncate(0)
+    engine.reset_cache()
     r = gen(engine, question, "off", fmt(name))
     assert r.finish_reason == "stop", r
     jsonschema.validate(json.loads(r.text), SCHEMAS[name])
-    engine.backend.truncate(0)  # cold cache the second time, as the first (batch sizes change the last bits)
+    engine.reset_cache()  # cold cache the second time, as the first (batch sizes change the last bits)
     again = gen(engine, question, "off", fmt(name))
-    engine.backend.truncate(0)
+    engine.reset_cache()
     assert again.text == r.text  # greedy under a grammar stays deterministic
 
 
@@ -230,7 +230,7 @@ def test_student_answer_validates_in_every_mode(student, think, name):
     r = gen(student, "What is 23 + 4 * 5?", think, fmt(name), max_tokens=160)
     assert r.finish_reason == "stop", r
     jsonschema.validate(json.loads(r.text), SCHEMAS[name])
-    if r.decision["mode"] == "on":
+    if r.decision.mode == "on":
         assert r.reasoning and "=" in r.reasoning  # the chain stayed free text
     student.backend.truncate(0)
     assert gen(student, "What is 23 + 4 * 5?", think, fmt(name), max_tokens=160).text == r.text

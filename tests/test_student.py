@@ -28,7 +28,7 @@ def ask(eng, q, think, **kw):
 
 
 def test_registered_and_family_detected(student):
-    assert student.controller.format.family == "thinkling-arith"
+    assert student.describe().thinking_family == "thinkling-arith"
     assert "arith-student" in models.registered_names()
 
 
@@ -55,7 +55,7 @@ def test_post_answers_before_rationale(student):
 
 def test_budget_forcing_on_the_real_student(student):
     r = ask(student, "23 + 45 + 67 - 8", "on", reasoning_budget=5)
-    assert r.decision["budget"] == 5
+    assert r.decision.budget == 5
     assert re.fullmatch(r"\d+", r.text.strip()), r.text  # still an answer after the forced close
 
 
@@ -77,11 +77,11 @@ def test_auto_cascade_with_the_committed_profile(student):
     reasoning (no probe); a one-operation problem is probed and its confident
     direct answer returned."""
     hard = ask(student, "37 + 4 * 12 - 9", "auto")
-    d = hard.decision
+    d = hard.decision.to_dict()  # the wire shape
     assert (d["stage"], d["mode"]) == ("gate", "on") and d["score"] < d["threshold"], d
     assert "probe_ms" not in d and hard.reasoning.strip() and hard.text.strip() == "76"
     easy = ask(student, "14 + 31", "auto")
-    d = easy.decision
+    d = easy.decision.to_dict()  # the wire shape
     assert (d["stage"], d["mode"]) == ("probe", "off") and d["score"] >= d["threshold"], d
     assert d["gate_score"] >= d["skip_below"] and easy.reasoning == "" and easy.text.strip() == "45"
 

@@ -33,9 +33,9 @@ def ctl():
 
 def test_off_and_on_formats(ctl):
     _, off = run(ctl, think="off")
-    assert (off.text, off.reasoning, off.decision["mode"]) == ("42", "", "off")
+    assert (off.text, off.reasoning, off.decision.mode) == ("42", "", "off")
     _, on = run(ctl, think="on", max_tokens=30)
-    assert on.decision["mode"] == "on" and on.reasoning.startswith("abcdefghij")
+    assert on.decision.mode == "on" and on.reasoning.startswith("abcdefghij")
 
 
 def test_budget_forcing_ends_reasoning_exactly_and_still_answers(ctl):
@@ -43,7 +43,7 @@ def test_budget_forcing_ends_reasoning_exactly_and_still_answers(ctl):
         _, r = run(ctl, think="on", reasoning_budget=budget)
         assert len(r.reasoning) == budget, (budget, r.reasoning)  # one character per token here
         assert r.text == "42" and r.finish_reason == "stop"
-        assert r.decision["budget"] == budget
+        assert r.decision.budget == budget
 
 
 def test_post_streams_the_answer_before_any_rationale_token(ctl):
@@ -63,7 +63,7 @@ def test_post_rationale_can_be_skipped_or_cut(ctl, budget, rationale):
 def test_auto_confident_probe_answer_is_returned_without_reasoning(ctl):
     backend = ctl.backend
     _, r = run(ctl, think="auto")
-    d = r.decision
+    d = r.decision.to_dict()  # the wire shape
     assert d["mode"] == "off" and d["score"] >= d["threshold"] and "confident" in d["reason"]
     assert (r.text, r.reasoning) == ("42", "")
     assert "<|direct|>" in "".join(backend.token_bytes(t).decode() for t in backend.kv_tokens)
@@ -71,7 +71,7 @@ def test_auto_confident_probe_answer_is_returned_without_reasoning(ctl):
 
 def test_auto_unsure_probe_reasons(ctl):
     _, r = run(ctl, "hard 12 + 30", think="auto", reasoning_budget=3)
-    d = r.decision
+    d = r.decision.to_dict()  # the wire shape
     assert d["mode"] == "on" and d["score"] < d["threshold"] and "unsure" in d["reason"]
     assert r.reasoning == "abc" and r.text == "42"
     assert {"score", "threshold", "reason", "probe_ms", "features"} <= d.keys()
@@ -98,7 +98,7 @@ def gated():
 def test_auto_gate_sends_a_plainly_hard_question_to_reasoning_without_a_probe(gated):
     ctl, calls = gated
     _, r = run(ctl, "1 + 2 * 3 - 4", think="auto", reasoning_budget=3)
-    d = r.decision
+    d = r.decision.to_dict()  # the wire shape
     assert (d["stage"], d["mode"]) == ("gate", "on") and "without a probe" in d["reason"]
     assert d["score"] == d["gate_score"] < d["threshold"] == d["skip_below"] == 0.5
     assert "probe_ms" not in d and d["features"]["q_operators"] == 3.0
@@ -109,26 +109,26 @@ def test_auto_gate_sends_a_plainly_hard_question_to_reasoning_without_a_probe(ga
 def test_auto_gate_above_skip_level_probes(gated):
     ctl, calls = gated
     _, r = run(ctl, "12 + 30", think="auto")
-    d = r.decision
+    d = r.decision.to_dict()  # the wire shape
     assert (d["stage"], d["mode"]) == ("probe", "off") and d["gate_score"] >= d["skip_below"]
     assert "<|direct|>" in evaluated_text(ctl.backend, calls) and r.text == "42"
     # a profile without a gate probes every query
     plain = ThinkingController(ScriptedBackend(), REF, profile=PROFILE)
     _, r = run(plain, "1 + 2 * 3 - 4", think="auto")
-    assert r.decision["stage"] == "probe" and "gate_score" not in r.decision
+    assert r.decision.stage == "probe" and r.decision.gate_score is None
 
 
 def test_auto_without_profile_uses_family_default():
     ctl = ThinkingController(ScriptedBackend(), REF, profile=None)
     _, r = run(ctl, think="auto", max_tokens=10)
-    assert r.decision["mode"] == "on" and "no calibrated profile" in r.decision["reason"]
+    assert r.decision.mode == "on" and "no calibrated profile" in r.decision.reason
 
 
 def test_decision_threshold_is_what_decides():
     strict = ThinkingProfile(weights=PROFILE.weights, threshold=0.999, probe_max_tokens=8)
     ctl = ThinkingController(ScriptedBackend(), REF, profile=strict)
     _, r = run(ctl, think="auto", reasoning_budget=2)
-    assert r.decision["mode"] == "on"
+    assert r.decision.mode == "on"
 
 
 def test_deadline_becomes_a_budget_from_measured_speed():
@@ -137,15 +137,15 @@ def test_deadline_becomes_a_budget_from_measured_speed():
     ctl = ThinkingController(ScriptedBackend(), REF, profile=prof)
     ctl.speed = Speed(prefill_tok_s=1e6, decode_tok_s=100.0, samples=5)  # 10 ms per token, scripted
     _, r = run(ctl, think="on", deadline_s=0.5)
-    assert 0 < r.decision["budget"] <= int(0.8 * 0.5 * 100)
-    assert len(r.reasoning) == r.decision["budget"] and r.text == "42"
+    assert 0 < r.decision.budget <= int(0.8 * 0.5 * 100)
+    assert len(r.reasoning) == r.decision.budget and r.text == "42"
 
 
 def test_tight_deadline_answers_directly():
     ctl = ThinkingController(ScriptedBackend(), REF, profile=PROFILE)
     ctl.speed = Speed(prefill_tok_s=1e6, decode_tok_s=10.0, samples=5)  # 100 ms per token
     _, r = run(ctl, think="on", deadline_s=0.25)
-    assert r.decision["mode"] == "off" and "deadline" in r.decision["reason"] and r.text == "42"
+    assert r.decision.mode == "off" and "deadline" in r.decision.reason and r.text == "42"
 
 
 def test_profile_score_is_logistic():
@@ -159,3 +159,26 @@ def test_profile_score_is_logistic():
     # a profile written before the gate existed still loads, and probes every query
     old = ThinkingProfile.from_dict({"weights": {"bias": 1.0}, "threshold": 0.3})
     assert (old.gate_weights, old.skip_below) == ({}, 0.0)
+
+
+def test_decision_wire_shape_keeps_its_keys_and_order():
+    """The decision ships in HTTP and bridge responses: which keys appear, and in what
+    order, is the shape the dicts it replaced had (tests/test_contract.py pins the rest)."""
+    from runtime.types import Decision
+
+    gate = Decision(mode="on", requested="auto", reason="r", family="f", gate_score=0.1, skip_below=0.5,
+                    stage="gate", score=0.1, threshold=0.5, features={"q": 1.0}, planned=True)
+    probe = Decision(mode="off", requested="auto", reason="r", family="f", stage="probe", score=0.9,
+                     threshold=0.5, probe_ms=3.0, features={"p": 1.0})
+    chosen = Decision(mode="on", requested="on", reason="requested", family="f", deadline_budget=7, planned=True,
+                      budget=7, response_format="json_object", constrained="after_reasoning")
+    raw = Decision(mode="raw", requested="auto", reason="raw completion prompt")
+    assert list(gate.to_dict()) == ["requested", "family", "gate_score", "skip_below", "stage", "mode", "score",
+                                    "threshold", "features", "reason", "budget"]
+    assert list(probe.to_dict()) == ["requested", "family", "stage", "score", "threshold", "probe_ms", "features",
+                                     "mode", "reason"]  # the probe's own answer: no plan, no budget
+    assert list(chosen.to_dict()) == ["requested", "family", "mode", "reason", "deadline_budget", "budget",
+                                      "response_format", "constrained"]
+    assert raw.to_dict() == {"mode": "raw", "requested": "auto", "reason": "raw completion prompt"}
+    for d in (gate, probe, chosen, raw):
+        assert Decision.from_dict(d.to_dict()) == d

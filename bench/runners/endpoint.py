@@ -19,6 +19,8 @@ import time
 
 import httpx
 
+from runtime.thinking import Decision
+
 from ..prompts import PromptCase
 from .base import SHORT_ANSWER_TOKENS, Sample, StreamClock
 
@@ -125,7 +127,8 @@ class EndpointChunk:
 
     def __init__(self, text: str = "", reasoning: str = "", finish_reason: str | None = None,
                  decision: dict | None = None, timings: dict | None = None, completion_tokens: int = 0):
-        self.text, self.reasoning, self.finish_reason, self.decision = text, reasoning, finish_reason, decision
+        self.text, self.reasoning, self.finish_reason = text, reasoning, finish_reason
+        self.decision = Decision.from_dict(decision) if decision else None
         t = timings or {}
         self.timings = _Timings(ttft_ms=float(t.get("ttft_ms") or 0.0),
                                 completion_tokens=int(t.get("predicted_n") or completion_tokens))

@@ -12,11 +12,9 @@ from .base import SHORT_ANSWER_TOKENS, Sample, StreamClock
 class EngineRunner:
     """Loads the model with a profile's settings and times ``Engine.stream``.
 
-    Every run starts from an empty KV cache (cold prefix): the engine would
-    otherwise reuse the previous run's identical prompt and TTFT would measure
-    only the last token. Resetting through ``engine.backend.truncate(0)`` is
-    safe here because the engine's worker is idle between our requests (we
-    consume each stream to its end before the next).
+    Every run starts from an empty KV cache (cold prefix, ``engine.reset_cache()``,
+    which runs on the engine's worker): the engine would otherwise reuse the
+    previous run's identical prompt and TTFT would measure only the last token.
     """
 
     name = "thinkling"
@@ -33,7 +31,7 @@ class EngineRunner:
 
     @property
     def n_ctx(self) -> int:
-        return self.engine.backend.n_ctx
+        return self.engine.describe().n_ctx
 
     def prompt_tokens(self, case: PromptCase) -> list[int] | None:
         """The exact prompt tokens of ``case`` as thinkling rendered them on
@@ -46,8 +44,7 @@ class EngineRunner:
     def run(self, case: PromptCase, run: int) -> Sample:
         request = case.request(max_tokens=self.max_tokens, think=self.think)
         request.speculative = self.speculative
-        backend = self.engine.backend
-        backend.truncate(0)
+        self.engine.reset_cache()
         text: list[str] = []
         last = None
         clock = StreamClock(self.short_tokens)
@@ -57,7 +54,7 @@ class EngineRunner:
             last = chunk
         clock.finish()
         t = last.timings
-        self._prompt_tokens[case.name] = list(backend.kv_tokens[:t.prompt_tokens])
+        self._prompt_tokens[case.name] = self.engine.cache_tokens()[:t.prompt_tokens]
         self._completion_tokens[case.name] = t.completion_tokens
         return clock.sample(
             runner=self.name, profile=self.profile.name, case=case.name, run=run,
@@ -66,7 +63,7 @@ class EngineRunner:
             engine={"queue_ms": t.queue_ms, "prompt_ms": t.prompt_ms, "ttft_ms": t.ttft_ms,
                     "decode_tok_s": t.decode_tok_s, "total_ms": t.total_ms,
                     "drafted_tokens": t.drafted_tokens, "accepted_tokens": t.accepted_tokens,
-                    "mode": (last.decision or {}).get("mode")},
+                    "mode": last.decision.mode if last.decision else None},
         )
 
     def model_info(self) -> dict:

@@ -21,6 +21,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from .. import __version__
+from ..api import (ChatEvents, CompletionEvents, ReasoningTally, RequestDefaults, chat_request, chat_response,
+                   completion_request, completion_response)
 from ..engine import Engine, EngineConfig, Handle
 from ..errors import ModelNotFound, ThinklingError
 from ..generate import join_stream
@@ -31,8 +33,6 @@ from .middleware import PLAYGROUND, CountRequests, Guard
 from .schemas import ChatCompletionRequest, CompletionRequest, ErrorResponse
 from .settings import ServerSettings
 from .streaming import EventStream, blocking_with_disconnect, next_chunk, sse, stream_error_event
-from .translate import (ChatEvents, CompletionEvents, ReasoningTally, chat_response, completion_response,
-                        to_generation_request)
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +58,13 @@ class ServerState:
     loaded_at: int = 0
     served_names: frozenset[str] = frozenset()
     model_card: dict = field(default_factory=dict)
+    request_defaults: RequestDefaults = field(init=False)
     metrics: Metrics = field(init=False)
     _closing: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(lambda: self.engine)
+        self.request_defaults = self.settings.request_defaults()
 
     def set_engine(self, engine: Engine) -> None:
         names = {engine.model_name}
@@ -186,21 +188,24 @@ def _static(name: str) -> Response:
 
 
 def _model_card(engine: Engine, created: int) -> dict:
-    info = engine.info()
-    return {"id": engine.model_name, "object": "model", "created": created, "owned_by": "thinkling",
+    d = engine.describe()
+    info = d.info
+    return {"id": d.model, "object": "model", "created": created, "owned_by": "thinkling",
             "meta": {"architecture": info.architecture, "parameters": info.parameters,
                      "quantization": info.quantization, "size_bytes": info.size_bytes,
-                     "n_ctx": engine.backend.n_ctx, "n_ctx_train": info.context_length,
-                     "thinking_family": engine.controller.format.family}}
+                     "n_ctx": d.n_ctx, "n_ctx_train": info.context_length,
+                     "thinking_family": d.thinking_family}}
 
 
 async def _generate(request: Request, state: ServerState, body, endpoint: str):
     """Shared by both completion routes: validate, submit, answer or stream."""
     started = time.perf_counter()
     engine = state.ready_engine(body.model)
-    gen_request = to_generation_request(body, state.settings)
-    handle = engine.submit(gen_request)  # InvalidRequest / EngineBusy at once
     chat = isinstance(body, ChatCompletionRequest)
+    # pydantic has checked types and bounds (its messages, OpenAPI); the runtime's
+    # one mapping turns the body into a request, as for every edge
+    gen_request = (chat_request if chat else completion_request)(body.model_dump(), state.request_defaults)
+    handle = engine.submit(gen_request)  # InvalidRequest / EngineBusy at once
     gone: list[bool] = []
 
     def client_gone() -> None:

@@ -3,30 +3,34 @@
 from __future__ import annotations
 
 import argparse
+from typing import Literal, get_args, get_origin
 
-from ..types import THINK_MODES
+# Flags are generated from ServerSettings' fields (one description, one default);
+# these fields take a shorter flag than ``--<field-name>``.
+FLAG_NAMES = {"n_ctx": "--ctx", "request_timeout_s": "--request-timeout", "cors_origins": "--cors-origin",
+              "allowed_hosts": "--allowed-host", "graceful_shutdown_s": "--graceful-shutdown",
+              "body_timeout_s": "--body-timeout", "header_timeout_s": "--header-timeout", "keep_alive_s": "--keep-alive"}
+EXTRA_HELP = {"api_key": " (prefer THINKLING_API_KEY: flags show in ps)",
+              "cors_origins": " (repeatable)", "allowed_hosts": " (repeatable)"}
 
-# flag -> settings field; every flag defaults to "absent" so env and file values survive
-_FLAGS = [
-    ("--model", "model", str, "registered model name or path (default: gemma-3-270m)"),
-    ("--host", "host", str, "address to bind (default 127.0.0.1)"),
-    ("--port", "port", int, "TCP port (default 8080)"),
-    ("--api-key", "api_key", str, "require this Bearer key (prefer THINKLING_API_KEY: flags show in ps)"),
-    ("--queue-size", "queue_size", int, "requests waiting beyond the running one (default 8); past it 429"),
-    ("--max-tokens-cap", "max_tokens_cap", int, "clamp every request's max_tokens to this (default 2048)"),
-    ("--default-max-tokens", "default_max_tokens", int, "max_tokens when a request gives none (default 256)"),
-    ("--default-think", "default_think", str, f"think mode when a request gives none {THINK_MODES}"),
-    ("--speculative", "speculative", str, "speculative decoding for requests that do not say: ngram|off "
-                                          "(default off; greedy requests only)"),
-    ("--request-timeout", "request_timeout_s", float, "seconds per request, queue included (default 300)"),
-    ("--ctx", "n_ctx", int, "context window in tokens (default 4096)"),
-    ("--threads", "threads", int, "llama.cpp threads (default: physical cores)"),
-    ("--thread-policy", "thread_policy", str, "fixed (default) or adaptive: step down when another process takes a core"),
-    ("--max-body-bytes", "max_body_bytes", int, "largest request body (default 1 MiB)"),
-    ("--body-timeout", "body_timeout_s", float, "seconds to receive a request body, else 408 (default 30)"),
-    ("--header-timeout", "header_timeout_s", float, "seconds for a new connection's request head (default 10)"),
-    ("--log-level", "log_level", str, "uvicorn log level (default info)"),
-]
+
+def _flag_kwargs(name: str, info) -> dict:
+    """argparse keywords for one settings field; every flag defaults to "absent"
+    so environment and file values survive."""
+    ann = info.annotation
+    args = [a for a in get_args(ann) if a is not type(None)]
+    if get_origin(ann) is not None and get_origin(ann) is not Literal and len(args) == 1:
+        ann, args = args[0], list(get_args(args[0]))  # X | None -> X
+    default = info.get_default(call_default_factory=True)
+    shown = "" if default in (None, [], False) else f" (default {default})"
+    kw = dict(dest=name, default=argparse.SUPPRESS, help=(info.description or "") + EXTRA_HELP.get(name, "") + shown)
+    if ann is bool:
+        return {**kw, "action": "store_true"}
+    if get_origin(ann) is list:
+        return {**kw, "action": "append"}
+    if get_origin(ann) is Literal:
+        return {**kw, "choices": list(get_args(ann))}
+    return {**kw, "type": ann if ann in (int, float) else str}
 
 
 def register(sub) -> None:
@@ -34,18 +38,14 @@ def register(sub) -> None:
                        description="Serve a model over an OpenAI-compatible HTTP API. Settings come from "
                                    "flags > THINKLING_* environment variables > --config file > defaults.")
     p.add_argument("--config", default=None, help="settings file (.toml or .json), keys as in ServerSettings")
-    for flag, dest, typ, help_text in _FLAGS:
-        p.add_argument(flag, dest=dest, type=typ, default=argparse.SUPPRESS, help=help_text)
-    p.add_argument("--cors-origin", dest="cors_origins", action="append", default=argparse.SUPPRESS,
-                   help="allow this browser origin (repeatable; CORS is off by default)")
-    p.add_argument("--allowed-host", dest="allowed_hosts", action="append", default=argparse.SUPPRESS,
-                   help="accept this Host header (repeatable; default: loopback names on a loopback bind)")
-    p.add_argument("--insecure", action="store_true", default=argparse.SUPPRESS,
-                   help="allow a non-loopback bind without an API key")
-    p.add_argument("--mmap", action="store_true", default=argparse.SUPPRESS,
-                   help="map the model file instead of reading it into memory (faster load, shared pages; "
-                        "the file must then never be rewritten in place while served)")
     p.set_defaults(func=run_serve)
+    try:
+        from .settings import ServerSettings
+    except ModuleNotFoundError:  # no serve extra: run_serve's import then names it
+        p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        return
+    for name, info in ServerSettings.model_fields.items():
+        p.add_argument(FLAG_NAMES.get(name, "--" + name.replace("_", "-")), **_flag_kwargs(name, info))
 
 
 def run_serve(args) -> int:

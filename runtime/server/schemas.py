@@ -7,7 +7,7 @@ OpenAI API knows and we do not use (``user``, ``store``, ``metadata``,
 clients that "speak OpenAI". Fields whose silent dropping would change the
 answer (``n > 1``, ``tools``, ``response_format`` types other than text/json,
 ``logit_bias``, ``logprobs``, ``echo``, ``suffix``, ``best_of > 1``) are declared
-and refused with a 400 instead (see ``translate.unsupported``).
+and refused with a 400 instead (by ``runtime.api.requests``, which every edge maps through).
 
 Known fields are strict: ``"max_tokens": "5"`` is a type error, not a 5; floats
 must be finite; strings must be valid Unicode (no lone surrogates, which JSON
@@ -20,10 +20,9 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag
 
-from ..types import THINK_MODES
-
-ThinkMode = Literal["auto", "on", "off", "post"]
-assert tuple(ThinkMode.__args__) == THINK_MODES  # the runtime's list is the source of truth
+from ..api.limits import COMPLETION_LIMITS, LIMITS, MAX_STOP_CHARS, MAX_STOPS, ROLES, Limit
+from ..speculative import SPECULATIVE_MODES
+from ..types import ThinkMode
 
 # Branch names of the tagged unions below; dropped when an error names its field.
 UNION_TAGS = frozenset({"str", "list", "null"})
@@ -54,6 +53,17 @@ def _str_or_list(item: Any, nullable: bool = True, min_items: int = 0, max_items
     return Annotated[Union[tuple(branches)], Discriminator(_kind)]
 
 
+def _bounds(name: str, table: dict[str, Limit] = LIMITS) -> dict:
+    """pydantic's bound keywords for a row of the runtime's limits table (one source for both)."""
+    lim = table[name]
+    out: dict = {}
+    if lim.low is not None:
+        out["gt" if lim.low_open else "ge"] = lim.low
+    if lim.high is not None:
+        out["le"] = lim.high
+    return out
+
+
 class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True, allow_inf_nan=False)
 
@@ -66,7 +76,7 @@ class TextPart(_Lenient):
 
 
 class ChatMessage(_Lenient):
-    role: Literal["system", "developer", "user", "assistant"] = Field(
+    role: Literal[ROLES] = Field(  # type: ignore[valid-type]
         description="'developer' is treated as 'system'; tool/function roles are not supported")
     content: _str_or_list(TextPart) = Field(  # type: ignore[valid-type]
         None, description="text, or a list of text parts (joined); null only for assistant messages")
@@ -76,44 +86,47 @@ class StreamOptions(_Lenient):
     include_usage: bool = False
 
 
-Stop = Annotated[Text, Field(max_length=256)]
+Stop = Annotated[Text, Field(max_length=MAX_STOP_CHARS)]
 
 
 class _GenerationFields(_Lenient):
     """Fields shared by chat and text completions."""
 
     model: Text | None = Field(None, description="must name the served model (404 otherwise); absent: served model")
-    max_tokens: int | None = Field(None, ge=1, description="new tokens; clamped to the server's cap")
-    temperature: float | None = Field(None, ge=0, le=100, description="0 is greedy; default 0.8")
-    top_p: float | None = Field(None, gt=0, le=1)
-    top_k: int | None = Field(None, ge=0, le=1 << 20, description="thinkling/llama.cpp extension")
-    min_p: float | None = Field(None, ge=0, le=1, description="thinkling/llama.cpp extension")
-    repeat_penalty: float | None = Field(None, ge=0.01, le=100, description="thinkling/llama.cpp extension")
+    max_tokens: int | None = Field(None, **_bounds("max_tokens"), description="new tokens; clamped to the server's cap")
+    temperature: float | None = Field(None, **_bounds("temperature"), description="0 is greedy; default 0.8")
+    top_p: float | None = Field(None, **_bounds("top_p"))
+    top_k: int | None = Field(None, **_bounds("top_k"), description="thinkling/llama.cpp extension")
+    min_p: float | None = Field(None, **_bounds("min_p"), description="thinkling/llama.cpp extension")
+    repeat_penalty: float | None = Field(None, **_bounds("repeat_penalty"), description="thinkling/llama.cpp extension")
     frequency_penalty: float | None = Field(
-        None, ge=-2, le=2, description="subtracted from a token's logit once per time it was generated so far")
+        None, **_bounds("frequency_penalty"),
+        description="subtracted from a token's logit once per time it was generated so far")
     presence_penalty: float | None = Field(
-        None, ge=-2, le=2, description="subtracted from the logit of every token generated so far")
-    seed: int | None = Field(None, ge=-(1 << 63), le=(1 << 64) - 1)
-    stop: _str_or_list(Stop, max_items=8) = Field(None, description="up to 8 stop strings")  # type: ignore[valid-type]
+        None, **_bounds("presence_penalty"), description="subtracted from the logit of every token generated so far")
+    seed: int | None = Field(None, **_bounds("seed"))
+    stop: _str_or_list(Stop, max_items=MAX_STOPS) = Field(  # type: ignore[valid-type]
+        None, description=f"up to {MAX_STOPS} stop strings")
     stream: bool = False
     stream_options: StreamOptions | None = None
-    n: int = Field(1, ge=1, le=1, description="only 1 is supported")
+    n: int = Field(1, **_bounds("n"), description="only 1 is supported")
     logit_bias: dict[str, float] | None = Field(None, description="not supported: must be empty")
     # thinkling's thinking controls
     think: ThinkMode | None = Field(None, description="reasoning mode; absent: the server's default_think")
-    reasoning_budget: int | None = Field(None, ge=0, le=1 << 31, description="cap on reasoning tokens")
-    deadline_ms: float | None = Field(None, gt=0, le=86_400_000.0,
+    reasoning_budget: int | None = Field(None, **_bounds("reasoning_budget"), description="cap on reasoning tokens")
+    deadline_ms: float | None = Field(None, **_bounds("deadline_ms"),
                                       description="wall-clock budget from arrival, queue included")
-    speculative: Literal["off", "ngram"] | None = Field(
+    speculative: Literal[SPECULATIVE_MODES] | None = Field(  # type: ignore[valid-type]
         None, description="prompt-lookup speculative decoding (greedy only; output unchanged); "
                           "absent: the server's --speculative")
 
 
 class ChatCompletionRequest(_GenerationFields):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=1, description="newer name of max_tokens; wins if both")
+    max_completion_tokens: int | None = Field(None, **_bounds("max_completion_tokens"),
+                                              description="newer name of max_tokens; wins if both")
     logprobs: bool | None = Field(None, description="not supported: must be false")
-    top_logprobs: int | None = Field(None, ge=0, le=20, description="not supported: must be 0")
+    top_logprobs: int | None = Field(None, **_bounds("top_logprobs"), description="not supported: must be 0")
     tools: list[dict[str, Any]] | None = Field(None, description="not supported: must be empty")
     functions: list[dict[str, Any]] | None = Field(None, description="not supported: must be empty")
     tool_choice: Any | None = Field(None, description="only 'none' or absent")
@@ -125,10 +138,11 @@ class ChatCompletionRequest(_GenerationFields):
 class CompletionRequest(_GenerationFields):
     prompt: _str_or_list(Text, nullable=False, min_items=1, max_items=1) = Field(  # type: ignore[valid-type]
         description="a string, or a list holding exactly one string")
-    logprobs: int | None = Field(None, ge=0, le=5, description="not supported: must be absent or 0")
+    logprobs: int | None = Field(None, **_bounds("logprobs", COMPLETION_LIMITS),
+                                 description="not supported: must be absent or 0")
     echo: bool = Field(False, description="not supported: must be false")
     suffix: Text | None = Field(None, description="not supported: must be empty")
-    best_of: int | None = Field(None, ge=1, le=1, description="only 1 is supported")
+    best_of: int | None = Field(None, **_bounds("best_of", COMPLETION_LIMITS), description="only 1 is supported")
 
 
 class ErrorBody(BaseModel):

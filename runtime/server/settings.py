@@ -14,6 +14,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (BaseSettings, JsonConfigSettingsSource, NoDecode, SettingsConfigDict,
                                TomlConfigSettingsSource)
 
+from ..api.limits import DEFAULT_MAX_TOKENS, MAX_TOKENS_CAP
+from ..api.requests import RequestDefaults
 from ..types import THINK_MODES
 
 LOOPBACK_NAMES = ("localhost", "localhost.")
@@ -53,8 +55,10 @@ class ServerSettings(BaseSettings):
     api_key: SecretStr | None = Field(None, description="require 'Authorization: Bearer <key>'")
     insecure: bool = Field(False, description="allow a non-loopback bind without an API key")
     queue_size: int = Field(8, ge=1, le=1024, description="requests waiting beyond the running one; past it: 429")
-    max_tokens_cap: int = Field(2048, ge=1, description="upper bound on a request's max_tokens (larger is clamped)")
-    default_max_tokens: int = Field(256, ge=1, description="max_tokens when the request gives none (clamped to the cap)")
+    max_tokens_cap: int = Field(MAX_TOKENS_CAP, ge=1,
+                                description="upper bound on a request's max_tokens (larger is clamped)")
+    default_max_tokens: int = Field(DEFAULT_MAX_TOKENS, ge=1,
+                                    description="max_tokens when the request gives none (clamped to the cap)")
     default_think: str = Field("auto", description=f"think mode when a request gives none: {THINK_MODES}")
     speculative: Literal["off", "ngram"] = Field(
         "off", description="speculative decoding for requests that do not say: ngram (prompt lookup, greedy "
@@ -74,7 +78,7 @@ class ServerSettings(BaseSettings):
         default_factory=list, description="origins allowed by CORS (empty: CORS off)")
     allowed_hosts: Annotated[list[str] | None, NoDecode] = Field(
         None, description="accepted Host headers; default: loopback names when bound to loopback, else any")
-    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="uvicorn log level")
     graceful_shutdown_s: float = Field(10.0, ge=0, description="how long shutdown waits for open requests")
     # Slow or idle clients must not hold the server: each connection is bounded in time at every stage.
     header_timeout_s: float = Field(
@@ -108,6 +112,11 @@ class ServerSettings(BaseSettings):
         # Earlier sources win: flags (init kwargs) > env > config file.
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls),
                 JsonConfigSettingsSource(settings_cls))
+
+    def request_defaults(self) -> RequestDefaults:
+        """What a request that does not say gets (``runtime.api.chat_request``'s defaults)."""
+        return RequestDefaults(max_tokens=self.default_max_tokens, max_tokens_cap=self.max_tokens_cap,
+                               think=self.default_think, timeout_s=self.request_timeout_s)
 
     def bind_problem(self) -> str | None:
         """Why this bind is refused, or None. An exposed address needs a key or --insecure."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 from ..backends.base import Backend
 from ..errors import InvalidRequest
@@ -23,7 +24,7 @@ from ..models import ModelRef
 from ..prompts import render_chat
 from ..speculative import DraftCosts, speculative_config
 from ..structured import grammar_for
-from ..types import Chunk, GenerationRequest, Message
+from ..types import Chunk, Decision, GenerationRequest, Message
 from .formats import ThinkingFormat, detect_format
 from .profile import Speed, ThinkingProfile, find_profile, probe_signals, query_features
 
@@ -41,12 +42,19 @@ class ThinkingController:
         self.ref = ref
         self.template = backend.chat_template()
         self.format: ThinkingFormat = detect_format(ref, self.template)
-        self.profile = profile or find_profile(ref.path)
-        self.speed = Speed(**vars(self.profile.speed)) if self.profile else Speed()
+        self.speed = Speed()
+        self.set_profile(profile or find_profile(ref.path))
         self.draft_costs = DraftCosts()  # speculative decoding's measured costs on this model
         meta = backend.metadata()
         self.bos_token = meta.get("thinkling.bos_text", "")
         self.eos_token = meta.get("thinkling.eos_text", "")
+
+    def set_profile(self, profile: ThinkingProfile | None) -> None:
+        """Use ``profile`` for ``auto`` (None: the family's default mode). The measured
+        speed restarts from a profile's; without one it is kept (calibration measures on)."""
+        self.profile = profile
+        if profile is not None:
+            self.speed = Speed(**vars(profile.speed))
 
     # --- planning -----------------------------------------------------------
     def _grammar(self, req: GenerationRequest) -> str | None:
@@ -81,34 +89,33 @@ class ThinkingController:
                               constraint=self.backend.constraint(grammar) if grammar else None,
                               constrain=CONSTRAIN.get(mode, "answer") if markup else "answer")
 
-    def _deadline_budget(self, req: GenerationRequest, prompt_tokens: int, decision: dict) -> int | None:
-        """Reasoning tokens that fit the deadline, from measured speed; None = no cap."""
+    def _deadline_budget(self, req: GenerationRequest, prompt_tokens: int,
+                         decision: Decision) -> tuple[int | None, Decision]:
+        """Reasoning tokens that fit the deadline, from measured speed (None = no cap),
+        and the decision noting how the deadline was applied."""
         budget = req.reasoning_budget
         if req.deadline_s is None:
-            return budget
+            return budget, decision
         if self.speed.decode_tok_s <= 0 or self.speed.prefill_tok_s <= 0:
-            decision["deadline"] = "speed of this model not measured yet; deadline enforced as a hard stop only"
-            return budget
+            return budget, replace(decision, deadline="speed of this model not measured yet; "
+                                                      "deadline enforced as a hard stop only")
         elapsed = time.perf_counter() - req.submitted_at
         per_tok = 1.0 / self.speed.decode_tok_s
         answer_tokens = self.profile.mean_answer_tokens if self.profile else 8.0
         left = req.deadline_s - elapsed - prompt_tokens / self.speed.prefill_tok_s - answer_tokens * per_tok
         fit = max(0, int(0.8 * left / per_tok))  # 20% margin for noise
-        decision["deadline_budget"] = fit
-        return fit if budget is None else min(budget, fit)
+        return (fit if budget is None else min(budget, fit)), replace(decision, deadline_budget=fit)
 
-    def choose_mode(self, req: GenerationRequest) -> tuple[str, dict]:
+    def choose_mode(self, req: GenerationRequest) -> tuple[str, Decision]:
         """The mode for a non-probed request (explicit, or auto without a profile)."""
         fmt = self.format
-        decision = {"requested": req.think, "family": fmt.family}
         if req.think == "auto":
             mode, why = fmt.default_mode, f"no calibrated profile; {fmt.family} default"
         elif req.think in fmt.modes:
             mode, why = req.think, "requested"
         else:
             mode, why = fmt.default_mode, f"{fmt.family} does not support {req.think!r}; using its default"
-        decision.update(mode=mode, reason=why)
-        return mode, decision
+        return mode, Decision(mode=mode, requested=req.think, reason=why, family=fmt.family)
 
     # --- the probe --------------------------------------------------------
     def _probe(self, req: GenerationRequest, question: str, should_stop) -> tuple[list[Chunk], dict]:
@@ -118,36 +125,33 @@ class ThinkingController:
         chunks = list(stream_generate(self.backend, plan))
         return chunks, probe_signals(question, chunks)
 
-    def _auto(self, req: GenerationRequest, should_stop) -> tuple[str, dict, list[Chunk] | None]:
+    def _auto(self, req: GenerationRequest, should_stop) -> tuple[str, Decision, list[Chunk] | None]:
         prof = self.profile
         question = next((m.content for m in reversed(req.messages) if m.role == "user"), "")
-        decision = {"requested": "auto", "family": self.format.family}
         qfeats = query_features(question)
         gate = prof.gate_score(qfeats)
-        if gate is not None:
-            decision.update(gate_score=round(gate, 4), skip_below=prof.skip_below)
+        base = Decision(mode="on", requested="auto", reason="", family=self.format.family,
+                        gate_score=None if gate is None else round(gate, 4),
+                        skip_below=None if gate is None else prof.skip_below)
         if prof.skips_probe(gate):
-            decision.update(stage="gate", mode="on", score=round(gate, 4), threshold=prof.skip_below,
-                            features={k: round(v, 4) for k, v in qfeats.items()},
-                            reason=f"question alone says reason (p={gate:.2f} < {prof.skip_below:.2f}); "
-                                   "reasoning without a probe")
-            return "on", decision, None
+            return "on", replace(base, stage="gate", score=round(gate, 4), threshold=prof.skip_below,
+                                 features={k: round(v, 4) for k, v in qfeats.items()},
+                                 reason=f"question alone says reason (p={gate:.2f} < {prof.skip_below:.2f}); "
+                                        "reasoning without a probe"), None
         t0 = time.perf_counter()
         chunks, feats = self._probe(req, question, should_stop)
         score = prof.score(feats)
         thr = prof.threshold
-        decision.update(stage="probe", score=round(score, 4), threshold=thr,
-                        probe_ms=round((time.perf_counter() - t0) * 1000, 2),
-                        features={k: round(v, 4) for k, v in feats.items()})
+        probed = replace(base, stage="probe", score=round(score, 4), threshold=thr,
+                         probe_ms=round((time.perf_counter() - t0) * 1000, 2),
+                         features={k: round(v, 4) for k, v in feats.items()})
         if chunks[-1].finish_reason in ("cancelled", "deadline"):
-            decision.update(mode="off", reason=f"probe ended: {chunks[-1].finish_reason}")
-            return "off", decision, chunks
+            return "off", replace(probed, mode="off", reason=f"probe ended: {chunks[-1].finish_reason}"), chunks
         if score >= thr and feats["probe_finished"]:
-            decision.update(mode="off", reason=f"probe confident (p={score:.2f} >= {thr:.2f}); its answer is returned")
-            return "off", decision, chunks
+            return "off", replace(probed, mode="off", reason=f"probe confident (p={score:.2f} >= {thr:.2f}); "
+                                                             "its answer is returned"), chunks
         why = "probe unsure" if feats["probe_finished"] else "probe did not finish its answer"
-        decision.update(mode="on", reason=f"{why} (p={score:.2f} < {thr:.2f}); reasoning")
-        return "on", decision, None
+        return "on", replace(probed, mode="on", reason=f"{why} (p={score:.2f} < {thr:.2f}); reasoning"), None
 
     # --- streaming ----------------------------------------------------------
     def stream(self, req: GenerationRequest, should_stop: Callable[[], str | None]) -> Iterator[Chunk]:
@@ -163,21 +167,22 @@ class ThinkingController:
             if ready is not None and grammar is not None and mode == "off":
                 # The probe answered freely; the answer the client gets follows its format.
                 ready = None
-                decision["reason"] += "; answered again under the response format"
+                decision = replace(decision, reason=decision.reason + "; answered again under the response format")
         else:
             mode, decision = self.choose_mode(req)
         if ready is None:
             plan = self._plan(req, mode, should_stop, grammar=grammar)
             if mode in ("on", "post") and plan.markup is not None:
-                plan.markup.budget = self._deadline_budget(req, len(plan.prompt_tokens), decision)
+                plan.markup.budget, decision = self._deadline_budget(req, len(plan.prompt_tokens), decision)
                 if mode == "on" and plan.markup.budget is not None and plan.markup.budget < MIN_USEFUL_BUDGET \
                         and req.reasoning_budget is None and "off" in fmt.modes:
                     mode = "off"
-                    decision.update(mode="off", reason=decision["reason"] + "; deadline leaves no room to reason")
+                    decision = replace(decision, mode="off",
+                                       reason=decision.reason + "; deadline leaves no room to reason")
                     plan = self._plan(req, "off", should_stop, grammar=grammar)
-            decision["budget"] = plan.markup.budget if plan.markup else None
+            decision = replace(decision, planned=True, budget=plan.markup.budget if plan.markup else None)
             if grammar is not None:
-                decision.update(response_format=req.response_format.type, constrained=plan.constrain)
+                decision = replace(decision, response_format=req.response_format.type, constrained=plan.constrain)
             ready = stream_generate(self.backend, plan)
         for chunk in ready:
             if chunk.finish_reason is not None:
@@ -199,5 +204,5 @@ class ThinkingController:
                               constraint=self.backend.constraint(grammar) if grammar else None)
         for chunk in stream_generate(self.backend, plan):
             if chunk.finish_reason is not None:
-                chunk.decision = {"mode": "raw", "requested": req.think, "reason": "raw completion prompt"}
+                chunk.decision = Decision(mode="raw", requested=req.think, reason="raw completion prompt")
             yield chunk

@@ -1,7 +1,7 @@
 """The endpoint's own cost: time to first token through HTTP streaming against
 in-process ``Engine.stream``, same model, settings and prompts, one session.
 
-    python -m runtime.server.measure --runs 20 --threads 1 --ctx 1024
+    bench http-cost --runs 20 --threads 1 --ctx 1024
 
 A ``thinkling serve`` subprocess and an in-process engine are loaded side by
 side; runs alternate between them (order flipped every run) so background load
@@ -12,6 +12,7 @@ leaves mostly the fixed costs, where the HTTP layer's share shows. With
 ``--peer URL`` it compares ``thinkling serve`` with another server instead. On a busy
 machine the engine's prefill noise swamps a few milliseconds, so each path's
 wall time minus the engine's own ``ttft_ms`` is reported too (``*_over_engine``).
+Percentiles are ``bench.stats.percentile``'s (linear interpolation), as in every bench.
 """
 
 from __future__ import annotations
@@ -25,11 +26,33 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import httpx
+from runtime.engine import Engine, EngineConfig
+from runtime.hardware import cpu_model
+from runtime.types import GenerationRequest, Message, SamplingParams
 
-from ..engine import Engine, EngineConfig
-from ..types import GenerationRequest, Message, SamplingParams
+from .stats import percentile
+
+if TYPE_CHECKING:
+    import httpx  # the test extra; imported where a measurement starts, so `bench` runs without it
+
+MODES = ("cold", "warm")
+
+
+@dataclass(frozen=True)
+class HttpCostOptions:
+    """What ``measure_http_cost`` runs: ``runs`` measured (after ``warmup``) per side and mode."""
+
+    model: str | None = None
+    runs: int = 20
+    warmup: int = 3
+    max_tokens: int = 4
+    threads: int | None = None
+    ctx: int = 1024
+    modes: tuple[str, ...] = MODES
+    peer: str | None = None  # another OpenAI-compatible server on the same model: compare with it instead
 
 QUESTION = "Explain in one sentence why the sky is blue."
 
@@ -93,12 +116,11 @@ def ttft_http_raw(client: httpx.Client, url: str, text: str, max_tokens: int) ->
 
 
 def summary(xs: list[float]) -> dict:
-    qs = statistics.quantiles(xs, n=10) if len(xs) >= 2 else [xs[0]] * 9
-    return {"n": len(xs), "median": statistics.median(xs), "p10": qs[0], "p90": qs[-1],
+    return {"n": len(xs), "median": statistics.median(xs), "p10": percentile(xs, 10), "p90": percentile(xs, 90),
             "min": min(xs), "max": max(xs)}
 
 
-def _start_server(args, port: int) -> subprocess.Popen:
+def _start_server(args: HttpCostOptions, port: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "runtime.cli", "serve", "--port", str(port), "--ctx", str(args.ctx),
            "--queue-size", "2", "--log-level", "warning"]
     if args.threads:
@@ -110,6 +132,8 @@ def _start_server(args, port: int) -> subprocess.Popen:
 
 
 def _wait_healthy(client: httpx.Client, url: str) -> None:
+    import httpx
+
     while True:
         try:
             if client.get(url + "/health").status_code == 200:
@@ -119,9 +143,11 @@ def _wait_healthy(client: httpx.Client, url: str) -> None:
         time.sleep(0.1)
 
 
-def measure_peer(args) -> dict:
+def measure_peer(args: HttpCostOptions) -> dict:
     """thinkling serve vs ``args.peer`` (e.g. llama-server on the same GGUF), both
     over HTTP streaming, raw completions, alternating as in ``measure``."""
+    import httpx
+
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     server = _start_server(args, port)
@@ -150,7 +176,9 @@ def measure_peer(args) -> dict:
         server.wait(30)
 
 
-def measure(args) -> dict:
+def measure(args: HttpCostOptions) -> dict:
+    import httpx
+
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     server = _start_server(args, port)
@@ -187,36 +215,37 @@ def measure(args) -> dict:
         server.wait(30)
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def measure_http_cost(opts: HttpCostOptions) -> dict:
+    """The machine (load average before and after) and the per-mode summaries."""
+    result = {"machine": {"cpu": cpu_model(), "cpus": os.cpu_count(), "loadavg_start": os.getloadavg(),
+                          "threads": opts.threads, "python": platform.python_version()},
+              "results": measure_peer(opts) if opts.peer else measure(opts)}
+    result["machine"]["loadavg_end"] = os.getloadavg()
+    return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default=None)
-    p.add_argument("--runs", type=int, default=20)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--max-tokens", type=int, default=4)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--ctx", type=int, default=1024)
-    p.add_argument("--modes", nargs="+", default=["cold", "warm"], choices=["cold", "warm"])
-    p.add_argument("--peer", default=None, metavar="URL",
+def register(sub) -> None:
+    d = HttpCostOptions()
+    p = sub.add_parser("http-cost", help="TTFT through HTTP streaming vs in-process (the endpoint's own cost)",
+                       description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default=d.model)
+    p.add_argument("--runs", type=int, default=d.runs)
+    p.add_argument("--warmup", type=int, default=d.warmup)
+    p.add_argument("--max-tokens", type=int, default=d.max_tokens)
+    p.add_argument("--threads", type=int, default=d.threads)
+    p.add_argument("--ctx", type=int, default=d.ctx)
+    p.add_argument("--modes", nargs="+", default=list(d.modes), choices=MODES)
+    p.add_argument("--peer", default=d.peer, metavar="URL",
                    help="instead: compare with another OpenAI-compatible server already running on the same "
                         "model (e.g. llama-server), over raw /v1/completions streaming")
     p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
-    result = {"machine": {"cpu": _cpu_model(), "cpus": os.cpu_count(),
-                          "loadavg_start": os.getloadavg(), "threads": args.threads,
-                          "python": platform.python_version()},
-              "results": measure_peer(args) if args.peer else measure(args)}
-    result["machine"]["loadavg_end"] = os.getloadavg()
+    p.set_defaults(func=_cli)
+
+
+def _cli(args: argparse.Namespace) -> int:
+    opts = HttpCostOptions(model=args.model, runs=args.runs, warmup=args.warmup, max_tokens=args.max_tokens,
+                           threads=args.threads, ctx=args.ctx, modes=tuple(args.modes), peer=args.peer)
+    result = measure_http_cost(opts)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -227,7 +256,3 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:24} {s['n']:3d} {s['median']:8.1f} {s['p10']:7.1f} {s['p90']:7.1f} "
                   f"{s['min']:7.1f} {s['max']:7.1f}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

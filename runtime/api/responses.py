@@ -1,94 +1,21 @@
-"""Between the HTTP schema and the runtime: one function maps a request body to
-a ``GenerationRequest``; small formatters turn runtime chunks into OpenAI's
-response objects and SSE events."""
+"""Runtime results -> OpenAI's response objects and stream events, as plain dicts.
+
+The HTTP server serialises these (JSON body or SSE ``data:`` lines); nothing here
+knows a transport. The thinking decision goes on the wire as
+``Decision.to_dict()``.
+"""
 
 from __future__ import annotations
 
 import time
 import uuid
 
-from ..errors import InvalidRequest
-from ..structured import response_format_from
-from ..types import Chunk, GenerationRequest, GenerationResult, Message, SamplingParams, Timings
-from .schemas import ChatCompletionRequest, CompletionRequest
-from .settings import ServerSettings
+from ..types import Chunk, GenerationResult, Timings, decision_dict
 
 # The runtime's finish reasons -> OpenAI's. A deadline cut is a truncation
 # ("length"); the exact reason is kept in ``native_finish_reason``.
 FINISH = {"stop": "stop", "length": "length", "deadline": "length", "cancelled": "stop"}
-_SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "frequency_penalty",
-                    "presence_penalty")
 
-
-def unsupported(body: ChatCompletionRequest | CompletionRequest) -> None:
-    """Refuse fields that would change the answer if silently ignored."""
-    if body.logit_bias:
-        raise InvalidRequest("logit_bias is not supported", param="logit_bias")
-    if isinstance(body, ChatCompletionRequest):
-        if body.tools or body.functions:
-            raise InvalidRequest("tools and functions are not supported", param="tools")
-        if body.tool_choice not in (None, "none"):
-            raise InvalidRequest("tool_choice is not supported", param="tool_choice")
-        if body.logprobs or body.top_logprobs:
-            raise InvalidRequest("logprobs are not supported", param="logprobs")
-    else:
-        if body.logprobs:
-            raise InvalidRequest("logprobs are not supported", param="logprobs")
-        if body.echo:
-            raise InvalidRequest("echo is not supported", param="echo")
-        if body.suffix:
-            raise InvalidRequest("suffix is not supported", param="suffix")
-
-
-def _messages(body: ChatCompletionRequest) -> list[Message]:
-    out = []
-    for i, m in enumerate(body.messages):
-        content = m.content
-        if content is None:
-            if m.role != "assistant":
-                raise InvalidRequest(f"messages[{i}].content is required for role {m.role!r}",
-                                     param=f"messages[{i}].content")
-            content = ""
-        elif isinstance(content, list):
-            content = "\n".join(part.text for part in content)
-        out.append(Message("system" if m.role == "developer" else m.role, content))
-    return out
-
-
-def _max_tokens(body, settings: ServerSettings) -> int:
-    asked = getattr(body, "max_completion_tokens", None) or body.max_tokens
-    return min(asked or settings.default_max_tokens, settings.max_tokens_cap)
-
-
-def _deadline_s(body, settings: ServerSettings) -> float | None:
-    # max(): a positive deadline_ms must stay positive after /1000 (5e-324 ms underflows)
-    asked = max(body.deadline_ms / 1000, 1e-9) if body.deadline_ms is not None else None
-    limits = [x for x in (asked, settings.request_timeout_s) if x is not None]
-    return min(limits) if limits else None
-
-
-def to_generation_request(body: ChatCompletionRequest | CompletionRequest,
-                          settings: ServerSettings) -> GenerationRequest:
-    """The one mapping from the HTTP schema to the runtime's request. Raises
-    ``InvalidRequest`` for what the schema alone cannot express."""
-    unsupported(body)
-    given = {f: getattr(body, f) for f in _SAMPLING_FIELDS if getattr(body, f) is not None}
-    if body.seed is not None:
-        given["seed"] = body.seed % (1 << 64)  # OpenAI seeds are int64; numpy wants >= 0
-    stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
-    common = dict(max_tokens=_max_tokens(body, settings), sampling=SamplingParams(**given), stop=stop,
-                  think=body.think or settings.default_think, reasoning_budget=body.reasoning_budget,
-                  deadline_s=_deadline_s(body, settings), speculative=body.speculative)
-    if isinstance(body, ChatCompletionRequest):
-        return GenerationRequest(messages=_messages(body), response_format=response_format_from(body.response_format),
-                                 **common)
-    prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
-    if not prompt:
-        raise InvalidRequest("prompt must not be empty", param="prompt")
-    return GenerationRequest(prompt=prompt, **common)
-
-
-# --- responses ----------------------------------------------------------------
 
 def timings_dict(t: Timings) -> dict:
     """llama-server's timing keys, plus thinkling's queue/load/TTFT/total."""
@@ -158,7 +85,7 @@ def chat_response(result: GenerationResult, reasoning_tokens: int) -> dict:
                "reasoning_content": result.reasoning or None}
     return env.wrap([{"index": 0, "message": message, "logprobs": None, **_finish_fields(result.finish_reason)}],
                     usage=usage_dict(result.timings, reasoning_tokens),
-                    timings=timings_dict(result.timings), decision=result.decision)
+                    timings=timings_dict(result.timings), decision=decision_dict(result.decision))
 
 
 def completion_response(result: GenerationResult) -> dict:
@@ -166,7 +93,7 @@ def completion_response(result: GenerationResult) -> dict:
     text = result.text + result.reasoning  # raw prompts have no reasoning markup; keep every byte
     return env.wrap([{"index": 0, "text": text, "logprobs": None, **_finish_fields(result.finish_reason)}],
                     usage=usage_dict(result.timings, 0), timings=timings_dict(result.timings),
-                    decision=result.decision)
+                    decision=decision_dict(result.decision))
 
 
 class ChatEvents:
@@ -196,7 +123,7 @@ class ChatEvents:
         if chunk.finish_reason is not None:
             t = chunk.timings or Timings()
             out.append(self.env.wrap([self._choice({}, chunk.finish_reason)], timings=timings_dict(t),
-                                     decision=chunk.decision))
+                                     decision=decision_dict(chunk.decision)))
             if self.include_usage:
                 out.append(self.env.wrap([], usage=usage_dict(t, self.tally.tokens)))
         return out
@@ -218,7 +145,7 @@ class CompletionEvents:
             t = chunk.timings or Timings()
             out.append(self.env.wrap([{"index": 0, "text": "", "logprobs": None,
                                        **_finish_fields(chunk.finish_reason)}],
-                                     timings=timings_dict(t), decision=chunk.decision))
+                                     timings=timings_dict(t), decision=decision_dict(chunk.decision)))
             if self.include_usage:
                 out.append(self.env.wrap([], usage=usage_dict(t, 0)))
         return out

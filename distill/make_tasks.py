@@ -1,21 +1,21 @@
-"""Write the labelled arithmetic task sets used by `thinkling calibrate` and
-`bench modes` (dev-time; needs the pure-Python teacher in distill/, no torch).
+"""Write the labelled arithmetic task sets that `thinkling calibrate` and
+`bench modes` read from bench/tasks/ (dev-time; the pure-Python teacher, no torch).
+It lives in distill/ so that distill depends on bench and never the reverse.
 
 Both sets come from the held-out side of distill's hash split (never trained
 on); the calibration and test sets are disjoint from each other.
 
-    python -m bench.tasks.make_arith
+    python -m distill.make_tasks
 """
 
 from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 
-from distill.problems import sample_split_problem
+from bench.modes import TASKS_DIR
 
-HERE = Path(__file__).parent
+from .problems import sample_split_problem
 
 
 def make(per_op: int = 50, seed_calib: int = 101, seed_test: int = 202) -> None:
@@ -33,9 +33,9 @@ def make(per_op: int = 50, seed_calib: int = 101, seed_test: int = 202) -> None:
                 q = p.text if rng.random() < 0.5 else f"What is {p.text}?"
                 rows.append({"question": q, "answer": p.value, "n_ops": n_ops})
                 k += 1
-        tmp = HERE / f".{name}.jsonl.tmp"
+        tmp = TASKS_DIR / f".{name}.jsonl.tmp"
         tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        tmp.replace(HERE / f"{name}.jsonl")
+        tmp.replace(TASKS_DIR / f"{name}.jsonl")
 
 
 if __name__ == "__main__":
