@@ -127,8 +127,13 @@ def print_report(record: dict, stream=None) -> None:
 def _title(record: dict) -> str:
     m = record["fingerprint"]["machine"]
     model = record["fingerprint"].get("model", {})
-    return (f"bench latency: {model.get('name') or record['config'].get('model') or 'endpoint'} "
-            f"{model.get('quantization') or ''} on {m.get('cpu')} ({m.get('physical_cores')} cores)")
+    title = (f"bench latency: {model.get('name') or record['config'].get('model') or 'endpoint'} "
+             f"{model.get('quantization') or ''} on {m.get('cpu')} ({m.get('physical_cores')} cores)")
+    if m.get("isa_emulation"):
+        title = f"EMULATED ISA ({m['isa_emulation']}). {title}"
+    if record["config"].get("label"):
+        title = f"[{record['config']['label']}] {title}"
+    return title
 
 
 def markdown_summary(record: dict) -> str:

@@ -1,0 +1,80 @@
+"""The pure parts of ``scripts/arm64-check``: the parity comparison and the
+emulation fact every bench record carries. (The check itself runs aarch64
+under qemu for most of an hour; it is not part of the suite.)"""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from bench.fingerprint import isa_emulation
+
+_spec = importlib.util.spec_from_file_location(
+    "arm64_compare", Path(__file__).resolve().parent.parent / "scripts" / "arm64_compare.py")
+cmp = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(cmp)
+
+
+def run(tokens, tops, prompt="p"):
+    return {"prompt": prompt, "tokens": tokens, "top": tops, "text": ""}
+
+
+def test_identical_runs_report_the_largest_logit_difference():
+    a = run([5, 7], [[[5, 3.0], [7, 1.0]], [[7, 2.0], [1, 0.5]]])
+    b = run([5, 7], [[[5, 3.25], [7, 1.0]], [[7, 2.0], [9, 1.9]]])
+    row = cmp.compare_run(a, b)
+    assert row["identical"] and row["first_divergence"] is None
+    assert row["max_abs_dlogit"] == 0.25  # id 9 is only in b's top-k: not compared
+    assert "gap_ref" not in row
+
+
+def test_first_divergence_and_the_gap_on_both_sides():
+    a = run([5, 7, 2], [[[5, 3.0]], [[7, 2.0], [8, 1.9]], [[2, 1.0]]])
+    b = run([5, 8, 4], [[[5, 3.0]], [[8, 2.05], [7, 2.0]], [[4, 1.0]]])
+    row = cmp.compare_run(a, b)
+    assert (row["identical"], row["first_divergence"]) == (False, 1)
+    assert (row["token_ref"], row["token_other"]) == (7, 8)
+    assert row["gap_ref"] == pytest.approx(0.1) and row["gap_other"] == pytest.approx(0.05)
+    assert row["max_abs_dlogit"] == pytest.approx(0.15)  # id 8 at the divergent step
+
+
+def test_a_token_outside_the_kept_logits_has_no_gap_and_a_shorter_run_diverges():
+    a = run([5, 7], [[[5, 3.0]], [[7, 2.0]]])
+    b = run([5, 9], [[[5, 3.0]], [[9, 2.0]]])
+    row = cmp.compare_run(a, b)
+    assert row["first_divergence"] == 1 and row["gap_ref"] is None and row["gap_other"] is None
+    short = cmp.compare_run(a, run([5], [[[5, 3.0]]]))
+    assert (short["identical"], short["first_divergence"]) == (False, 1)
+
+
+def test_compare_needs_every_run_and_mode_to_match():
+    think = {"model": "m", "question": "q", "mode": "on", "text": "4", "reasoning": "2 + 2 = 4", "format_ok": True}
+    rec = {"versions": {}, "seconds": {}, "think": [think],
+           "models": {"m": {"backend": "llama_cpp", "runs": [run([1, 2], [[[1, 1.0]], [[2, 1.0]]])]}}}
+    assert cmp.compare(rec, rec)["all_identical"]
+    other = {**rec, "think": [{**think, "text": "5"}]}
+    table = cmp.compare(rec, other)
+    assert not table["all_identical"] and table["think"][0]["same_output"] is False
+    assert "**no**" in cmp.markdown(table, "x86", "arm")
+    assert not cmp.compare(rec, {**rec, "models": {}})["all_identical"]
+
+
+@pytest.mark.parametrize("mode,text,reasoning,order,ok", [
+    ("off", " 76", "", ["text"], True),
+    ("off", "76", "37 + 48 = 85", ["reasoning", "text"], False),
+    ("on", "76", "4 * 12 = 48\n37 + 48 = 85\n85 - 9 = 76\n", ["reasoning", "text"], True),
+    ("on", "76", "I think it is 76", ["reasoning", "text"], False),
+    ("post", "37", "7 * 3 = 21", ["text", "reasoning"], True),
+    ("post", "37", "7 * 3 = 21", ["reasoning", "text"], False),
+])
+def test_think_formats(mode, text, reasoning, order, ok):
+    assert cmp.think_format_ok(mode, text, reasoning, order) is ok
+
+
+def test_isa_emulation_is_detected_from_cpuinfo():
+    x86 = "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu sse sse2 avx2\n"
+    arm = "processor\t: 0\nFeatures\t: fp asimd asimddp i8mm\nCPU implementer\t: 0x41\n"
+    assert "qemu-user" in isa_emulation("aarch64", x86)
+    assert "ARM CPU" in isa_emulation("x86_64", arm)
+    assert isa_emulation("aarch64", arm) is None and isa_emulation("x86_64", x86) is None
+    assert isa_emulation("aarch64", "") is None  # nothing known: no claim
