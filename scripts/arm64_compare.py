@@ -68,7 +68,7 @@ def collect_model(name: str, max_new: int, prompts: list[str]) -> dict:
     from runtime.types import Message
 
     ref = resolve(name)
-    backend = open_backend(ref.backend, str(ref.path), BackendOptions(n_ctx=512, n_threads=2))
+    backend = open_backend(ref.backend, str(ref.path), BackendOptions(n_ctx=512, n_threads=1))
     try:
         meta = backend.metadata()
         runs = []
@@ -103,7 +103,7 @@ def collect_think(name: str) -> list[dict]:
     from runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
 
     rows = []
-    with Engine(name, EngineConfig(n_ctx=256, n_threads=2, queue_size=2)) as eng:
+    with Engine(name, EngineConfig(n_ctx=256, n_threads=1, queue_size=2)) as eng:
         for q in THINK_QUESTIONS:
             for mode in ("off", "on", "post"):
                 req = GenerationRequest(messages=[Message("user", q)], max_tokens=160,
