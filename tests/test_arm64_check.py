@@ -36,6 +36,7 @@ def test_first_divergence_and_the_gap_on_both_sides():
     assert (row["token_ref"], row["token_other"]) == (7, 8)
     assert row["gap_ref"] == pytest.approx(0.1) and row["gap_other"] == pytest.approx(0.05)
     assert row["max_abs_dlogit"] == pytest.approx(0.15)  # id 8 at the divergent step
+    assert row["verdict"] == "near tie"
 
 
 def test_a_token_outside_the_kept_logits_has_no_gap_and_a_shorter_run_diverges():
@@ -43,6 +44,7 @@ def test_a_token_outside_the_kept_logits_has_no_gap_and_a_shorter_run_diverges()
     b = run([5, 9], [[[5, 3.0]], [[9, 2.0]]])
     row = cmp.compare_run(a, b)
     assert row["first_divergence"] == 1 and row["gap_ref"] is None and row["gap_other"] is None
+    assert row["verdict"] == "different"  # the other token is not even among the top logits
     short = cmp.compare_run(a, run([5], [[[5, 3.0]]]))
     assert (short["identical"], short["first_divergence"]) == (False, 1)
 
@@ -50,11 +52,14 @@ def test_a_token_outside_the_kept_logits_has_no_gap_and_a_shorter_run_diverges()
 def test_compare_needs_every_run_and_mode_to_match():
     think = {"model": "m", "question": "q", "mode": "on", "text": "4", "reasoning": "2 + 2 = 4", "format_ok": True}
     rec = {"versions": {}, "seconds": {}, "think": [think],
-           "models": {"m": {"backend": "llama_cpp", "runs": [run([1, 2], [[[1, 1.0]], [[2, 1.0]]])]}}}
-    assert cmp.compare(rec, rec)["all_identical"]
+           "models": {"m": {"backend": "llama_cpp", "runs": [run([1, 2], [[[1, 1.0]], [[2, 1.0], [3, 0.95]]])]}}}
+    assert cmp.compare(rec, rec)["all_identical"] and cmp.compare(rec, rec)["ok"]
+    tie = {**rec, "models": {"m": {"backend": "llama_cpp", "runs": [run([1, 3], [[[1, 1.0]], [[3, 1.0], [2, 0.9]]])]}}}
+    table = cmp.compare(rec, tie)
+    assert not table["all_identical"] and table["ok"] and table["models"]["m"]["rows"][0]["verdict"] == "near tie"
     other = {**rec, "think": [{**think, "text": "5"}]}
     table = cmp.compare(rec, other)
-    assert not table["all_identical"] and table["think"][0]["same_output"] is False
+    assert not table["all_identical"] and not table["ok"] and table["think"][0]["same_output"] is False
     assert "**no**" in cmp.markdown(table, "x86", "arm")
     assert not cmp.compare(rec, {**rec, "models": {}})["all_identical"]
 
