@@ -109,12 +109,14 @@ def print_report(record: dict, stream=None) -> None:
     stream = stream or sys.stdout
     try:
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
     except ImportError:
         print(render_plain(record), file=stream)
         return
     console = Console(file=stream, width=max(160, Console(file=stream).width))
-    table = Table(title=_title(record), caption=CAPTION)
+    # escaped: a --label in [brackets] or a CPU name must not be read as rich markup
+    table = Table(title=escape(_title(record)), caption=CAPTION)
     for i, h in enumerate(HEADER):
         table.add_column(h, justify="right" if i >= 3 else "left")
     for r in table_rows(record):

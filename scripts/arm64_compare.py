@@ -159,7 +159,7 @@ def collect(out: Path, models: list[str] | None = None) -> None:
         record["think"] += collect_think(name)
         record["seconds"][f"think {name}"] = round(time.perf_counter() - t0, 1)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=1))
+    tmp.write_text(json.dumps(record, separators=(",", ":")) + "\n")  # one line per file: raw data
     os.replace(tmp, out)
 
 

@@ -83,3 +83,21 @@ def test_isa_emulation_is_detected_from_cpuinfo():
     assert "ARM CPU" in isa_emulation("x86_64", arm)
     assert isa_emulation("aarch64", arm) is None and isa_emulation("x86_64", x86) is None
     assert isa_emulation("aarch64", "") is None  # nothing known: no claim
+
+
+def test_the_emulated_label_survives_the_printed_table():
+    """rich reads [brackets] as markup: the label of the committed emulated record must
+    still head the printed table, not vanish from it."""
+    import io
+    import json
+
+    from bench.report import markdown_summary, print_report
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "results" / "arm64" / "latency-aarch64-emulated.json"
+    record = json.loads(path.read_text())
+    out = io.StringIO()
+    print_report(record, out)
+    assert "[aarch64 under qemu-user on x86-64: emulated, not phone numbers]" in out.getvalue()
+    assert "emulated, not phone numbers" in markdown_summary(record)
+    record["fingerprint"]["machine"]["isa_emulation"] = isa_emulation("aarch64", "flags : sse2\n")
+    assert "EMULATED ISA" in markdown_summary(record)
