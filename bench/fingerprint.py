@@ -40,6 +40,34 @@ def isa_flags(cpuinfo_text: str | None = None) -> list[str]:
     return []
 
 
+_X86_MACHINES = {"x86_64", "amd64", "i386", "i686"}
+_ARM_MACHINES = {"aarch64", "arm64", "armv7l", "armv8l"}
+
+
+def isa_emulation(machine: str | None = None, cpuinfo_text: str | None = None) -> str | None:
+    """A sentence when this process's ISA is not its CPU's, else None.
+
+    Under user-mode emulation (qemu-user through binfmt_misc, as
+    ``scripts/arm64-check`` runs aarch64 on x86-64) ``platform.machine()`` is
+    the emulated ISA while ``/proc/cpuinfo`` still describes the host CPU
+    (qemu before 8.2 passes it through); timings measured there are the
+    emulator's, not a device's, and the record must say so.
+    """
+    machine = (machine or platform.machine()).lower()
+    if cpuinfo_text is None:
+        try:
+            cpuinfo_text = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return None
+    x86_cpu = re.search(r"^flags\s*:.*\bsse2\b", cpuinfo_text, re.M) is not None
+    arm_cpu = re.search(r"^(Features\s*:.*\basimd\b|CPU implementer)", cpuinfo_text, re.M) is not None
+    if (machine in _ARM_MACHINES and x86_cpu) or (machine in _X86_MACHINES and arm_cpu):
+        host = "x86" if x86_cpu else "ARM"
+        return (f"{machine} process on an {host} CPU (user-mode emulation, e.g. qemu-user): "
+                "timings are the emulator's, not device numbers")
+    return None
+
+
 def _cpu_flags() -> set[str]:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -103,6 +131,7 @@ def machine_fingerprint() -> dict:
     return {
         **facts,
         "isa_flags": isa_flags(),
+        "isa_emulation": isa_emulation(),
         "allowed_cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "os": platform.platform(),
         "kernel": platform.release(),

@@ -68,6 +68,7 @@ class LatencyConfig:
     max_tokens: int | None = None  # overrides every class's own max_tokens
     think: str = "off"
     speculative: str = "off"  # "ngram": prompt-lookup speculative decoding (greedy requests)
+    label: str | None = None  # shown in the title and kept in the record (e.g. "emulated aarch64")
 
     def validate(self) -> None:
         if self.runs < 1:

@@ -38,6 +38,9 @@ def register(sub) -> None:
                    help="time a running OpenAI-compatible server instead (e.g. http://phone:8080)")
     p.add_argument("--baseline", action="store_true", default=d.baseline,
                    help="also run raw llama-cpp-python, interleaved, and report thinkling's overhead")
+    p.add_argument("--label", default=d.label,
+                   help="a note kept in the record and shown in every title (e.g. where the numbers "
+                        "come from when they are not this machine's own)")
     p.add_argument("--json", metavar="OUT", help="write the full record (fingerprint, summaries, samples)")
     p.add_argument("--csv", metavar="OUT", help="write every timed sample as CSV")
     p.add_argument("--plot", metavar="OUT.png", help="write the latency distribution plot")
@@ -50,7 +53,7 @@ def config_from_args(args) -> LatencyConfig:
     return LatencyConfig(model=args.model, profile=args.profile, prompts=args.prompts, runs=args.runs,
                          warmup=args.warmup, target_ms=args.target_ms, endpoint=args.endpoint,
                          baseline=args.baseline, max_tokens=args.max_tokens, think=args.think,
-                         speculative=args.speculative)
+                         speculative=args.speculative, label=args.label)
 
 
 def run_latency_cli(args) -> int:

@@ -109,12 +109,14 @@ def print_report(record: dict, stream=None) -> None:
     stream = stream or sys.stdout
     try:
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
     except ImportError:
         print(render_plain(record), file=stream)
         return
     console = Console(file=stream, width=max(160, Console(file=stream).width))
-    table = Table(title=_title(record), caption=CAPTION)
+    # escaped: a --label in [brackets] or a CPU name must not be read as rich markup
+    table = Table(title=escape(_title(record)), caption=CAPTION)
     for i, h in enumerate(HEADER):
         table.add_column(h, justify="right" if i >= 3 else "left")
     for r in table_rows(record):
@@ -127,8 +129,13 @@ def print_report(record: dict, stream=None) -> None:
 def _title(record: dict) -> str:
     m = record["fingerprint"]["machine"]
     model = record["fingerprint"].get("model", {})
-    return (f"bench latency: {model.get('name') or record['config'].get('model') or 'endpoint'} "
-            f"{model.get('quantization') or ''} on {m.get('cpu')} ({m.get('physical_cores')} cores)")
+    title = (f"bench latency: {model.get('name') or record['config'].get('model') or 'endpoint'} "
+             f"{model.get('quantization') or ''} on {m.get('cpu')} ({m.get('physical_cores')} cores)")
+    if m.get("isa_emulation"):
+        title = f"EMULATED ISA ({m['isa_emulation']}). {title}"
+    if record["config"].get("label"):
+        title = f"[{record['config']['label']}] {title}"
+    return title
 
 
 def markdown_summary(record: dict) -> str:
