@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,9 +55,23 @@ def assemble_student(recipe: StudentRecipe, base_gguf: Path, target_dir: Path) -
     Raises ``InvalidModelFile`` when the adapter is missing, truncated or not the
     recorded one, and the converter's typed errors when it does not fit the base.
     """
-    from runtime.errors import InvalidModelFile
+    from .pipeline import ConvertOptions
 
-    from .pipeline import ConvertOptions, convert
+    _check_adapter(recipe)
+    final = target_dir / recipe.file_name
+    if final.is_file() and _built_from(target_dir, recipe):
+        install_profile(recipe, target_dir)
+        return final
+    log.info("assembling %s from %s + %s (first use)", recipe.name, base_gguf.name, recipe.adapter)
+    _convert_into(target_dir, base_gguf, recipe.adapter,
+                  ConvertOptions(gguf=recipe.quant, name=recipe.name, threads=os.cpu_count() or 2),
+                  lambda tmp: install_profile(recipe, tmp))
+    return final
+
+
+def _check_adapter(recipe: StudentRecipe) -> None:
+    """``InvalidModelFile`` unless the adapter's weights are there and hash to the recorded sha256."""
+    from runtime.errors import InvalidModelFile
 
     weights = recipe.adapter / "adapter_model.safetensors"
     if not weights.is_file():
@@ -65,23 +80,24 @@ def assemble_student(recipe: StudentRecipe, base_gguf: Path, target_dir: Path) -
     if digest != recipe.adapter_sha256:
         raise InvalidModelFile(str(weights), f"sha256 {digest[:12]}… differs from the recorded "
                                              f"{recipe.adapter_sha256[:12]}… (truncated or replaced adapter)")
-    final = target_dir / recipe.file_name
-    if final.is_file() and _built_from(target_dir, recipe):
-        install_profile(recipe, target_dir)
-        return final
+
+
+def _convert_into(target_dir: Path, base_gguf: Path, lora: Path | None, options,
+                  finish: Callable[[Path], None]) -> None:
+    """``convert()`` into a temporary folder beside ``target_dir``, ``finish(tmp)`` (e.g. the
+    profile), then one rename into place: a crash or an error leaves no half-built model."""
+    from .pipeline import convert
+
     target_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = target_dir.with_name(f".{target_dir.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    log.info("assembling %s from %s + %s (first use)", recipe.name, base_gguf.name, recipe.adapter)
     try:
-        convert(base_gguf, tmp, lora=recipe.adapter,
-                options=ConvertOptions(gguf=recipe.quant, name=recipe.name, threads=os.cpu_count() or 2))
-        install_profile(recipe, tmp)
+        convert(base_gguf, tmp, lora=lora, options=options)
+        finish(tmp)
         shutil.rmtree(target_dir, ignore_errors=True)  # a stale folder without the model file
         os.replace(tmp, target_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return final
 
 
 def _built_from(target_dir: Path, recipe: StudentRecipe) -> bool:
@@ -117,7 +133,9 @@ class OnnxRecipe:
     student: StudentRecipe | None = None  # the adapter to merge (and the profile to install), if any
 
     def model_path(self, target_dir: Path) -> Path:
-        return target_dir / f"{self.name}-onnx-{self.quant}" / f"{self.name}-{self.quant}.onnx"
+        from runtime.models import onnx_model_file
+
+        return onnx_model_file(target_dir, self.name, self.quant)
 
 
 def assemble_onnx(recipe: OnnxRecipe, base_gguf: Path, target_dir: Path) -> Path:
@@ -127,7 +145,7 @@ def assemble_onnx(recipe: OnnxRecipe, base_gguf: Path, target_dir: Path) -> Path
     """
     from runtime.extras import require
 
-    from .pipeline import ConvertOptions, convert
+    from .pipeline import ConvertOptions
 
     student = recipe.student
     final = recipe.model_path(target_dir)
@@ -136,26 +154,15 @@ def assemble_onnx(recipe: OnnxRecipe, base_gguf: Path, target_dir: Path) -> Path
             install_profile(student, final.parent)
         return final
     require(f"assembling {recipe.name} (ONNX)", "onnx", "onnx", "onnxruntime", "onnx_ir", "tokenizers")
-    lora = None
     if student is not None:
-        lora = student.adapter
-        weights = lora / "adapter_model.safetensors"
-        if not weights.is_file() or sha256_file(weights) != student.adapter_sha256:
-            from runtime.errors import InvalidModelFile
-
-            raise InvalidModelFile(str(weights), f"the adapter of {student.name} is missing or not the recorded one")
-    target_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target_dir.with_name(f".{target_dir.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+        _check_adapter(student)
     log.info("converting %s to ONNX %s (first use; about a minute and a few GB of memory for 270M)",
              base_gguf.name, recipe.quant)
-    try:
-        convert(base_gguf, tmp, lora=lora, options=ConvertOptions(gguf="", onnx=recipe.quant, name=recipe.name,
-                                                                  threads=os.cpu_count() or 2))
+
+    def finish(tmp: Path) -> None:
         if student is not None:
             install_profile(student, recipe.model_path(tmp).parent)
-        shutil.rmtree(target_dir, ignore_errors=True)
-        os.replace(tmp, target_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    _convert_into(target_dir, base_gguf, student.adapter if student else None,
+                  ConvertOptions(gguf="", onnx=recipe.quant, name=recipe.name, threads=os.cpu_count() or 2), finish)
     return final

@@ -237,8 +237,8 @@ class Engine:
         if self.ref.backend == "llama_cpp":
             return gguf_info(self.ref.name, self.ref.path, self.ref.file_entry, header=self._header)
         path = self.ref.path  # an ONNX model, or a backend a caller opened (from_backend)
-        return ModelInfo(name=self.ref.name, path=str(path), format="onnx" if self.ref.backend == "onnx" else
-                         self.ref.backend, size_bytes=path.stat().st_size if path.is_file() else 0)
+        return ModelInfo(name=self.ref.name, path=str(path), format=self.ref.backend,
+                         size_bytes=path.stat().st_size if path.is_file() else 0)
 
     def threads(self) -> dict:
         """The thread policy in force: ``fixed`` with its count, or the governor's state."""

@@ -100,6 +100,11 @@ def _assembled_student(recipe_rel: str) -> tuple[Callable[[], Path], Callable[[]
     return locate, peek
 
 
+def onnx_model_file(folder: Path, name: str, quant: str) -> Path:
+    """Where the converter puts an ONNX decoder assembled into ``folder`` (``convert.assemble``)."""
+    return folder / f"{name}-onnx-{quant}" / f"{name}-{quant}.onnx"
+
+
 def _assembled_onnx(name: str, quant: str, base: str = DEFAULT_MODEL, student_rel: str | None = None
                     ) -> tuple[Callable[[], Path], Callable[[], Path | None]]:
     """An ONNX decoder converted on first use from a registered GGUF (``base``), merged with a
@@ -122,7 +127,7 @@ def _assembled_onnx(name: str, quant: str, base: str = DEFAULT_MODEL, student_re
         return thinkling_home() / "models" / registered
 
     def peek() -> Path | None:
-        where = target() / f"{name}-onnx-{quant}" / f"{name}-{quant}.onnx"
+        where = onnx_model_file(target(), name, quant)
         return where if where.is_file() else None
 
     def locate() -> Path:

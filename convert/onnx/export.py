@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.models import onnx_model_file
+
 from ..manifest import sha256_file
 from ..staging import Staging
 from .spec import DecoderSpec, decoder_spec
@@ -194,9 +196,9 @@ def _write_folder(model, quant: str, spec: DecoderSpec, config: dict, stage: Sta
     ``opts`` is ``write_onnx``'s, resolved: ``attention`` is the lowering used
     and ``extra_manifest`` a dict.
     """
-    folder_name = f"{opts.name}-onnx-{quant}"
+    layout = onnx_model_file(Path(), opts.name, quant)  # <name>-onnx-<quant>/<name>-<quant>.onnx
+    folder_name, fname = layout.parent.name, layout.name
     tmp = stage.folder(folder_name)
-    fname = f"{opts.name}-{quant}.onnx"
     data = _save_model(model, tmp / fname)
     for name, content in side.items():
         (tmp / name).write_bytes(content)
