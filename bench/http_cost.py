@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from runtime.engine import Engine, EngineConfig
 from runtime.hardware import cpu_model
 from runtime.types import GenerationRequest, Message, SamplingParams
 
+from .local_server import free_port, wait_healthy
 from .stats import percentile
 
 if TYPE_CHECKING:
@@ -55,12 +55,6 @@ class HttpCostOptions:
     peer: str | None = None  # another OpenAI-compatible server on the same model: compare with it instead
 
 QUESTION = "Explain in one sentence why the sky is blue."
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _prompt(mode: str, i: int) -> str:
@@ -131,32 +125,20 @@ def _start_server(args: HttpCostOptions, port: int) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=env)
 
 
-def _wait_healthy(client: httpx.Client, url: str) -> None:
-    import httpx
-
-    while True:
-        try:
-            if client.get(url + "/health").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-
-
 def measure_peer(args: HttpCostOptions) -> dict:
     """thinkling serve vs ``args.peer`` (e.g. llama-server on the same GGUF), both
     over HTTP streaming, raw completions, alternating as in ``measure``."""
     import httpx
 
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = _start_server(args, port)
     try:
         # a fresh connection per request on both sides: llama-server (cpp-httplib)
         # closes kept-alive connections after a few requests, which races with reuse
         with httpx.Client(timeout=300, limits=httpx.Limits(max_keepalive_connections=0)) as client:
-            _wait_healthy(client, url)
-            _wait_healthy(client, args.peer)
+            wait_healthy(url, server)
+            wait_healthy(args.peer)
             out = {}
             for mode in args.modes:
                 rows = {"thinkling": [], "peer": []}
@@ -179,13 +161,13 @@ def measure_peer(args: HttpCostOptions) -> dict:
 def measure(args: HttpCostOptions) -> dict:
     import httpx
 
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = _start_server(args, port)
     engine = Engine(args.model, EngineConfig(n_ctx=args.ctx, n_threads=args.threads, queue_size=2))
     try:
         with httpx.Client(timeout=300) as client:
-            _wait_healthy(client, url)
+            wait_healthy(url, server)
             out = {}
             for mode in args.modes:
                 rows = {"http": [], "in_process": [], "http_engine_ttft": [], "in_process_engine_ttft": []}

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -31,6 +30,7 @@ from urllib.parse import urlsplit
 from . import fingerprint as fp
 from . import soak_report as report
 from .contend import busy_processes
+from .local_server import free_port, wait_healthy
 from .soak_traffic import Mix, Shot, burst, draw, fixed_corpus
 
 if TYPE_CHECKING:
@@ -155,17 +155,9 @@ def send(client: httpx.Client, base: str, shot: Shot, phase: str, t0: float, tim
 # --- the server and its process ------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(opts: SoakOptions, log_path: Path) -> tuple[str, subprocess.Popen]:
     """``thinkling serve`` on a free loopback port; returns once /health answers 200."""
-    import httpx
-
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "runtime.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
            "--queue-size", "4", "--max-tokens-cap", "64", "--default-max-tokens", "16", "--log-level", "warning",
            *(["--model", opts.model] if opts.model else []), *opts.server_args]
@@ -173,18 +165,8 @@ def start_server(opts: SoakOptions, log_path: Path) -> tuple[str, subprocess.Pop
     with open(log_path, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
-    end = time.monotonic() + 600
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise ChildProcessError(f"the server exited with {proc.returncode} while loading; see {log_path}")
-        try:
-            if httpx.get(url + "/health", timeout=5).status_code == 200:
-                return url, proc
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise ChildProcessError("the server did not become healthy within 600 s")
+    wait_healthy(url, proc, timeout_s=600, hint=f"; see {log_path}")
+    return url, proc
 
 
 def _listener_pid(port: int) -> int | None:
