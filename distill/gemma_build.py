@@ -5,7 +5,7 @@
 embedded Gemma 3 270M GGUF (dequantized) -> filtered multi-path chains in Gemma's
 chat format -> LoRA (checkpointed, resumable) -> held-out table -> adapter/ in
 ``--out`` (small, committed). The runtime assembles the served student from the
-embedded base plus this adapter on first use (``runtime/students.py``).
+embedded base plus this adapter on first use (``runtime/models.py``).
 
 The run keeps its checkpoints in ``--work`` and continues from the latest one
 when started again with the same arguments. A second phase starts from an
