@@ -167,11 +167,30 @@ def _resume(model, opt, ckpt_dir: Path) -> int:
 
 
 def load_adapter_weights(model, adapter: Path) -> None:
-    """Start from a saved PEFT adapter's weights (fp16 on disk, widened to fp32)."""
-    from peft import set_peft_model_state_dict
+    """Start from a saved PEFT adapter's weights (fp16 on disk, widened to fp32).
+
+    A model of a higher LoRA rank takes a lower-rank adapter in its first ranks: the
+    saved A rows and B columns are copied in, the extra A rows keep PEFT's random
+    initialisation and the extra B columns are zero, so the model computes exactly
+    what the saved adapter did (alpha = r on both sides, the scale stays 1) and the
+    added ranks start learning from there. PEFT has no such widening of its own.
+    """
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
     from safetensors.torch import load_file
 
     weights = {k: v.float() for k, v in load_file(adapter / "adapter_model.safetensors").items()}
+    current = get_peft_model_state_dict(model)
+    for key, saved in weights.items():
+        have = current.get(key)
+        if have is None or have.shape == saved.shape:
+            continue
+        widened_a = "lora_A" in key and saved.shape[1:] == have.shape[1:] and saved.shape[0] < have.shape[0]
+        widened_b = "lora_B" in key and saved.shape[:1] == have.shape[:1] and saved.shape[1] < have.shape[1]
+        if not (widened_a or widened_b):
+            raise ValueError(f"{adapter}: {key} has shape {tuple(saved.shape)}, the model {tuple(have.shape)}")
+        grown = have.detach().clone().float() if widened_a else torch.zeros_like(have, dtype=torch.float32)
+        grown[tuple(slice(0, n) for n in saved.shape)] = saved
+        weights[key] = grown
     result = set_peft_model_state_dict(model, weights)
     missing = [k for k in getattr(result, "missing_keys", []) if "lora_" in k]
     if missing:

@@ -110,6 +110,24 @@ def test_a_second_phase_starts_from_the_saved_adapter(tmp_path):
     want = {n: p for n, p in first.named_parameters() if "lora_" in n}
     assert got.keys() == want.keys() and all(torch.equal(got[n], want[n].half().float()) for n in got)
 
+    torch.manual_seed(2)
+    wider = get_peft_model(transformers.Gemma3ForCausalLM(cfg),
+                           LoraConfig(r=8, lora_alpha=8, target_modules=LORA_TARGETS))
+    # the wider model's base is another random init: give it the first model's base weights
+    wider.base_model.model.load_state_dict(
+        {k: v for k, v in first.base_model.model.state_dict().items() if "lora_" not in k}, strict=False)
+    load_adapter_weights(wider, tmp_path / "a")  # rank 4 -> rank 8: same function at the start
+    ids = torch.tensor([[1, 5, 9, 33, 2]])
+    with torch.no_grad():
+        first_half = peft_model()
+        load_adapter_weights(first_half, tmp_path / "a")
+        assert torch.allclose(wider(ids).logits, first_half(ids).logits, atol=1e-5)
+    wa = dict(wider.named_parameters())
+    a_key = next(n for n in wa if "lora_A" in n)
+    assert wa[a_key].shape[0] == 8 and wa[a_key][4:].abs().sum() > 0  # new A rows random, so they can learn
+    b_key = next(n for n in wa if "lora_B" in n)
+    assert torch.count_nonzero(wa[b_key][:, 4:]) == 0
+
     partial = peft_model(["q_proj"])
     partial.save_pretrained(tmp_path / "q")
     with pytest.raises(ValueError, match="lacks"):
