@@ -102,9 +102,9 @@ class DataStats:
     false_rejections: int = 0
 
 
-def question(rng: random.Random, problem: Problem, question_rate: float) -> str:
+def question(rng: random.Random, expression: str, question_rate: float) -> str:
     """The user message: the bare expression or ``What is ...?``."""
-    return f"What is {problem.text}?" if rng.random() < question_rate else problem.text
+    return f"What is {expression}?" if rng.random() < question_rate else expression
 
 
 def _truncate(rng: random.Random, completion: str) -> str:
@@ -140,8 +140,8 @@ def _step_drill(rng: random.Random, completion: str, mix: Mix, fmt: ChatFormat) 
     reasoning, _ = split_completion(completion, "think")
     line = rng.choice([ln for ln in reasoning.splitlines() if ln.strip()])
     expression, _, value = line.partition(" = ")
-    asked = f"What is {expression}?" if rng.random() < mix.question_rate else expression
-    return Example(fmt.render_prompt(asked, "direct"), fmt.render_completion(value.strip(), "", "direct"), 1, "drill")
+    prompt = fmt.render_prompt(question(rng, expression, mix.question_rate), "direct")
+    return Example(prompt, fmt.render_completion(value.strip(), "", "direct"), 1, "drill")
 
 
 def sample_example(rng: random.Random, mix: Mix, stats: DataStats,
@@ -151,6 +151,7 @@ def sample_example(rng: random.Random, mix: Mix, stats: DataStats,
     The teacher writes and the filter checks in the task's canonical format; the
     kept example is then written in ``fmt``, the student's own chat format.
     """
+    # a mix without drills draws nothing here, so its data stay what they were for a seed
     drill = mix.step_drill_rate > 0 and rng.random() < mix.step_drill_rate
     n_ops = rng.choices((1, 2, 3, 4), weights=mix.op_weights)[0]
     mode = "think" if drill else rng.choices(list(mix.mode_weights), weights=list(mix.mode_weights.values()))[0]
@@ -169,7 +170,7 @@ def sample_example(rng: random.Random, mix: Mix, stats: DataStats,
         return _step_drill(rng, completion, mix, fmt)
     if mode == "think" and rng.random() < mix.truncate_rate:
         completion = _truncate(rng, completion)
-    prompt = fmt.render_prompt(question(rng, problem, mix.question_rate), mode)
+    prompt = fmt.render_prompt(question(rng, problem.text, mix.question_rate), mode)
     assert completion.endswith(EOS)
     if fmt is not ARITH_FORMAT:
         reasoning, answer = split_completion(completion, mode)

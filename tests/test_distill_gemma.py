@@ -119,9 +119,9 @@ def test_a_second_phase_starts_from_the_saved_adapter(tmp_path):
     load_adapter_weights(wider, tmp_path / "a")  # rank 4 -> rank 8: same function at the start
     ids = torch.tensor([[1, 5, 9, 33, 2]])
     with torch.no_grad():
-        first_half = peft_model()
-        load_adapter_weights(first_half, tmp_path / "a")
-        assert torch.allclose(wider(ids).logits, first_half(ids).logits, atol=1e-5)
+        narrow = peft_model()  # rank 4 with the saved (fp16-rounded) weights
+        load_adapter_weights(narrow, tmp_path / "a")
+        assert torch.allclose(wider(ids).logits, narrow(ids).logits, atol=1e-5)
     wa = dict(wider.named_parameters())
     a_key = next(n for n in wa if "lora_A" in n)
     assert wa[a_key].shape[0] == 8 and wa[a_key][4:].abs().sum() > 0  # new A rows random, so they can learn
