@@ -9,7 +9,7 @@ from pathlib import Path
 from . import models
 from .engine import Engine, EngineConfig
 from .errors import InvalidRequest
-from .modelinfo import check_gguf, gguf_info
+from .modelinfo import check_gguf, gguf_info, onnx_info
 from .speculative import SPECULATIVE_MODES
 from .structured import response_format_from
 from .types import GenerationRequest, Message, SamplingParams, THINK_MODES
@@ -117,11 +117,11 @@ def run_models(args) -> int:
     rows = []
     for name, desc, path in models.list_refs():
         row = {"name": name, "description": desc, "path": str(path) if path else None}
-        if path is not None and path.suffix == ".gguf":
+        if path is not None and path.suffix in (".gguf", ".onnx"):
             try:
-                header = check_gguf(path)
-                _, entry = models.read_manifest(path)
-                info = gguf_info(name, path, entry, header=header)
+                manifest, entry = models.read_manifest(path)
+                info = gguf_info(name, path, entry, header=check_gguf(path)) if path.suffix == ".gguf" \
+                    else onnx_info(name, path, manifest, entry)
                 row.update({k: v for k, v in info.to_dict().items() if k != "name"})
             except Exception as e:  # listing must survive one bad file
                 row["error"] = str(e)
@@ -129,12 +129,13 @@ def run_models(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'NAME':<22} {'ARCH':<10} {'PARAMS':>9} {'QUANT':<10} {'SIZE':>9}  DESCRIPTION")
+    width = max([22] + [len(r["name"]) for r in rows])
+    print(f"{'NAME':<{width}} {'ARCH':<10} {'PARAMS':>9} {'QUANT':<10} {'SIZE':>9}  DESCRIPTION")
     for r in rows:
         params = f"{r['parameters'] / 1e6:.1f}M" if r.get("parameters") else "-"
         size = f"{r['size_bytes'] / 2**20:.1f}MiB" if r.get("size_bytes") else "-"
         desc = r["description"] + ("" if r["path"] else " [not materialised]") + (
             f" [error: {r['error']}]" if r.get("error") else "")
-        print(f"{r['name']:<22} {str(r.get('architecture') or '-'):<10} {params:>9} "
+        print(f"{r['name']:<{width}} {str(r.get('architecture') or '-'):<10} {params:>9} "
               f"{str(r.get('quantization') or '-'):<10} {size:>9}  {desc}")
     return 0

@@ -80,3 +80,19 @@ def gguf_info(name: str, path: str | os.PathLike, manifest_entry: dict | None = 
         info.quantization = manifest_entry.get("quant", info.quantization)
         info.source = "manifest"
     return info
+
+
+def onnx_info(name: str, path: str | os.PathLike, manifest: dict | None, manifest_entry: dict | None) -> ModelInfo:
+    """Architecture, quantization and size of an ONNX model from the converter's
+    manifest beside it (no weights are read, so the parameter count stays unknown:
+    the manifest does not record it, and int4 weights are packed)."""
+    path = Path(path)
+    entry = manifest_entry or {}
+    return ModelInfo(
+        name=name, path=str(path), format="onnx",
+        architecture=(manifest or {}).get("architecture"),
+        quantization=entry.get("quant"),
+        size_bytes=entry.get("size_bytes") or path.stat().st_size,
+        source="manifest" if manifest_entry else "metadata",
+    )
+

@@ -80,6 +80,21 @@ def test_models_lists_default_with_metadata():
     g = rows["gemma-3-270m"]
     assert g["architecture"] == "gemma3" and g["quantization"] == "Q4_K_M"
     assert 250e6 < g["parameters"] < 300e6 and g["size_bytes"] > 0
+    # ONNX entries: their facts come from the converter's manifest beside the .onnx file
+    o = rows["arith-student-onnx-int4"]
+    assert (o["format"], o["architecture"], o["quantization"]) == ("onnx", "llama", "int4")
+    assert o["size_bytes"] > 0 and o["parameters"] is None and "error" not in o
+
+
+def test_models_table_columns_line_up_past_long_names():
+    p = run("models")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    arch_at = lines[0].index("ARCH")
+    assert len(lines) >= 4
+    for line in lines[1:]:
+        name = line.split()[0]
+        assert line[len(name):arch_at].strip() == "" and line[arch_at - 1] == " ", line
 
 
 # A module set to None in sys.modules fails to import with ModuleNotFoundError,
