@@ -16,7 +16,7 @@ from distill.noise import MISTAKES, inject
 from distill.problems import (
     Problem, apply_op, canonical_partials, is_valid, parse_problem, sample_problem, split_of,
 )
-from distill.teacher import MAX_PATHS, MIN_PATHS, Step, teach
+from distill.teacher import MAX_PATHS, MIN_PATHS, PLACE_SPLIT, Step, solve, steps_text, teach
 
 
 def _problems(n_per_op: int = 300, seed: int = 0) -> list[Problem]:
@@ -83,6 +83,37 @@ def test_example_paths_include_splits():
     texts = ["\n".join(st.text for st in path) for path in sol.paths]
     assert texts[0] == "7 * 48 = 336"
     assert "7 * 40 = 280\n7 * 8 = 56\n280 + 56 = 336" in texts
+
+
+def test_place_path_keeps_three_digit_numbers_out_of_sums_and_differences():
+    # worked below the hundreds; a borrow goes through a hundred
+    assert steps_text(solve(parse_problem("7 * 48 + 9"), PLACE_SPLIT)) == (
+        "7 * 40 = 280\n7 * 8 = 56\n80 + 56 = 136\n200 + 136 = 336\n36 + 9 = 45\n300 + 45 = 345")
+    assert steps_text(solve(parse_problem("8 * 93 - 60"), PLACE_SPLIT)) == (
+        "8 * 90 = 720\n8 * 3 = 24\n20 + 24 = 44\n700 + 44 = 744\n744 - 44 = 700\n100 - 16 = 84\n600 + 84 = 684")
+    assert steps_text(solve(parse_problem("37 + 48"), PLACE_SPLIT)) == "37 + 40 = 77\n77 + 8 = 85"
+    rng = random.Random(3)
+    three_digit, whole, n = 0, 0, 0
+    for _ in range(3000):
+        p = sample_problem(rng, rng.randint(1, 4))
+        steps = solve(p, PLACE_SPLIT)
+        if steps is None:
+            continue
+        n += 1
+        _check_path(p, steps)
+        assert verify_steps(p, steps, p.value).ok, (p.text, steps_text(steps))
+        for st in steps:
+            if st.op == "*" or max(st.a, st.b) < 100:
+                continue
+            three_digit += 1
+            # the only three-digit operands: whole hundreds put back or taken (400 + 44, 746 - 300),
+            # a remainder taken off (744 - 44), 100 for a borrow, and the rare whole step after a
+            # subtrahend's hundreds (the filter cannot ground its three-part split)
+            big, small = (st.a, st.b) if st.a >= st.b else (st.b, st.a)
+            if big % 100 and small % 100 and not (st.op == "-" and st.a % 100 == st.b):
+                assert st.op == "-" and small < 100, st.text
+                whole += 1
+    assert n > 2500 and three_digit > 1000 and whole / n < 0.01
 
 
 def test_completions_in_all_formats():
