@@ -80,11 +80,11 @@ GEMMA_STEPS_MIX = replace(
     mode_weights={"direct": 0.35, "think": 0.55, "post": 0.1},
     step_drill_rate=0.2,
 )
-# A phase that changes the chains rather than drilling them: teacher-forced, phase 2's steps on
-# two-digit numbers were right 97-100% of the time and those carrying a three-digit partial
-# 62-95%, with 79% of the step errors. PLACE_SPLIT works every sum and difference below the
-# hundreds (``46 - 6 = 40``, ``400 + 40 = 440``); its new step kinds (putting the hundreds back,
-# ``100 - 14``) are what the phase teaches, so chains get the larger share, on every depth.
+# A phase that changes the chains rather than drilling them (tried, discarded: docs/distill.md).
+# Teacher-forced, the phase-2 student's steps on a three-digit partial held 79% of its step
+# errors. PLACE_SPLIT works every sum and difference below the hundreds (``46 - 6 = 40``,
+# ``400 + 40 = 440``); its new step kinds are what the phase teaches, so chains get the
+# larger share, on every depth.
 GEMMA_PLACE_MIX = replace(
     GEMMA_MIX,
     op_weights=(0.25, 0.25, 0.25, 0.25),

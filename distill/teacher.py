@@ -62,10 +62,11 @@ class Strategy:
 # ``330 + 6``): the easiest chain for a tiny student, so training prefers it.
 FULLY_SPLIT = Strategy(split_mul="tens", split_add="tens")
 # The fully split path, except that no addition or subtraction step carries a three-digit
-# number through: teacher-forced on the Gemma student's chains (phase 2, 2,299 steps of 400
-# held-out chains), steps on two-digit numbers were right 97-100% of the time, those on a
-# three-digit partial 62-95% (``146 - 60 = 106``, ``720 + 70 = 890``): they hold 79% of the
-# step errors. Not in STRATEGIES: that would change which paths earlier mixes draw for a seed.
+# number through. Teacher-forced on the phase-2 Gemma student (``distill.step_probe``, 400
+# held-out chains), its additions of two-digit numbers were right 96-100% of the time, its
+# subtractions 90-98%, and the steps on a three-digit partial 60-98% (``146 - 60 = 106``):
+# those held 79% of the step errors. Training on this path did not help (docs/distill.md).
+# Not in STRATEGIES: that would change which paths earlier mixes draw for a seed.
 PLACE_SPLIT = Strategy(split_mul="tens", split_add="place")
 
 STRATEGIES = (

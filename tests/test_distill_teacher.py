@@ -116,6 +116,19 @@ def test_place_path_keeps_three_digit_numbers_out_of_sums_and_differences():
     assert n > 2500 and three_digit > 1000 and whole / n < 0.01
 
 
+def test_step_kinds_name_what_a_step_asks():
+    from distill.step_probe import step_kind
+
+    kinds = {t: step_kind(Step(*t)) for t in [
+        (7, "*", 40, 280), (400, "+", 44, 444), (400, "+", 110, 510), (100, "-", 16, 84),
+        (744, "-", 44, 700), (746, "-", 300, 446), (77, "+", 8, 85), (173, "+", 6, 179),
+        (146, "-", 60, 86), (153, "+", 30, 183), (41, "+", 69, 110), (8, "+", 77, 85)]}
+    assert list(kinds.values()) == [
+        "mul", "+hundreds-back", "+hundreds-back-carry", "-from-100", "-remainder-off", "-hundreds",
+        "+units-2d-carry", "+units-3d-plain", "-tens-3d-carry", "+tens-3d-plain", "+two-digit-2d",
+        "+units-2d-carry"]
+
+
 def test_completions_in_all_formats():
     sol = teach(parse_problem("37 + 4 * 12 - 9"))
     assert sol.completion("direct") == "76<|end|>"
