@@ -69,12 +69,54 @@ def test_auto_confident_probe_answer_is_returned_without_reasoning(ctl):
     assert "<|direct|>" in "".join(backend.token_bytes(t).decode() for t in backend.kv_tokens)
 
 
-def test_auto_unsure_probe_reasons(ctl):
+# With room for 64 probe tokens the mean log-prob's bound stays loose, so the probe runs to its end.
+LONG_PROBE = ThinkingProfile(weights=PROFILE.weights, threshold=0.5, probe_max_tokens=64)
+
+
+def test_auto_unsure_probe_reasons():
+    ctl = ThinkingController(ScriptedBackend(), REF, profile=LONG_PROBE)
     _, r = run(ctl, "hard 12 + 30", think="auto", reasoning_budget=3)
     d = r.decision.to_dict()  # the wire shape
     assert d["mode"] == "on" and d["score"] < d["threshold"] and "unsure" in d["reason"]
     assert r.reasoning == "abc" and r.text == "42"
     assert {"score", "threshold", "reason", "probe_ms", "features"} <= d.keys()
+    assert d["features"]["probe_finished"] == 1.0
+
+
+def test_auto_stops_a_probe_that_can_no_longer_be_confident(ctl):
+    # hard probes score about -3.6 per token: with 8 probe tokens at most, after two tokens the
+    # mean log-prob can reach no more than -0.9, and p <= sigmoid(2 - 2.7) < 0.5 whatever follows
+    full = ThinkingController(ScriptedBackend(), REF, profile=LONG_PROBE)
+    _, stopped = run(ctl, "hard 12 + 30", think="auto", reasoning_budget=3)
+    _, whole = run(full, "hard 12 + 30", think="auto", reasoning_budget=3)
+    d = stopped.decision.to_dict()
+    assert d["mode"] == whole.decision.mode == "on" and "probe stopped after 2 tokens" in d["reason"]
+    assert d["features"]["probe_tokens"] == 2.0 and d["features"]["probe_finished"] == 0.0
+    assert (stopped.reasoning, stopped.text) == (whole.reasoning, whole.text) == ("abc", "42")
+    assert ctl.backend.evals == full.backend.evals - 1  # the probe's last pass was never run
+    # a confident probe is never stopped
+    _, easy = run(ctl, "12 + 30", think="auto")
+    assert easy.decision.mode == "off" and "confident" in easy.decision.reason
+
+
+def test_best_reachable_bounds_every_finished_probe():
+    import random
+
+    from runtime.thinking.profile import FEATURES, probe_features, query_features
+
+    rng = random.Random(0)
+    for _ in range(3000):
+        weights = {f: rng.uniform(-3, 3) for f in FEATURES if rng.random() < 0.7}
+        prof = ThinkingProfile(weights=weights, threshold=0.5, probe_max_tokens=rng.randint(1, 8))
+        q = query_features(rng.choice(["1 + 2", "What is 37 + 4 * 12 - 9?", "hi"]))
+        n = rng.randint(1, prof.probe_max_tokens)
+        lps = [-rng.expovariate(1.0) * rng.choice([0.01, 1, 5]) for _ in range(n)]
+        ents = [rng.uniform(0, 6) for _ in range(n)]
+        final = prof.score({**q, **probe_features(lps, ents, rng.random() < 0.5)})
+        for k in range(1, n + 1):
+            assert prof.best_reachable(q, lps[:k], ents[:k], prof.probe_max_tokens) >= final - 1e-12
+    # the bound is not vacuous where the weights allow one
+    assert PROFILE.best_reachable({}, [-3.6, -3.6], [3.0, 3.0], 8) < 0.5
 
 
 # The gate: each operator lowers p(direct right); three operators fall under skip_below.

@@ -121,6 +121,44 @@ class ThinkingProfile:
         """Estimated probability that the direct answer is correct, after the probe."""
         return logistic(self.weights, features)
 
+    def best_reachable(self, question: dict[str, float], logprobs: list[float], entropies: list[float],
+                       max_tokens: int) -> float:
+        """The highest score a probe can still reach once its first tokens are in.
+
+        Each probe feature can move only one way as tokens arrive: the minimum
+        log-prob only falls, the maximum entropy only rises, the first entropy is
+        fixed, the mean log-prob is at most the sum so far over ``max_tokens``
+        (log-probs are <= 0), the token count ends in ``[len(logprobs), max_tokens]``.
+        Where a weight's sign lets that bound the score, it does; where it does not
+        (a feature whose weight rewards an unbounded move, or one unknown here), the
+        answer is 1.0, so stopping a probe below ``threshold`` never changes a decision.
+        This closed form is hand-written: it is a property of this cascade, not of a library.
+        """
+        if not logprobs:
+            return 1.0
+        z = self.weights.get("bias", 0.0)
+        k, n_max = len(logprobs), max(max_tokens, len(logprobs))
+        for name, w in self.weights.items():
+            if name == "bias" or w == 0:
+                continue
+            if name in question:
+                z += w * question[name]
+            elif name == "probe_first_entropy":
+                z += w * entropies[0]
+            elif name == "probe_mean_logprob" and w > 0:
+                z += w * sum(logprobs) / n_max
+            elif name == "probe_min_logprob" and w > 0:
+                z += w * min(logprobs)
+            elif name == "probe_max_entropy" and w < 0:
+                z += w * max(entropies)
+            elif name == "probe_tokens":
+                z += w * (n_max if w > 0 else k)
+            elif name == "probe_finished":
+                z += max(w, 0.0)
+            else:
+                return 1.0
+        return logistic({"bias": z}, {})
+
     def gate_score(self, features: dict[str, float]) -> float | None:
         """The same estimate from the question alone; None when the profile has no gate."""
         return logistic(self.gate_weights, features) if self.gate_weights else None
