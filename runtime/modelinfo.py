@@ -95,4 +95,3 @@ def onnx_info(name: str, path: str | os.PathLike, manifest: dict | None, manifes
         size_bytes=entry.get("size_bytes") or path.stat().st_size,
         source="manifest" if manifest_entry else "metadata",
     )
-

@@ -7,8 +7,9 @@ Modes: ``off`` (direct answer), ``on`` (reasoning, then the answer), ``post``
 text alone and sends plainly hard queries straight to reasoning; the rest get
 a short direct-answer probe scored with the profile; a confident probe *is*
 the answer (no wasted work), otherwise the model reasons, and a probe that can
-no longer become confident is stopped at the token where that is certain. A deadline turns into a reasoning budget from the
-measured speed of this model on this device.
+no longer become confident is stopped at the token where that is certain. A
+deadline turns into a reasoning budget from the measured speed of this model on
+this device.
 """
 
 from __future__ import annotations
