@@ -28,6 +28,7 @@ from distill.teacher import FULLY_SPLIT, PLACE_SPLIT, Step, solve
 from runtime import models
 from runtime.backends.base import BackendOptions
 from runtime.backends.llama_cpp import open_backend
+from runtime.errors import ThinklingError
 from runtime.generate import GenerationPlan, stream_generate
 from runtime.types import SamplingParams
 
@@ -59,7 +60,8 @@ def step_kind(st: Step) -> str:
     return f"{op}{part}-{size}-{'carry' if carry else 'plain'}"
 
 
-def probe(model: str, path: str, chains: int, seed: int, threads: int) -> dict:
+def probe(model: str = "gemma-3-270m-arith", path: str = "split", chains: int = 400, seed: int = 2,
+          threads: int = 2) -> dict:
     """Teacher-forced results of ``chains`` held-out chains; returns the table."""
     ref = models.resolve(model)
     backend = open_backend(str(ref.path), BackendOptions(n_ctx=512, n_threads=threads))
@@ -123,7 +125,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, help="write the whole record here (temp name, then rename)")
     args = parser.parse_args(argv)
-    rec = probe(args.model, args.path, args.chains, args.seed, args.threads)
+    try:
+        rec = probe(args.model, args.path, args.chains, args.seed, args.threads)
+    except ThinklingError as e:  # an unknown model or a broken file: a message, not a traceback
+        raise SystemExit(f"step_probe: {e}") from None
     print(format_table(rec))
     if args.json:
         write_text_atomic(args.json, json.dumps(rec, indent=1) + "\n")

@@ -129,6 +129,14 @@ def test_step_kinds_name_what_a_step_asks():
         "+units-2d-carry"]
 
 
+def test_step_probe_cli_names_an_unknown_model_without_a_traceback():
+    from distill.step_probe import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--model", "no-such-student", "--chains", "1"])
+    assert str(e.value).startswith("step_probe: model not found: 'no-such-student'")
+
+
 def test_completions_in_all_formats():
     sol = teach(parse_problem("37 + 4 * 12 - 9"))
     assert sol.completion("direct") == "76<|end|>"
