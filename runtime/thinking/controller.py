@@ -120,7 +120,7 @@ class ThinkingController:
         return mode, Decision(mode=mode, requested=req.think, reason=why, family=fmt.family)
 
     # --- the probe --------------------------------------------------------
-    def _probe(self, req: GenerationRequest, question: str,
+    def _probe(self, req: GenerationRequest, question: str, qfeats: dict[str, float],
                should_stop) -> tuple[list[Chunk], dict, float | None]:
         """A short direct answer with token confidences: its chunks, its features and,
         when it was stopped early, the best score it could still have reached.
@@ -132,7 +132,6 @@ class ThinkingController:
         prof = self.profile
         max_tokens = min(req.max_tokens, prof.probe_max_tokens)
         plan = self._plan(req, "off", should_stop, max_tokens=max_tokens, logprobs=True)
-        qfeats = query_features(question)
         chunks: list[Chunk] = []
         logprobs: list[float] = []
         entropies: list[float] = []
@@ -164,7 +163,7 @@ class ThinkingController:
                                  reason=f"question alone says reason (p={gate:.2f} < {prof.skip_below:.2f}); "
                                         "reasoning without a probe"), None
         t0 = time.perf_counter()
-        chunks, feats, best = self._probe(req, question, should_stop)
+        chunks, feats, best = self._probe(req, question, qfeats, should_stop)
         score = prof.score(feats)
         thr = prof.threshold
         probed = replace(base, stage="probe", score=round(score, 4), threshold=thr,
