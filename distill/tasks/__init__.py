@@ -1,0 +1,18 @@
+"""The table of distillation tasks: a new skill is one module and one row here."""
+
+from __future__ import annotations
+
+from distill.tasks.base import Chain, Problem, Task, TaskError
+
+TASKS: dict[str, Task] = {}
+
+
+def get_task(name: str) -> Task:
+    """The task called ``name``; TaskError names the known ones."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise TaskError(name, tuple(TASKS)) from None
+
+
+__all__ = ["TASKS", "Chain", "Problem", "Task", "TaskError", "get_task"]
