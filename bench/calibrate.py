@@ -24,7 +24,8 @@ from runtime.generate import join_stream
 from runtime.thinking.profile import FEATURES, GATE_FEATURES, ThinkingProfile, probe_signals, profile_path
 
 from .files import save_figure, write_text_atomic
-from .modes import RunOptions, follow, is_correct, load_tasks, run_query, take
+from .modes import RunOptions, follow, run_query, take
+from .tasksets import load_tasks, score
 
 
 @dataclass
@@ -129,14 +130,15 @@ def choose_cascade(gate: np.ndarray, scores: np.ndarray, samples: list[Sample], 
     return rows, choose_threshold(rows, on_accuracy, tolerance)
 
 
-def _probe(engine: Engine, question: str, label, probe_max_tokens: int) -> tuple[dict, bool, float]:
+def _probe(engine: Engine, row: dict, probe_max_tokens: int) -> tuple[dict, bool, float]:
+    question = row["question"]
     req = GenerationRequest(messages=[Message("user", question)], max_tokens=probe_max_tokens,
                             sampling=SamplingParams(temperature=0.0), think="off", logprobs=True)
     t0 = time.perf_counter()
     chunks = list(engine.stream(req))
     ms = (time.perf_counter() - t0) * 1000  # wall time, measured as run_query measures reasoning
     res = join_stream(iter(chunks), engine.model_name)
-    return probe_signals(question, chunks), is_correct(res.text, label), ms
+    return probe_signals(question, chunks), score(row, res.text), ms
 
 
 def _measure(engine: Engine, tasks: list[dict], i: int, opts: CalibrateOptions) -> Sample:
@@ -152,11 +154,11 @@ def _measure(engine: Engine, tasks: list[dict], i: int, opts: CalibrateOptions) 
         for path in (("probe", "alone") if (i + r) % 2 == 0 else ("alone", "probe")):
             follow(engine, prev)
             if path == "probe":
-                feats, off_ok, ms = _probe(engine, t["question"], t["answer"], opts.probe_max_tokens)
+                feats, off_ok, ms = _probe(engine, t, opts.probe_max_tokens)
                 probe.append(ms)
-                warm.append(run_query(engine, t["question"], t["answer"], "on", opts.max_tokens).latency_ms)
+                warm.append(run_query(engine, t, "on", opts.max_tokens).latency_ms)
             else:
-                on = run_query(engine, t["question"], t["answer"], "on", opts.max_tokens)
+                on = run_query(engine, t, "on", opts.max_tokens)
                 cold.append(on.latency_ms)
     return Sample(feats, off_ok, on.correct, statistics.median(probe), statistics.median(warm), on.tokens,
                   on_cold_ms=statistics.median(cold))

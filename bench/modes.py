@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import statistics
 import time
 from dataclasses import asdict, dataclass, replace
@@ -21,9 +20,7 @@ from runtime.thinking import decision_dict
 
 from .files import save_figure, write_text_atomic
 from .stats import percentile
-
-TASKS_DIR = Path(__file__).parent / "tasks"
-_INT = re.compile(r"-?\d+")
+from .tasksets import TASKS_DIR, load_tasks, score  # noqa: F401  (TASKS_DIR, load_tasks: re-exported for callers)
 
 
 @dataclass
@@ -32,7 +29,7 @@ class RunOptions:
 
     max_tokens: int = 256  # per generation; reasoning included
     threads: int | None = None  # llama.cpp threads (None: the engine's default)
-    limit: int | None = None  # use only N tasks (stratified by n_ops where the set has it)
+    limit: int | None = None  # use only N tasks (stratified by group)
     repeats: int = 5  # paired runs per query and mode; latency is the per-query median
     url: str | None = None  # a running ``thinkling serve``: every query goes over HTTP (bench modes)
 
@@ -53,49 +50,38 @@ class Outcome:
     tokens: int
     thought: bool
     decision: dict | None = None
+    group: str = "all"
 
 
-def load_tasks(spec: str) -> list[dict]:
-    """A JSONL file of ``{"question", "answer"}`` rows, or a built-in name (``arith-test``)."""
-    path = Path(spec)
-    if not path.is_file():
-        path = TASKS_DIR / f"{spec}.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"task set not found: {spec} (built-in: "
-                                f"{', '.join(p.stem for p in TASKS_DIR.glob('*.jsonl'))})")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def _group(row: dict) -> str:
+    # rows from load_tasks carry "group"; bare rows with "n_ops" get load_tasks' default
+    return str(row.get("group") or (f"{row['n_ops']} ops" if "n_ops" in row else "all"))
 
 
 def take(rows: list[dict], limit: int | None) -> list[dict]:
-    """The first ``limit`` tasks; stratified when the rows carry ``n_ops``.
+    """The first ``limit`` tasks, stratified by group.
 
     The arithmetic sets are sorted by depth, so a plain prefix would be all
-    one-operation problems; instead the first tasks of each depth are taken in
-    turn, keeping the file's order within a depth.
+    one-operation problems; instead the first tasks of each group are taken in
+    turn (groups in order of first appearance), keeping the file's order.
     """
     if limit is None or limit >= len(rows):
         return rows
-    if not all("n_ops" in r for r in rows):
-        return rows[:limit]
-    groups: dict[int, list[dict]] = {}
+    groups: dict[str, list[dict]] = {}
     for r in rows:
-        groups.setdefault(r["n_ops"], []).append(r)
+        groups.setdefault(_group(r), []).append(r)
     picked: list[dict] = []
     for i in range(max(len(g) for g in groups.values())):
-        for k in sorted(groups):
-            if i < len(groups[k]) and len(picked) < limit:
-                picked.append(groups[k][i])
+        for g in groups.values():
+            if i < len(g) and len(picked) < limit:
+                picked.append(g[i])
     order = {id(r): i for i, r in enumerate(rows)}
     return sorted(picked, key=lambda r: order[id(r)])
 
 
-def is_correct(answer: str, label) -> bool:
-    """The answer ends with the integer result."""
-    nums = _INT.findall(answer)
-    return bool(nums) and nums[-1] == str(label)
-
-
-def run_query(engine: Engine, question: str, label, mode: str, max_tokens: int, **extra) -> Outcome:
+def run_query(engine: Engine, task: dict, mode: str, max_tokens: int, **extra) -> Outcome:
+    """Ask ``task["question"]`` in ``mode`` (greedy) and score the answer with the task's checker."""
+    question = task["question"]
     req = GenerationRequest(messages=[Message("user", question)], max_tokens=max_tokens,
                             sampling=SamplingParams(temperature=0.0), think=mode, **extra)
     t0 = time.perf_counter()
@@ -113,16 +99,17 @@ def run_query(engine: Engine, question: str, label, mode: str, max_tokens: int, 
     decision = last.decision
     # post: the answer is usable before the rationale; others: when the answer text ends
     done_at = t_answer if t_answer is not None else t_end
-    return Outcome(question=question, label=str(label), mode=mode, answer=text,
-                   reasoning_chars=len("".join(reasoning)), correct=is_correct(text, label),
+    return Outcome(question=question, label=str(task["answer"]), mode=mode, answer=text,
+                   reasoning_chars=len("".join(reasoning)), correct=score(task, text),
                    latency_ms=(t_end - t0) * 1000, ttft_ms=last.timings.ttft_ms,
                    time_to_answer_ms=(done_at - t0) * 1000, tokens=tokens,
                    thought=decision is not None and decision.thought and bool("".join(reasoning)),
-                   decision=decision_dict(decision))
+                   decision=decision_dict(decision), group=_group(task))
 
 
 def run_mode(engine: Engine, tasks: list[dict], mode: str, max_tokens: int) -> list[Outcome]:
-    return [run_query(engine, t["question"], t["answer"], mode, max_tokens) for t in tasks]
+    """``tasks`` asked once each in ``mode``."""
+    return [run_query(engine, t, mode, max_tokens) for t in tasks]
 
 
 def median_outcome(runs: list[Outcome]) -> Outcome:
@@ -135,7 +122,7 @@ def median_outcome(runs: list[Outcome]) -> Outcome:
 def follow(engine: Engine, previous: dict) -> None:
     """Put ``previous``'s question in the KV cache (a one-token direct answer), so
     the next run starts as in use: after another question, not a cached copy of its own."""
-    run_query(engine, previous["question"], previous["answer"], "off", 1)
+    run_query(engine, previous, "off", 1)
 
 
 def run_modes(engine: Engine, tasks: list[dict], modes: tuple[str, ...], max_tokens: int,
@@ -159,7 +146,7 @@ def run_modes(engine: Engine, tasks: list[dict], modes: tuple[str, ...], max_tok
             k = (i + r) % len(modes)
             for m in modes[k:] + modes[:k]:
                 follow(engine, prev)
-                got[m].append(run_query(engine, t["question"], t["answer"], m, max_tokens))
+                got[m].append(run_query(engine, t, m, max_tokens))
         for m in modes:
             unstable += len({o.answer for o in got[m]}) > 1
             runs[m].append(median_outcome(got[m]))
@@ -178,14 +165,61 @@ def summarize(name: str, outcomes: list[Outcome]) -> dict:
     }
 
 
-def accuracy_by_ops(tasks: list[dict], runs: dict[str, list[Outcome]]) -> dict[str, dict[str, float]]:
-    """Accuracy per mode and per number of operations (tasks that carry ``n_ops``)."""
+def accuracy_by(tasks: list[dict], runs: dict[str, list[Outcome]], key=_group) -> dict[str, dict[str, float]]:
+    """Accuracy per mode and per ``key(task)`` (by default the task's group)."""
     table: dict[str, dict[str, float]] = {}
     for mode, outs in runs.items():
         groups: dict[str, list[bool]] = {}
         for t, o in zip(tasks, outs):
-            groups.setdefault(str(t.get("n_ops", "all")), []).append(o.correct)
-        table[mode] = {k: sum(v) / len(v) for k, v in sorted(groups.items())}
+            groups.setdefault(key(t), []).append(o.correct)
+        table[mode] = {k: sum(v) / len(v) for k, v in groups.items()}
+    return table
+
+
+def accuracy_by_group(tasks: list[dict], runs: dict[str, list[Outcome]]) -> dict[str, dict[str, float]]:
+    """Accuracy per mode and per group, groups in order of first appearance."""
+    return accuracy_by(tasks, runs)
+
+
+def reach(off: list[Outcome], on: list[Outcome], auto: list[Outcome] | None = None) -> dict:
+    """How much of ``on``'s time a controller could save, and how much ``auto`` did.
+
+    Within reach: the queries whose direct answer is right, where answering
+    directly loses nothing; the most that can be saved there is Σ (on − off).
+    ``savings_within_reach`` is Σ (on − auto) / Σ (on − off) over those queries.
+    The oracle also saves (on − off) where both modes are wrong (it picks the
+    cheaper wrong answer); no controller that aims at accuracy would, so that is
+    reported apart (``out_of_reach_*``), not as a target. Shares are of Σ on.
+    """
+    on_total = sum(b.latency_ms for b in on) or float("nan")
+    right = [i for i, a in enumerate(off) if a.correct]
+    both_wrong = [i for i, (a, b) in enumerate(zip(off, on)) if not a.correct and not b.correct]
+    within = sum(on[i].latency_ms - off[i].latency_ms for i in right)
+    lost = sum(on[i].latency_ms - off[i].latency_ms for i in both_wrong)
+    out = {"n_within_reach": len(right), "within_reach_share_of_on": within / on_total,
+           "n_out_of_reach": len(both_wrong), "out_of_reach_oracle_share_of_on": lost / on_total}
+    if auto is not None:
+        saved = sum(on[i].latency_ms - auto[i].latency_ms for i in right)
+        out["savings_within_reach"] = saved / within if within > 0 else None
+    return out
+
+
+def group_table(tasks: list[dict], runs: dict[str, list[Outcome]]) -> dict[str, dict]:
+    """Per group: size, accuracy per mode, the direct-right rate, mean ``on``
+    tokens and what is within reach (see ``reach``; with ``auto`` where it ran)."""
+    index: dict[str, list[int]] = {}
+    for i, t in enumerate(tasks):
+        index.setdefault(_group(t), []).append(i)
+    acc = accuracy_by_group(tasks, runs)
+    table = {}
+    for g, ids in index.items():
+        pick = {m: [outs[i] for i in ids] for m, outs in runs.items()}
+        row = {"n": len(ids), "accuracy": {m: acc[m][g] for m in runs}}
+        if "off" in pick and "on" in pick:
+            row["direct_right"] = acc["off"][g]
+            row["mean_on_tokens"] = statistics.fmean(o.tokens for o in pick["on"])
+            row.update(reach(pick["off"], pick["on"], pick.get("auto")))
+        table[g] = row
     return table
 
 
@@ -295,12 +329,12 @@ def bench_modes(model: str, tasks: str, opts: RunOptions | None = None, json_out
     else:
         opened = Engine(model, EngineConfig(n_ctx=1024, n_threads=opts.threads, queue_size=1))
     with opened as engine:
-        run_query(engine, rows_in[0]["question"], rows_in[0]["answer"], "off", 8)  # warm-up
+        run_query(engine, rows_in[0], "off", 8)  # warm-up
         runs, unstable = run_modes(engine, rows_in, ("off", "on", "post", "auto"), opts.max_tokens, opts.repeats)
         # over HTTP the profile is the server's; its choices are in each response's decision
         profile = None if opts.url else engine.describe().profile
     rows = [summarize(m, runs[m]) for m in ("off", "on", "post", "auto")]
-    by_ops = accuracy_by_ops(rows_in, runs)
+    groups = group_table(rows_in, runs)
     auto = rows[3]
     rows.append(random_gating(runs["off"], runs["on"], auto["think_rate"]))
     rows.append(oracle(runs["off"], runs["on"]))
@@ -313,12 +347,16 @@ def bench_modes(model: str, tasks: str, opts: RunOptions | None = None, json_out
         "auto_vs_random_accuracy_points": (auto["accuracy"] - rows[4]["accuracy"]) * 100,
         "auto_minus_on_latency": paired_difference(runs["on"], runs["auto"]),
         "oracle_savings_captured": (on["mean_latency_ms"] - auto["mean_latency_ms"]) / saved if saved > 0 else None,
-        "accuracy_by_ops": by_ops,
+        **reach(runs["off"], runs["on"], runs["auto"]),
+        "accuracy_by_group": accuracy_by_group(rows_in, runs),
+        "groups": groups,
         "auto_answered_directly": _direct_share(runs["auto"]),
         "profile": None if profile is None else {"threshold": profile.threshold, "skip_below": profile.skip_below,
                                                  "fitted_on": profile.fitted_on},
         "per_query": {m: [asdict(o) for o in runs[m]] for m in runs},
     }
+    if all("n_ops" in t for t in rows_in):  # the key earlier records had (distill/card.py reads it)
+        result["accuracy_by_ops"] = accuracy_by(rows_in, runs, key=lambda t: str(t["n_ops"]))
     if json_out:
         write_text_atomic(json_out, json.dumps(result, indent=1))
     if plot:

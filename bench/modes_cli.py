@@ -12,10 +12,11 @@ from .modes import RunOptions, bench_modes, table
 def register(sub) -> None:
     p = sub.add_parser("modes", help="accuracy/latency of each thinking mode on a labelled task set")
     p.add_argument("--model", required=True)
-    p.add_argument("--tasks", default="arith-test", help="JSONL {question, answer} or a built-in set name")
+    p.add_argument("--tasks", default="arith-test",
+                   help="JSONL {question, answer, check, group}, a built-in set name or rg:<dataset>?seed=S&n=N")
     p.add_argument("--max-tokens", type=int, default=256)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--limit", type=int, default=None, help="use only N tasks (the first of each depth in turn, where tasks have n_ops)")
+    p.add_argument("--limit", type=int, default=None, help="use only N tasks (the first of each group in turn)")
     p.add_argument("--repeats", type=int, default=5,
                    help="runs per query and mode (paired, rotated order); latency is the per-query median")
     p.add_argument("--url", default=None,
@@ -32,11 +33,13 @@ def _cli(args: argparse.Namespace) -> int:
                       repeats=max(1, args.repeats), url=args.url)
     r = bench_modes(args.model, args.tasks, opts, args.json_out, args.plot)
     print(table(r["rows"]))
-    for mode, row in r["accuracy_by_ops"].items():
-        print(f"  {mode:<5} accuracy by #ops: " + "  ".join(f"{k}: {v * 100:.0f}%" for k, v in row.items()))
+    print(group_lines(r["groups"]))
     print(f"auto - on accuracy: {r['auto_vs_on_accuracy_points']:+.1f} points; auto - random gating: "
           f"{r['auto_vs_random_accuracy_points']:+.1f} points; oracle savings captured by auto: "
-          + ("n/a" if r["oracle_savings_captured"] is None else f"{r['oracle_savings_captured'] * 100:.0f}%"))
+          + _pct(r["oracle_savings_captured"]))
+    print(f"within reach (direct answer right): {r['within_reach_share_of_on'] * 100:.0f}% of on's time, "
+          f"auto saved {_pct(r['savings_within_reach'])} of it; the oracle's savings where both modes are wrong "
+          f"({r['out_of_reach_oracle_share_of_on'] * 100:.0f}% of on's time) are out of any controller's reach")
     direct = r["auto_answered_directly"]
     if direct["n"]:
         print(f"auto answered {direct['n']} of {r['n']} directly: {direct['accuracy'] * 100:.0f}% correct, "
@@ -50,3 +53,24 @@ def _cli(args: argparse.Namespace) -> int:
         print(f"note: {r['answers_changed_between_repeats']} (query, mode) answers differed between repeats; "
               "the first pass's answer is scored.")
     return 0
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x * 100:.0f}%"
+
+
+def group_lines(groups: dict[str, dict]) -> str:
+    """The per-group table: accuracy per mode, then what is within reach of ``auto``."""
+    modes = list(next(iter(groups.values()))["accuracy"])
+    width = max(8, *(len(g) + 2 for g in groups))
+    head = f"{'group':<{width}}{'n':>5}" + "".join(f"{m:>7}" for m in modes) + \
+        f"{'on tok':>8}{'reach':>7}{'auto got':>9}"
+    lines = [head, "-" * len(head)]
+    for g, row in groups.items():
+        lines.append(f"{g:<{width}}{row['n']:>5}" + "".join(f"{row['accuracy'][m] * 100:>6.0f}%" for m in modes)
+                     + f"{row.get('mean_on_tokens', float('nan')):>8.1f}"
+                     + f"{row.get('within_reach_share_of_on', float('nan')) * 100:>6.0f}%"
+                     + f"{_pct(row.get('savings_within_reach')):>9}")
+    lines.append("(accuracy per mode; off is the direct-right rate; reach: share of on's time saved by "
+                 "answering directly where that is right; auto got: the share of it auto saved)")
+    return "\n".join(lines)

@@ -331,7 +331,7 @@ def test_endpoint_engine_rebuilds_chunks_decision_and_tokens():
         return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
 
     eng = EndpointEngine("http://test/v1", "m", transport=httpx.MockTransport(handler))
-    out = run_query(eng, "37 + 48", 85, "auto", 64)
+    out = run_query(eng, {"question": "37 + 48", "answer": "85"}, "auto", 64)
     assert seen["think"] == "auto" and seen["model"] == "m" and seen["temperature"] == 0.0
     assert out.correct and out.answer == "85" and out.reasoning_chars == len("4 * 12 = 48")
     assert out.tokens == 9 and out.ttft_ms == 12.5 and out.thought and out.decision["stage"] == "gate"

@@ -5,16 +5,17 @@ import pytest
 
 from bench.calibrate import Sample, choose_cascade, choose_threshold, fit_logistic, sweep
 from bench import modes
-from bench.modes import Outcome, is_correct, median_outcome, oracle, paired_difference, random_gating, summarize
+from bench.modes import Outcome, median_outcome, oracle, paired_difference, random_gating, summarize
+from bench.tasksets import score
 
 
 def outcome(mode, correct, ms, tokens=1, thought=False):
     return Outcome("q", "1", mode, "1" if correct else "2", 0, correct, ms, ms / 2, ms, tokens, thought)
 
 
-def test_is_correct_reads_the_final_integer():
-    assert is_correct("The answer is 76", 76) and is_correct("76", "76")
-    assert not is_correct("76 or 77", 76) and not is_correct("", 1)
+def test_the_number_check_reads_the_final_integer():
+    assert score({"answer": "76"}, "The answer is 76") and score({"answer": "76", "check": "number"}, "76")
+    assert not score({"answer": "76"}, "76 or 77") and not score({"answer": "1"}, "")
 
 
 def test_fit_logistic_separates_a_learnable_signal():
