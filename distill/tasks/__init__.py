@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from distill.tasks import arithmetic, basic_arithmetic, calendar, family, gsm_symbolic, letter_counting
 from distill.tasks.base import Chain, Problem, Task, TaskError
 
-TASKS: dict[str, Task] = {}
+TASKS: dict[str, Task] = {
+    "arithmetic": arithmetic.TASK,
+    "gsm_symbolic": gsm_symbolic.TASK,
+    "calendar": calendar.TASK,
+    "letter_counting": letter_counting.TASK,
+    "basic_arithmetic": basic_arithmetic.TASK,
+    "family_relationships": family.TASK,
+}
 
 
 def get_task(name: str) -> Task:
