@@ -37,6 +37,10 @@ from .files import write_text_atomic
 TASKS_DIR = Path(__file__).parent / "tasks"
 RG_PREFIX = "rg:"  # a generated reasoning-gym set: rg:<dataset>?seed=..&n=..&<config field>=..
 RG_CHECK = "reasoning-gym"  # the check "reasoning-gym:<dataset>"
+# reasoning-gym draws item i of a dataset from Random(seed + i), so the sets of seeds 7 and 8
+# would share all but one item; our seed s asks for its seed s * RG_SEED_STRIDE instead, and
+# sets of up to RG_SEED_STRIDE items with different seeds never share an item.
+RG_SEED_STRIDE = 1_000_000
 
 
 class TaskSetError(ThinklingError, ValueError):
@@ -277,7 +281,7 @@ def _rg_config(dataset: str, seed: int, size: int, params: dict[str, str], spec:
                                        f"(settings: {', '.join(sorted(set(fields) - {'seed', 'size'}))})")
     kwargs = {k: _coerce(v, hints.get(k, fields[k].type)) for k, v in params.items()}
     try:
-        return reasoning_gym.create_dataset(dataset, seed=seed, size=size, **kwargs)
+        return reasoning_gym.create_dataset(dataset, seed=seed * RG_SEED_STRIDE, size=size, **kwargs)
     except (ValueError, TypeError, AssertionError) as e:
         raise TaskSetError(spec, None, f"reasoning-gym refused the settings: {e}") from None
 
@@ -285,7 +289,8 @@ def _rg_config(dataset: str, seed: int, size: int, params: dict[str, str], spec:
 def generate_rg(spec: str) -> list[dict]:
     """A reasoning-gym set from ``rg:<dataset>?seed=S&n=N&<config field>=<value>``.
 
-    Deterministic for a seed (reasoning-gym's generators are seeded). Each row's
+    Deterministic for a seed, and sets of different seeds share no item (see
+    ``RG_SEED_STRIDE``). Each row's
     check is ``reasoning-gym:<dataset>`` with its ``metadata`` (round-tripped
     through JSON, so a frozen file scores exactly as the live set); its group is
     the item's sub-task where the dataset names one (``metadata["task"]``).
@@ -296,8 +301,9 @@ def generate_rg(spec: str) -> list[dict]:
         seed, size = int(params.pop("seed", 0)), int(params.pop("n", 100))
     except ValueError:
         raise TaskSetError(spec, None, "seed and n must be integers") from None
-    if not name or size < 1:
-        raise TaskSetError(spec, None, f"expected {RG_PREFIX}<dataset>?seed=S&n=N with N >= 1")
+    if not name or not 1 <= size <= RG_SEED_STRIDE or seed < 0:
+        raise TaskSetError(spec, None, f"expected {RG_PREFIX}<dataset>?seed=S&n=N with S >= 0 and "
+                                       f"1 <= N <= {RG_SEED_STRIDE}")
     rows = []
     for item in _rg_config(name, seed, size, params, spec):
         meta = json.loads(json.dumps(item.get("metadata", {}), default=str))

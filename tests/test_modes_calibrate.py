@@ -71,8 +71,8 @@ def test_median_outcome_and_rotated_passes(monkeypatch):
     assert (m.latency_ms, m.ttft_ms, m.answer) == (5.0, 2.5, "1")
     calls = []
 
-    def fake_run_query(engine, question, label, mode, max_tokens):
-        calls.append((question, mode, max_tokens))
+    def fake_run_query(engine, task, mode, max_tokens):
+        calls.append((task["question"], mode, max_tokens))
         return outcome(mode, True, float(len(calls)))
 
     monkeypatch.setattr(modes, "run_query", fake_run_query)
