@@ -1,199 +1,283 @@
-"""MODEL_CARD.md for the arith-student, rendered from the build report (pure Python).
+"""A student's MODEL_CARD.md, generated from its records: no number is typed by hand.
 
-The build writes the card; after conversion, re-render it with the runtime's numbers:
+    python -m distill card --student distill/artifacts/<student> [--modes FILE] [--retention FILE]
 
-    python -m distill.card distill/artifacts/arith-student \
-        --modes bench/results/modes-arith-student.json
+Reads, in the student's folder: ``eval.json`` (``python -m distill evaluate``; required),
+and where present ``build_report.json`` (the trainer's record), ``student.json`` (the
+registry row), ``modes.json`` (``bench modes --json``: off / on / post / auto / random /
+oracle, the savings within reach) and ``retention.json`` (agreement with the base
+model). ``--modes`` / ``--retention`` point at files kept elsewhere (``bench/results/``).
+The card is written whole (temp name, then rename).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from distill.data import ADAPTER_MIX, BASE_MIX, DataStats
+from bench.files import write_text_atomic
+from bench.modes import Outcome, random_gating, reach
+from runtime.errors import ThinklingError
+
+# The arith-student's old build writes its own card (goes with distill/build.py).
+from distill.card_arith import render, render_runtime, stats_dict  # noqa: F401
+
+EVAL, BUILD, STUDENT, MODES, RETENTION = "eval.json", "build_report.json", "student.json", "modes.json", "retention.json"
 
 
-def stats_dict(stats: DataStats) -> dict:
-    """A JSON-friendly view of what the filter did while a data set was made."""
-    return {
-        "written": stats.written,
-        "kept": stats.kept,
-        "rejected_by_mistake": dict(stats.rejected_by_mistake),
-        "missed_by_mistake": dict(stats.missed_by_mistake),
-        "false_rejections": stats.false_rejections,
-    }
+class CardError(ThinklingError):
+    """A record the card needs is missing or unreadable: which file, and why."""
+
+    code = "invalid_request"
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{self.path}: {reason}")
 
 
-def _table(acc: dict) -> str:
-    names = {"direct": "direct", "think": "pre-thinking", "post": "post-thinking"}
-    lines = ["| format | 1 op | 2 ops | 3 ops | 4 ops |", "|---|---|---|---|---|"]
-    for mode, row in acc.items():
-        cells = " | ".join(f"{100 * row[k]:.1f}%" for k in sorted(row, key=int))
-        lines.append(f"| {names[mode]} | {cells} |")
-    return "\n".join(lines)
+@dataclass
+class Records:
+    """What a card is generated from; ``files`` names each record's file, for the card."""
+
+    eval: dict
+    build: dict | None = None
+    student: dict | None = None
+    modes: dict | None = None
+    retention: dict | None = None
+    files: dict[str, str] = field(default_factory=dict)
 
 
-def render(r: dict, modes: dict | None = None) -> str:
-    """The model card text; with a ``bench modes`` record, also the runtime's numbers,
-    and the status then requires the targets both in torch and through the runtime."""
-    cfg, s, f = r["config"], r["config"]["student"], r["filter"]
-    n = cfg["eval_per_op"]
-    per_class = ", ".join(f"{k} {100 * v:.1f}%" for k, v in f["recall_per_class"].items())
-    meets = _meets(r["accuracy"])
-    if modes is not None:
-        by_ops = modes["accuracy_by_ops"]
-        meets = meets and _meets({"direct": by_ops["off"], "think": by_ops["on"]})
-    status = "meets" if meets else "**does not meet**"
-    runtime = render_runtime(modes) if modes is not None else ""
-    return f"""# arith-student
-
-Status: this build {status} the acceptance targets (see the end of this card).
-
-A tiny llama-architecture "distilled student" for integer arithmetic (`+ - *`,
-precedence, 1-4 operations, numbers 0-99, results 0..999) that answers directly,
-thinks first, or answers then explains, on request. Built by `distill/` in this
-repository with one command:
-
-    python -m distill.build --seed {cfg["seed"]} --out distill/artifacts/arith-student
-
-## Files
-
-- `base/` HF `LlamaForCausalLM` trained from scratch on direct answers only, with the tokenizer.
-- `adapter/` PEFT LoRA (hybrid: direct / pre-thinking / post-thinking), r={cfg["lora_r"]},
-  alpha={cfg["lora_alpha"]}, on q/k/v/o/gate/up/down, plus full `embed_tokens` and
-  `lm_head` (`modules_to_save`, since the base never saw `<think>` or the mode tokens).
-- `thinkling.json` the chat format for the runtime's thinking-format table.
-
-## Model
-
-| | |
-|---|---|
-| base parameters | {r["base_parameters"]:,} |
-| adapter trainable parameters | {r["adapter_trainable_parameters"]:,} |
-| layers / hidden / heads / MLP | {s["num_hidden_layers"]} / {s["hidden_size"]} / {s["num_attention_heads"]} / {s["intermediate_size"]} |
-| context | {s["max_position_embeddings"]} tokens, rope_theta {s["rope_theta"]:g} |
-| tokenizer | byte-level BPE, 256 bytes + 4 merges + 10 special tokens, one token per digit |
-
-## Chat format
-
-    prompt     <|bos|><|user|>{{question}}{{MODE}}<|assistant|>   MODE: <|direct|> <|think|> <|post|>
-    direct     {{answer}}<|end|>
-    pre        <think>{{a op b = c lines}}</think>{{answer}}<|end|>
-    post       {{answer}}<think>{{a op b = c lines}}</think><|end|>
-
-A chain force-closed with `</think>` (reasoning budget) is still followed by an answer:
-{100 * ADAPTER_MIX.truncate_rate:.0f}% of the pre-thinking training chains were cut at a random point.
-
-## Data
-
-Teacher: a programmatic solver writing up to 5 distinct valid paths per problem
-(precedence order, left-to-right, tens/ones splits, positives first, commuted, ...).
-{100 * ADAPTER_MIX.preferred_rate:.0f}% of the training chains follow the canonical precedence path, one
-`a op b = c` line per operation (`7 * 48 = 336`, `37 + 336 = 373`), so a one-operation chain
-is the direct answer written out; the rest are drawn from all of the problem's paths.
-A noisy teacher injects mistakes into {100 * ADAPTER_MIX.mistake_rate:.0f}% of what it writes
-(wrong intermediate result, skipped step, wrong final answer); only chains that pass the
-step-by-step filter are trained on. Problems are split by a hash of the expression: held-out
-problems never appear in training.
-
-- base: {r["base_data"]["kept"]:,} direct examples, op mix {BASE_MIX.op_weights}
-- adapter: {r["adapter_data"]["kept"]:,} examples, op mix {ADAPTER_MIX.op_weights},
-  formats {ADAPTER_MIX.mode_weights}; the filter rejected {r["adapter_data"]["written"] - r["adapter_data"]["kept"]:,}
-  of {r["adapter_data"]["written"]:,} written (injected mistakes missed by the filter and kept:
-  {sum(r["adapter_data"]["missed_by_mistake"].values())}; clean chains rejected: {r["adapter_data"]["false_rejections"]})
-
-Filter on {f["chains"]:,} noisy chains ({f["injected"]:,} with injected mistakes):
-precision {100 * f["precision"]:.1f}%, recall {100 * f["recall"]:.1f}% ({per_class}).
-Missed mistakes are leaps whose missing value happens to be derivable from the problem's
-numbers (e.g. a split of a literal).
-
-## Training
-
-Seed {cfg["seed"]}, {cfg["threads"]} CPU threads, AdamW, cosine schedule, loss on the completion
-only, averaged per example (a 3-token direct answer weighs as much as a 70-token chain;
-averaged per token, an earlier adapter forgot direct answers).
-
-| phase | steps | batch | lr | wall time |
-|---|---|---|---|---|
-| base | {cfg["base"]["steps"]} | {cfg["base"]["batch_size"]} | {cfg["base"]["lr"]} | {r["base_train_seconds"] / 60:.1f} min |
-| adapter | {cfg["adapter"]["steps"]} | {cfg["adapter"]["batch_size"]} | {cfg["adapter"]["lr"]} | {r["adapter_train_seconds"] / 60:.1f} min |
-
-Whole build (data, training, evaluation): {r["total_seconds"] / 60:.1f} min.
-
-## Held-out accuracy (merged base + adapter, torch fp32, greedy)
-
-{n} held-out problems per number of operations, bare-expression prompts.
-
-{_table(r["accuracy"])}
-
-{_acceptance(r["accuracy"])}
-
-`build_report.json` also records the accuracy on a small fixed sample
-({r["check_sample"]["per_op"]} problems per #ops, seed {r["check_sample"]["seed"]}) that
-`tests/test_distill_student.py` reproduces from these files.
-{runtime}"""
+def _read(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise CardError(path, f"cannot be read ({e})") from None
+    except json.JSONDecodeError as e:
+        raise CardError(path, f"not valid JSON ({e.msg}, line {e.lineno})") from None
+    if not isinstance(data, dict):
+        raise CardError(path, "not a JSON object")
+    return data
 
 
-def _acceptance(acc: dict) -> str:
-    direct, think = acc["direct"], acc["think"]
-    gains = [think[k] - direct[k] for k in sorted(direct, key=int) if int(k) >= 3]
-    return (
-        f"Targets: direct on 1 op {100 * direct[_key(direct, 1)]:.1f}% (target >= 90%); "
-        f"pre-thinking minus direct on 3 and 4 ops "
-        f"{' / '.join(f'{100 * g:+.1f}' for g in gains)} points (target >= +30)."
-    )
+def load_records(student: str | Path, modes: str | Path | None = None,
+                 retention: str | Path | None = None) -> Records:
+    """The records of the student folder (and the named ``modes``/``retention`` files)."""
+    folder = Path(student)
+    if not folder.is_dir():
+        raise CardError(folder, "not a folder")
+    found: dict[str, Path] = {}
+    for key, name, given in (("eval", EVAL, None), ("build", BUILD, None), ("student", STUDENT, None),
+                             ("modes", MODES, modes), ("retention", RETENTION, retention)):
+        path = Path(given) if given else folder / name
+        if given or path.is_file():
+            found[key] = path
+    if "eval" not in found:
+        raise CardError(folder / EVAL, "missing (write it with: python -m distill evaluate --model M "
+                                       f"--tasks FILE --out {folder / EVAL})")
+    data = {k: _read(p) for k, p in found.items()}
+    if "by_task" not in data["eval"] or "overall" not in data["eval"]:
+        raise CardError(found["eval"], "not an evaluator record (no by_task / overall)")
+    return Records(**data, files={k: str(p) for k, p in found.items()})
 
 
-def _meets(acc: dict) -> bool:
-    direct, think = acc["direct"], acc["think"]
-    gains = [think[k] - direct[k] for k in direct if int(k) >= 3]
-    return direct[_key(direct, 1)] >= 0.9 and all(g >= 0.3 for g in gains)
+def write_card(student: str | Path, modes: str | Path | None = None, retention: str | Path | None = None) -> Path:
+    """Render ``student``/MODEL_CARD.md from its records; returns its path."""
+    out = Path(student) / "MODEL_CARD.md"
+    write_text_atomic(out, render_card(load_records(student, modes, retention)))
+    return out
 
 
-def _key(row: dict, k: int):
-    return k if k in row else str(k)
+# --- rendering -------------------------------------------------------------------------
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
 
 
-def render_runtime(modes: dict) -> str:
-    """The 'through the runtime' section from a ``bench modes`` JSON record."""
-    by_ops = modes["accuracy_by_ops"]
-    rows = {r["mode"]: r for r in modes["rows"]}
-    names = {"off": "direct (`off`)", "on": "pre-thinking (`on`)", "post": "post-thinking (`post`)"}
-    lines = ["| mode | 1 op | 2 ops | 3 ops | 4 ops | all |", "|---|---|---|---|---|---|"]
-    for mode, label in names.items():
-        cells = " | ".join(f"{100 * by_ops[mode][k]:.0f}%" for k in sorted(by_ops[mode], key=int))
-        lines.append(f"| {label} | {cells} | {100 * rows[mode]['accuracy']:.1f}% |")
-    direct, think = by_ops["off"], by_ops["on"]
-    gains = " / ".join(f"{100 * (think[k] - direct[k]):+.0f}" for k in ("3", "4") if k in direct)
-    table = "\n".join(lines)
-    return f"""
-## Through the runtime ({modes.get("model", "arith-student")}, llama.cpp, greedy)
-
-`bench modes --model {modes.get("model", "arith-student")} --tasks {modes.get("tasks", "arith-test")}`:
-{modes["n"]} held-out problems (per-query outcomes in `bench/results/modes-arith-student.json`).
-
-{table}
-
-Targets through the runtime: direct on 1 op {100 * direct[_key(direct, 1)]:.0f}% (target >= 90%);
-pre-thinking minus direct on 3 and 4 ops {gains} points (target >= +30).
-"""
+def _loads(x) -> str:
+    return " / ".join(f"{v:g}" for v in x) if isinstance(x, list) else "not recorded"
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Re-render MODEL_CARD.md from build_report.json.")
-    parser.add_argument("artifacts", help="folder with build_report.json")
-    parser.add_argument("--modes", help="bench modes JSON of the converted model")
-    args = parser.parse_args(argv)
-    folder = Path(args.artifacts)
-    modes = json.loads(Path(args.modes).read_text()) if args.modes else None
-    text = render(json.loads((folder / "build_report.json").read_text()), modes)
-    tmp = folder / "MODEL_CARD.md.partial"
-    tmp.write_text(text)
-    os.replace(tmp, folder / "MODEL_CARD.md")
+def _num(x) -> str:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return str(x)
+    return f"{x:,}" if isinstance(x, int) else f"{x:,.4g}"
+
+
+def _row(cells) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _table(head: list[str], rows: list[list]) -> str:
+    return "\n".join([_row(head), _row(["---"] * len(head)), *(_row(r) for r in rows)])
+
+
+def render_card(rec: Records) -> str:
+    """The card's markdown text."""
+    ev = rec.eval
+    name = (rec.student or {}).get("name") or ev.get("model", "student")
+    parts = [f"# {name}", _provenance(rec)]
+    if rec.student:
+        parts.append("## Registry entry\n\n" + _kv(rec.student))
+    parts += [_eval_section(ev, rec.files["eval"])]
+    if rec.modes:
+        parts.append(_modes_section(rec.modes, rec.files["modes"]))
+    if rec.retention:
+        parts.append(f"## Retention\n\nFrom `{rec.files['retention']}`:\n\n" + _kv(rec.retention))
+    if rec.build:
+        parts.append(f"## Training\n\nFrom `{rec.files['build']}`:\n\n" + _kv(rec.build))
+    return "\n\n".join(parts) + "\n"
+
+
+def _provenance(rec: Records) -> str:
+    files = ", ".join(f"`{Path(p).name}`" if k != "modes" and k != "retention" else f"`{p}`"
+                      for k, p in rec.files.items())
+    return (f"Generated by `python -m distill card` from the records {files}; every number below "
+            "is read from them (regenerate the card after re-measuring, never edit it).")
+
+
+def _eval_section(ev: dict, path: str) -> str:
+    modes = ev["modes"]
+    m = ev.get("machine", {})
+    where = (f"`{ev.get('model_file', ev.get('model'))}` through the runtime ({ev.get('backend', 'llama.cpp')}, "
+             f"{ev.get('decoding', 'greedy')}, at most {ev.get('max_tokens', '?')} new tokens), "
+             f"{ev['n']} held-out tasks from {', '.join(f'`{t}`' for t in ev.get('tasks', []))}; "
+             f"recorded {ev.get('recorded', '?')} on {m.get('cpu', '?')} ({m.get('cores', '?')} cores, "
+             f"load average at start {_loads(m.get('load_at_start'))}) (`{path}`).")
+    return "\n\n".join([
+        "## Accuracy per skill (`python -m distill evaluate`)", where,
+        _eval_table(ev["by_task"], ev["overall"], modes, "skill"),
+        "`off`: the share answered right directly, with no reasoning at all; `on − off`: the points "
+        "that the chain adds over the direct answer.",
+        "### Per group", _eval_table(ev["by_group"], None, modes, "group"),
+    ])
+
+
+def _eval_table(table: dict, overall: dict | None, modes: list[str], what: str) -> str:
+    timed = all("mean_tokens" in s["modes"][mm] for s in table.values() for mm in modes)
+    head = [what, "n", *modes, "on − off", "chain helps"]
+    if timed:
+        head += [f"mean tokens {'/'.join(modes)}", f"mean ms {'/'.join(modes)}"]
+    rows = []
+    for name, s in list(table.items()) + ([("**all**", overall)] if overall else []):
+        row = [name, s["n"], *(_pct(s["modes"][mm]["accuracy"]) for mm in modes),
+               f"{s['on_minus_off_points']:+.1f}" if "on_minus_off_points" in s else "-",
+               {True: "yes", False: "no"}.get(s.get("chain_helps"), "-")]
+        if timed:
+            row += [" / ".join(f"{s['modes'][mm]['mean_tokens']:.1f}" for mm in modes),
+                    " / ".join(f"{s['modes'][mm]['mean_latency_ms']:.0f}" for mm in modes)]
+        rows.append(row)
+    return _table(head, rows)
+
+
+def _modes_section(r: dict, path: str) -> str:
+    rows = [[x["mode"] + (" (simulated)" if x.get("simulated") else ""), _pct(x["accuracy"]),
+             f"{x['mean_tokens']:.1f}", _pct(x["think_rate"]), f"{x['mean_latency_ms']:.0f}", f"{x['p95_ms']:.0f}"]
+            for x in r["rows"]]
+    lines = [f"## Thinking modes and `auto` (`bench modes`)",
+             f"`bench modes --model {r.get('model')} --tasks {r.get('tasks')}`: {r['n']} tasks, "
+             f"{r.get('repeats', 1)} paired run(s) per query and mode, via {r.get('via', 'in process')} (`{path}`).",
+             _table(["mode", "accuracy", "mean tokens", "think rate", "mean ms", "p95 ms"], rows)]
+    facts = [f"auto − on accuracy: {r['auto_vs_on_accuracy_points']:+.1f} points",
+             f"auto − random gating at its think rate: {r['auto_vs_random_accuracy_points']:+.1f} points"]
+    runs = _outcomes(r)
+    got = reach(runs["off"], runs["on"], runs["auto"]) if all(m in runs for m in ("off", "on", "auto")) else r
+    if got.get("savings_within_reach") is not None:
+        facts.append(f"savings within reach taken by auto: {_pct(got['savings_within_reach'])} "
+                     f"(within reach: {_pct(got.get('within_reach_share_of_on'))} of on's time, on the "
+                     f"{got.get('n_within_reach')} queries whose direct answer is right)")
+    direct = r.get("auto_answered_directly") or {}
+    if direct.get("n"):
+        facts.append(f"auto answered {direct['n']} directly: {_pct(direct['accuracy'])} right, "
+                     f"median {direct['median_latency_ms']:.0f} ms end to end")
+    lines.append("\n".join(f"- {f}" for f in facts))
+    per_skill = _modes_per_skill(runs)
+    if per_skill:
+        lines += ["### Per skill", per_skill]
+    return "\n\n".join(lines)
+
+
+def _outcomes(r: dict) -> dict[str, list[Outcome]]:
+    return {m: [Outcome(**o) for o in outs] for m, outs in r.get("per_query", {}).items()}
+
+
+def _modes_per_skill(runs: dict[str, list[Outcome]]) -> str:
+    """Per skill (the group's part before '/'), from the per-query outcomes, through
+    bench.modes' own reach and random-gating functions."""
+    if not all(m in runs for m in ("off", "on", "auto")):
+        return ""
+    skills: dict[str, list[int]] = {}
+    for i, o in enumerate(runs["off"]):
+        skills.setdefault(o.group.split("/", 1)[0], []).append(i)
+    rows = []
+    for skill, ids in skills.items():
+        pick = {m: [outs[i] for i in ids] for m, outs in runs.items()}
+        acc = {m: sum(o.correct for o in outs) / len(outs) for m, outs in pick.items()}
+        rate = sum(o.thought for o in pick["auto"]) / len(ids)
+        rnd = random_gating(pick["off"], pick["on"], rate)
+        got = reach(pick["off"], pick["on"], pick["auto"])
+        rows.append([skill, len(ids), *(_pct(acc.get(m)) for m in ("off", "on", "post", "auto")),
+                     _pct(rate), _pct(rnd["accuracy"]), _pct(got["within_reach_share_of_on"]),
+                     _pct(got.get("savings_within_reach"))])
+    return _table(["skill", "n", "off", "on", "post", "auto", "auto thinks", "random at that rate",
+                   "within reach (of on's time)", "savings within reach taken"], rows)
+
+
+def _flat(d: dict, prefix: str = "", depth: int = 0) -> list[tuple[str, object]]:
+    """Scalar fields (nested objects as dotted keys, two levels); long lists summarized."""
+    out: list[tuple[str, object]] = []
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and depth < 2:
+            out += _flat(v, key + ".", depth + 1)
+        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+            last = v[-1]
+            out.append((f"{key} (last of {len(v)})",
+                        ", ".join(f"{a} {_num(b)}" for a, b in last.items() if isinstance(b, (int, float)))))
+        elif isinstance(v, (str, int, float, bool)) or v is None:
+            out.append((key, v))
+        elif isinstance(v, list) and len(v) <= 8 and all(isinstance(x, (str, int, float)) for x in v):
+            out.append((key, ", ".join(_num(x) for x in v)))
+    return out
+
+
+def _kv(d: dict) -> str:
+    rows = [[f"`{k}`", _num(v) if v is not None else "-"] for k, v in _flat(d)]
+    return _table(["field", "value"], rows)
+
+
+def register(sub) -> None:
+    """``python -m distill card``."""
+    p = sub.add_parser("card", help="write a student's MODEL_CARD.md from its records",
+                       description=__doc__.splitlines()[0])
+    _arguments(p)
+    p.set_defaults(func=_cli)
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--student", required=True, help="the student's folder (with eval.json)")
+    p.add_argument("--modes", help="a bench modes JSON (default: modes.json in the folder, if any)")
+    p.add_argument("--retention", help="a retention record (default: retention.json in the folder, if any)")
+
+
+def _cli(args: argparse.Namespace) -> int:
+    try:
+        out = write_card(args.student, args.modes, args.retention)
+    except (ThinklingError, OSError) as e:  # the edge: one line, no traceback
+        print(f"python -m distill card: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(out)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m distill.card`` (the same as ``python -m distill card``)."""
+    parser = argparse.ArgumentParser(prog="python -m distill card", description=__doc__.splitlines()[0])
+    _arguments(parser)
+    return _cli(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

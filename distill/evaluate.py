@@ -1,41 +1,240 @@
-"""Held-out accuracy of the student, per number of operations and per format (imports torch).
+"""One evaluator for any task mix: a student through the runtime, scored by the shared checker.
 
-Problems come from the 'eval' side of the hash split, so they are disjoint from
-training by construction. Decoding is greedy. Run on a base + adapter with
+    python -m distill evaluate --model skills-student \
+        --tasks arith.jsonl,calendar.jsonl --out distill/artifacts/<student>/eval.json [--limit N]
 
-    python -m distill.evaluate --model distill/artifacts/arith-student/base \
-        --adapter distill/artifacts/arith-student/adapter --per-op 200
+Every task row (``bench.tasksets``: ``question``, ``answer``, ``check``, ``group``) is
+asked greedily in each mode (``off``, ``on``, ``post`` by default) through the engine on
+the model's GGUF, with ``bench.modes.run_mode`` (the loop ``bench modes`` uses), and
+scored with ``bench.tasksets.score``. The records hold every query's outcome and, per
+task (skill), per group (``task/level``) and overall: per-mode accuracy, mean tokens and
+mean latency, the share of direct answers that are right, and ``on`` minus ``off``
+(does the chain help?). ``records_from_answers`` aggregates answers produced elsewhere
+(a trainer's own generate) the same way. No torch.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
-import logging
-import random
+import statistics
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+from bench.files import write_text_atomic
+from bench.fingerprint import load_average
+from bench.modes import run_mode, take
+from bench.tasksets import load_tasks, score
+from runtime import Engine, EngineConfig
+from runtime.errors import ThinklingError
+from runtime.hardware import device_facts
 
-from distill.chat import EOS, MODES, PAD, render_prompt, split_completion
-from distill.problems import Problem, sample_split_problem
+MODES = ("off", "on", "post")
+RECORD_KIND = "thinkling-eval/1"
 
-log = logging.getLogger(__name__)
+
+@dataclass
+class EvalOptions:
+    """How the tasks are run. ``limit`` applies to each task file (stratified by group)."""
+
+    modes: tuple[str, ...] = MODES
+    max_tokens: int = 256  # per generation, reasoning included
+    limit: int | None = None
+    threads: int | None = None  # llama.cpp threads (None: the engine's default)
+    n_ctx: int = 1024
+
+
+def task_of(row: Mapping) -> str:
+    """The skill a row belongs to: its ``task`` field, else the ``task/level`` group's first
+    part, else the file it came from (a built-in set such as ``arith-test``)."""
+    if row.get("task"):
+        return str(row["task"])
+    group = str(row.get("group", ""))
+    if "/" in group:
+        return group.split("/", 1)[0]
+    return Path(str(row.get("source", "all"))).stem
+
+
+def load_mix(specs: Sequence[str], limit: int | None = None) -> list[dict]:
+    """The rows of every task set in ``specs`` (each cut to ``limit``, the groups taken in
+    turn), each tagged with its ``source``. Raises ``TaskSetError`` for a bad set."""
+    return [{**row, "source": spec} for spec in specs for row in take(load_tasks(spec), limit)]
+
+
+def evaluate(model: str, tasks: Sequence[str], opts: EvalOptions | None = None) -> dict:
+    """Run every task of ``tasks`` in every mode on ``model``; return the records."""
+    opts = opts or EvalOptions()
+    rows = load_mix(tasks, opts.limit)  # a bad task file fails before the model loads
+    return evaluate_rows(model, rows, opts, tasks=list(tasks))
+
+
+def evaluate_rows(model: str, rows: list[dict], opts: EvalOptions | None = None,
+                  tasks: list[str] | None = None) -> dict:
+    """The records of ``rows`` (already loaded) on ``model`` through the engine."""
+    opts = opts or EvalOptions()
+    facts, load = device_facts(), load_average()
+    with Engine(model, EngineConfig(n_ctx=opts.n_ctx, n_threads=opts.threads, queue_size=1)) as eng:
+        info = eng.info()
+        run_mode(eng, rows[:1], "off", 4)  # warm-up: the first query pays for the first graph
+        outcomes = {m: run_mode(eng, rows, m, opts.max_tokens) for m in opts.modes}
+    per_query = [_query_record(row, {m: outcomes[m][i] for m in opts.modes}) for i, row in enumerate(rows)]
+    rec = {
+        "kind": RECORD_KIND,
+        "model": info.name, "model_file": Path(info.path).name,
+        "tasks": tasks if tasks is not None else sorted({r.get("source", "?") for r in rows}),
+        "n": len(rows), "modes": list(opts.modes), "max_tokens": opts.max_tokens, "limit": opts.limit,
+        "decoding": "greedy", "backend": "llama.cpp (thinkling runtime)",
+        "recorded": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": {"cpu": facts["cpu"], "cores": facts["physical_cores"], "threads": opts.threads,
+                    "load_at_start": load, "load_at_end": load_average()},
+    }
+    return {**rec, **aggregate(per_query, opts.modes), "per_query": per_query}
+
+
+def _query_record(row: dict, outs: Mapping) -> dict:
+    """One task's outcomes in every mode (answer, right, tokens, latency)."""
+    return {
+        "source": row.get("source"), "task": task_of(row), "group": row["group"],
+        "question": row["question"], "label": row["answer"], "check": row["check"],
+        "modes": {m: {"answer": o.answer, "correct": o.correct, "tokens": o.tokens,
+                      "latency_ms": round(o.latency_ms, 2), "reasoning_chars": o.reasoning_chars}
+                  for m, o in outs.items()},
+    }
+
+
+def records_from_answers(rows: list[dict], answers: Mapping[str, Sequence[str]]) -> dict:
+    """Per-task and per-group accuracy of answers produced elsewhere.
+
+    The in-training hook: a trainer generates with its own model (``answers[mode][i]``
+    answers ``rows[i]``; the answer text after any reasoning) and gets the same
+    tables as ``evaluate``, scored by the same checker; tokens and latency are absent.
+    """
+    per_query = [{"source": r.get("source"), "task": task_of(r), "group": r["group"], "question": r["question"],
+                  "label": r["answer"], "check": r["check"],
+                  "modes": {m: {"answer": answers[m][i], "correct": score(r, answers[m][i])} for m in answers}}
+                 for i, r in enumerate(rows)]
+    return {"kind": RECORD_KIND, "n": len(rows), "modes": list(answers),
+            **aggregate(per_query, tuple(answers)), "per_query": per_query}
+
+
+def aggregate(per_query: list[dict], modes: Sequence[str]) -> dict:
+    """``overall``, ``by_task`` and ``by_group`` summaries of per-query records."""
+    def table(key) -> dict:
+        groups: dict[str, list[dict]] = {}
+        for q in per_query:
+            groups.setdefault(key(q), []).append(q)
+        return {k: summarize(v, modes) for k, v in sorted(groups.items())}
+
+    return {"overall": summarize(per_query, modes), "by_task": table(lambda q: q["task"]),
+            "by_group": table(lambda q: q["group"])}
+
+
+def summarize(queries: list[dict], modes: Sequence[str]) -> dict:
+    """Per mode: accuracy, mean tokens, mean latency (where measured); then the share of
+    direct answers right and ``on`` minus ``off`` in points (where both modes ran)."""
+    out: dict = {"n": len(queries), "modes": {}}
+    for m in modes:
+        runs = [q["modes"][m] for q in queries]
+        row = {"accuracy": sum(r["correct"] for r in runs) / len(runs)}
+        for field, name in (("tokens", "mean_tokens"), ("latency_ms", "mean_latency_ms")):
+            if all(field in r for r in runs):
+                row[name] = round(statistics.fmean(r[field] for r in runs), 2)
+        out["modes"][m] = row
+    if "off" in modes:
+        out["direct_right"] = out["modes"]["off"]["accuracy"]
+    if "off" in modes and "on" in modes:
+        gain = 100 * (out["modes"]["on"]["accuracy"] - out["modes"]["off"]["accuracy"])
+        out["on_minus_off_points"] = round(gain, 2)
+        out["chain_helps"] = gain > 0
+    return out
+
+
+def format_summary(rec: dict) -> str:
+    """A plain-text table: one line per task and per group, accuracy per mode."""
+    modes = rec["modes"]
+    head = f"{'':<32}{'n':>5}" + "".join(f"{m:>8}" for m in modes) + f"{'on-off':>9}"
+    lines = [head, "-" * len(head)]
+    for title, table in (("task", rec["by_task"]), ("group", rec["by_group"]), ("", {"all": rec["overall"]})):
+        for name, s in table.items():
+            cells = "".join(f"{100 * s['modes'][m]['accuracy']:>7.1f}%" for m in modes)
+            gain = f"{s['on_minus_off_points']:>+9.1f}" if "on_minus_off_points" in s else ""
+            label = f"{title} {name}".strip()
+            lines.append(f"{label[:31]:<32}{s['n']:>5}{cells}{gain}")
+    return "\n".join(lines)
+
+
+def register(sub) -> None:
+    """``python -m distill evaluate``."""
+    p = sub.add_parser("evaluate", help="accuracy per skill, group and mode through the runtime",
+                       description=__doc__.splitlines()[0])
+    _arguments(p)
+    p.set_defaults(func=_cli)
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="a registered name or a GGUF path")
+    p.add_argument("--tasks", required=True, help="task sets, comma-separated: JSONL files, built-in "
+                                                  "names (arith-test) or rg:<dataset>?seed=..&n=..")
+    p.add_argument("--out", required=True, help="the records (JSON, written whole)")
+    p.add_argument("--limit", type=int, default=None, help="use only N tasks of each set (its groups in turn)")
+    p.add_argument("--modes", default=",".join(MODES), help="comma-separated: off, on, post, auto")
+    p.add_argument("--max-tokens", type=int, default=256)
+    p.add_argument("--threads", type=int, default=None)
+
+
+def _cli(args: argparse.Namespace) -> int:
+    """Run, write the records, print the table; a bad input is one line on stderr, exit 2."""
+    modes = tuple(m for m in args.modes.split(",") if m)
+    try:
+        bad = [m for m in modes if m not in ("off", "on", "post", "auto")]
+        if bad or not modes:
+            raise ValueError(f"--modes: unknown mode(s) {', '.join(bad) or '(none)'} (off, on, post, auto)")
+        opts = EvalOptions(modes=modes, max_tokens=args.max_tokens, limit=args.limit, threads=args.threads)
+        rec = evaluate(args.model, [t for t in args.tasks.split(",") if t], opts)
+        write_text_atomic(args.out, json.dumps(rec, indent=1, ensure_ascii=False) + "\n")
+    except (ThinklingError, ValueError, OSError) as e:  # the edge: one line, no traceback
+        print(f"python -m distill evaluate: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(format_summary(rec))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m distill.evaluate`` (the same as ``python -m distill evaluate``)."""
+    parser = argparse.ArgumentParser(prog="python -m distill evaluate", description=__doc__.splitlines()[0])
+    _arguments(parser)
+    return _cli(parser.parse_args(argv))
+
+
+# --- the old builds' torch check (distill/build.py, distill/gemma_build.py) -------------
+# Arithmetic only, on the HF model in training. It stays while those two builds import it
+# and goes with them (the new trainer's hook is ``records_from_answers``).
+
 MAX_NEW_TOKENS = {"direct": 8, "think": 192, "post": 192}
-# The small fixed sample whose accuracy the build records and tests/test_distill_student.py
+# The small fixed sample whose accuracy the old build records and tests/test_distill_student.py
 # reproduces from the committed artifacts.
 CHECK_PER_OP, CHECK_SEED = 25, 4321
 
 
-def eval_problems(per_op: int, seed: int = 1234) -> list[Problem]:
-    """A fixed sample of held-out problems: ``per_op`` for each of 1..4 operations."""
+def eval_problems(per_op: int, seed: int = 1234) -> list:
+    """A fixed sample of held-out arithmetic problems: ``per_op`` for each of 1..4 operations."""
+    import random
+
+    from distill.problems import sample_split_problem
+
     rng = random.Random(seed)
     return [sample_split_problem(rng, k, "eval") for k in (1, 2, 3, 4) for _ in range(per_op)]
 
 
-@torch.no_grad()
 def generate(model, tok, prompts: list[str], max_new_tokens: int, batch_size: int = 100) -> list[str]:
     """Greedy completions (text up to and without ``<|end|>``), left-padded batches."""
+    import torch
+
+    from distill.chat import EOS, PAD
+
     pad_id, eos_id = tok.token_to_id(PAD), tok.token_to_id(EOS)
     out: list[str] = []
     for start in range(0, len(prompts), batch_size):
@@ -43,8 +242,9 @@ def generate(model, tok, prompts: list[str], max_new_tokens: int, batch_size: in
         width = max(len(r) for r in rows)
         ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in rows])  # (B, T)
         mask = (torch.arange(width)[None, :] >= torch.tensor([width - len(r) for r in rows])[:, None]).long()
-        gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                             do_sample=False, eos_token_id=eos_id, pad_token_id=pad_id)
+        with torch.no_grad():
+            gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                 do_sample=False, eos_token_id=eos_id, pad_token_id=pad_id)
         for row in gen[:, width:].tolist():
             if eos_id in row:
                 row = row[: row.index(eos_id)]
@@ -52,17 +252,15 @@ def generate(model, tok, prompts: list[str], max_new_tokens: int, batch_size: in
     return out
 
 
-def score(problems: list[Problem], completions: list[str], mode: str) -> list[bool]:
-    """Whether each completion's answer equals the value of its problem."""
-    return [split_completion(c, mode)[1] == str(p.value) for p, c in zip(problems, completions)]
+def accuracy_table(model, tok, problems: list, modes=("direct", "think", "post")) -> dict[str, dict[int, float]]:
+    """{mode: {n_ops: accuracy}} on arithmetic problems (bare-expression questions)."""
+    from distill.chat import render_prompt, split_completion
 
-
-def accuracy_table(model, tok, problems: list[Problem], modes=MODES) -> dict[str, dict[int, float]]:
-    """{mode: {n_ops: accuracy}} on the given problems (bare-expression questions)."""
     table: dict[str, dict[int, float]] = {}
     for mode in modes:
         prompts = [render_prompt(p.text, mode) for p in problems]
-        ok = score(problems, generate(model, tok, prompts, MAX_NEW_TOKENS[mode]), mode)
+        done = generate(model, tok, prompts, MAX_NEW_TOKENS[mode])
+        ok = [split_completion(c, mode)[1] == str(p.value) for p, c in zip(problems, done)]
         table[mode] = {}
         for k in (1, 2, 3, 4):
             hits = [o for p, o in zip(problems, ok) if p.n_ops == k]
@@ -83,6 +281,7 @@ def format_table(table: dict[str, dict[int, float]]) -> str:
 
 def load_student(model_dir: str | Path, adapter_dir: str | Path | None = None):
     """(merged model, tokenizers.Tokenizer) from an HF base and an optional PEFT adapter."""
+    import torch
     from tokenizers import Tokenizer
     from transformers import LlamaForCausalLM
 
@@ -95,20 +294,5 @@ def load_student(model_dir: str | Path, adapter_dir: str | Path | None = None):
     return model, Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Held-out accuracy per #ops and format.")
-    parser.add_argument("--model", required=True, help="HF base model directory")
-    parser.add_argument("--adapter", default=None, help="PEFT adapter directory (merged)")
-    parser.add_argument("--per-op", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--modes", default=",".join(MODES))
-    parser.add_argument("--json", action="store_true", help="print JSON instead of markdown")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(2)
-    model, tok = load_student(args.model, args.adapter)
-    table = accuracy_table(model, tok, eval_problems(args.per_op, args.seed), args.modes.split(","))
-    print(json.dumps(table, indent=2) if args.json else format_table(table))
-
-
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -3,9 +3,10 @@
     python -m distill.runtime_check --model arith-student
 
 Runs every 5th task of ``bench/tasks/arith-test.jsonl`` greedily in the ``off`` and
-``on`` modes on the registered GGUF and writes ``runtime_check_sample.json`` next to
-it (temp name, then rename). ``tests/test_student.py`` replays the same tasks and
-must land within a few points of what is recorded here.
+``on`` modes through the one evaluator (``distill.evaluate``) and writes
+``runtime_check_sample.json`` next to the model file (temp name, then rename).
+``tests/test_student.py`` replays the same tasks and must land within a few points
+of what is recorded here.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import json
 from pathlib import Path
 
 from bench.files import write_text_atomic
-from bench.modes import load_tasks, run_mode
-from runtime import Engine, EngineConfig, models
+from bench.tasksets import load_tasks
+from distill.evaluate import EvalOptions, evaluate_rows
+from runtime import models
 
 EVERY = 5
 MODES = ("off", "on")
@@ -26,21 +28,18 @@ MODES = ("off", "on")
 def record(model: str = "arith-student", tasks: str = "arith-test", max_tokens: int = 160) -> dict:
     """Measure and write the check sample; returns what was written."""
     sample = load_tasks(tasks)[::EVERY]
-    with Engine(model, EngineConfig(n_ctx=256, n_threads=1, queue_size=2)) as eng:
-        path = Path(eng.info().path)
-        accuracy = {}
-        for mode in MODES:
-            outcomes = run_mode(eng, sample, mode, max_tokens)
-            accuracy[mode] = sum(o.correct for o in outcomes) / len(outcomes)
-    rec = {
+    opts = EvalOptions(modes=MODES, max_tokens=max_tokens, threads=1, n_ctx=256)
+    rec = evaluate_rows(model, [{**t, "source": tasks} for t in sample], opts, tasks=[tasks])
+    path = Path(models.resolve(model).path)
+    out = {
         "note": (f"greedy accuracy of {path.name} through the runtime on every {EVERY}th task of "
                  f"bench/tasks/{tasks}.jsonl; recorded {datetime.date.today()} by "
                  "python -m distill.runtime_check"),
-        "accuracy": accuracy,
+        "accuracy": {m: rec["overall"]["modes"][m]["accuracy"] for m in MODES},
         "tasks": sample,
     }
-    write_text_atomic(path.parent / "runtime_check_sample.json", json.dumps(rec, indent=1) + "\n")
-    return rec
+    write_text_atomic(path.parent / "runtime_check_sample.json", json.dumps(out, indent=1) + "\n")
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
