@@ -30,6 +30,7 @@ from ..types import Chunk
 from . import errors
 from .metrics import CONTENT_TYPE, Metrics
 from .middleware import PLAYGROUND, CountRequests, Guard
+from .ollama import ollama_app
 from .schemas import ChatCompletionRequest, CompletionRequest, ErrorResponse
 from .settings import ServerSettings
 from .streaming import EventStream, blocking_with_disconnect, next_chunk, sse, stream_error_event
@@ -122,6 +123,7 @@ def create_app(settings: ServerSettings, engine: Engine | None = None, *,
     app.state.thinkling = state
     errors.install(app)
     _routes(app, state)
+    app.mount("/api", ollama_app(state))  # Ollama's API, its own error shape (runtime/server/ollama.py)
     app.add_middleware(Guard, api_key=settings.api_key.get_secret_value() if settings.api_key else None,
                        allowed_hosts=settings.host_allowlist(), max_body=settings.max_body_bytes,
                        body_timeout_s=settings.body_timeout_s)

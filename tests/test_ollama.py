@@ -1,0 +1,223 @@
+"""Ollama's API on the real server, driven by Ollama's official Python client
+(``ollama``, unchanged): ``thinkling serve --model arith-student`` in a
+subprocess on a loopback port (the tiny registered student, which reasons in
+``<think>``), with an API key, as ``tests/test_server.py`` starts it.
+
+Where the client's typed responses drop thinkling's extra fields (``decision``),
+the same request goes through httpx. A malformed JSON body goes through the
+client's raw request path (``Client._request_raw``): its public methods always
+send valid JSON. The one case no registered model can reach (``think: true`` on a
+model without a reasoning mode) runs on the app over the scripted backend.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+
+import httpx
+import jsonschema
+import ollama
+import pytest
+from test_server import KEY, _clean_env, start_server, stop_server
+
+MODEL = "arith-student"
+ASK = [{"role": "user", "content": "What is 12 + 30?"}]
+GREEDY = {"temperature": 0, "num_predict": 48}
+SCHEMA = {"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"],
+          "additionalProperties": False}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    log = tmp_path_factory.mktemp("ollama") / "server.log"
+    srv = start_server(log, "--model", MODEL, "--queue-size", "2", "--max-tokens-cap", "64",
+                       "--default-max-tokens", "32", env={**_clean_env(), "THINKLING_API_KEY": KEY})
+    yield srv
+    stop_server(srv)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return ollama.Client(host=server.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
+
+
+def post(server, path: str, body: dict) -> dict:
+    r = server.post(path, body)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _counters_ok(r) -> None:
+    assert r.done is True and r.done_reason in ("stop", "length")
+    for name in ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count",
+                 "eval_duration"):
+        assert isinstance(getattr(r, name), int), name
+    assert r.prompt_eval_count > 0 and r.eval_count > 0 and r.eval_duration > 0 and r.prompt_eval_duration > 0
+    assert r.total_duration >= r.eval_duration  # wall time from arrival covers the decode
+
+
+def test_think_true_chain_in_thinking_answer_in_content(client, server):
+    r = client.chat(model=MODEL, messages=ASK, think=True, options=GREEDY)
+    _counters_ok(r)
+    assert r.message.role == "assistant"
+    assert r.message.thinking and r.message.content.strip()
+    for text in (r.message.thinking, r.message.content):
+        assert "<think>" not in text and "</think>" not in text
+    # the same request through the OpenAI route gives the same split and token counts
+    o = post(server, "/v1/chat/completions", {"model": MODEL, "messages": ASK, "think": "on", "temperature": 0,
+                                              "max_tokens": 48})
+    assert (r.message.thinking, r.message.content) == (o["choices"][0]["message"]["reasoning_content"],
+                                                       o["choices"][0]["message"]["content"])
+    assert (r.prompt_eval_count, r.eval_count) == (o["usage"]["prompt_tokens"], o["usage"]["completion_tokens"])
+    raw = post(server, "/api/chat", {"model": MODEL, "messages": ASK, "think": True, "stream": False,
+                                     "options": GREEDY})
+    assert raw["decision"]["mode"] == "on" and raw["decision"]["requested"] == "on"
+
+
+def test_think_false_no_thinking(client, server):
+    r = client.chat(model=MODEL, messages=ASK, think=False, options=GREEDY)
+    _counters_ok(r)
+    assert not r.message.thinking and r.message.content.strip()
+    raw = post(server, "/api/chat", {"model": MODEL, "messages": ASK, "think": False, "stream": False,
+                                     "options": GREEDY})
+    assert raw["decision"]["mode"] == "off" and raw["message"]["content"] == r.message.content
+
+
+def test_think_auto_passes_through(client, server):
+    # the client's type hints take any string for think, so "auto" goes through chat() itself
+    r = client.chat(model=MODEL, messages=ASK, think="auto", options=GREEDY)
+    _counters_ok(r)
+    assert r.message.content.strip()
+    raw = post(server, "/api/chat", {"model": MODEL, "messages": ASK, "think": "auto", "stream": False,
+                                     "options": GREEDY})
+    assert raw["decision"]["requested"] == "auto" and raw["decision"]["mode"] in ("on", "off", "post")
+    assert bool(raw["message"].get("thinking")) == (raw["decision"]["mode"] != "off")
+    assert (raw["message"]["content"], raw["message"].get("thinking")) == (r.message.content, r.message.thinking)
+
+
+def test_streaming_chat_joins_to_the_whole_answer(client):
+    whole = client.chat(model=MODEL, messages=ASK, think=True, options=GREEDY)
+    parts = list(client.chat(model=MODEL, messages=ASK, think=True, options=GREEDY, stream=True))
+    assert len(parts) > 2 and all(p.done is False for p in parts[:-1])
+    _counters_ok(parts[-1])
+    assert "".join(p.message.thinking or "" for p in parts) == whole.message.thinking
+    assert "".join(p.message.content or "" for p in parts) == whole.message.content
+    assert parts[-1].eval_count == whole.eval_count
+
+
+def test_stream_is_ndjson(server):
+    with httpx.stream("POST", server.url + "/api/chat", headers={**server.auth, "Content-Type": "application/json"},
+                      json={"model": MODEL, "messages": ASK, "think": True, "options": GREEDY}, timeout=120) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-ndjson")
+        lines = [json.loads(line) for line in r.iter_lines() if line]  # stream defaults to true, as Ollama's
+    assert [x["done"] for x in lines] == [False] * (len(lines) - 1) + [True]
+    assert lines[-1]["decision"]["mode"] == "on" and lines[-1]["native_done_reason"] == "stop"
+
+
+def test_generate_is_the_prompt_as_a_user_turn(client):
+    chat = client.chat(model=MODEL, messages=ASK, think=False, options=GREEDY)
+    gen = client.generate(model=MODEL, prompt=ASK[0]["content"], think=False, options=GREEDY)
+    _counters_ok(gen)
+    assert gen.response == chat.message.content and not gen.thinking
+    parts = list(client.generate(model=MODEL, prompt=ASK[0]["content"], think=True, options=GREEDY, stream=True))
+    thought = client.generate(model=MODEL, prompt=ASK[0]["content"], think=True, options=GREEDY)
+    assert thought.thinking and "".join(p.thinking or "" for p in parts) == thought.thinking
+    assert "".join(p.response for p in parts) == thought.response
+
+
+def test_format_schema_and_json(client):
+    r = client.chat(model=MODEL, messages=ASK, think=False, format=SCHEMA, options=GREEDY)
+    jsonschema.validate(json.loads(r.message.content), SCHEMA)
+    thought = client.chat(model=MODEL, messages=ASK, think=True, format=SCHEMA, options=GREEDY)
+    assert thought.message.thinking  # the grammar binds the answer, not the reasoning
+    jsonschema.validate(json.loads(thought.message.content), SCHEMA)
+    g = client.generate(model=MODEL, prompt=ASK[0]["content"], think=False, format="json", options=GREEDY)
+    assert isinstance(json.loads(g.response), dict)
+
+
+def _manifest_entry(name: str) -> tuple[dict, dict]:
+    from runtime import models
+
+    ref = models.resolve(name)
+    return ref.manifest, ref.file_entry
+
+
+def test_tags_show_ps_version(client, server):
+    manifest, entry = _manifest_entry(MODEL)
+    listed = {m.model: m for m in client.list().models}
+    m = listed[f"{MODEL}:latest"]
+    assert m.digest == entry["sha256"] and m.size == entry["size_bytes"]
+    d = m.details
+    assert (d.format, d.family, d.quantization_level) == ("gguf", manifest["architecture"], entry["quant"].upper())
+    assert re.fullmatch(r"\d+\.\d+[KMB]", d.parameter_size)
+    shown = client.show(MODEL)
+    assert shown.details == d and "thinking" in shown.capabilities and "completion" in shown.capabilities
+    assert shown.modelinfo["general.architecture"] == manifest["architecture"]
+    assert shown.modelinfo["thinkling.loaded"] is True and shown.template
+    assert client.show(f"{MODEL}:latest").details == d
+    ps = client.ps().models
+    assert [p.model for p in ps] == [f"{MODEL}:latest"] and ps[0].details == d
+    v = httpx.get(server.url + "/api/version", headers=server.auth, timeout=30)
+    assert v.status_code == 200 and v.json()["version"]
+
+
+def test_errors_surface_as_response_error(client, server):
+    with pytest.raises(ollama.ResponseError) as e:
+        client.chat(model="no-such-model", messages=ASK)
+    assert e.value.status_code == 404 and "no-such-model" in e.value.error
+    with pytest.raises(ollama.ResponseError) as e:
+        client.show("no-such-model")
+    assert e.value.status_code == 404 and "no-such-model" in e.value.error
+    with pytest.raises(ollama.ResponseError) as e:  # the public methods cannot send broken JSON
+        client._request_raw("POST", "/api/chat", content=b'{"model": "arith-student", "messages": [')
+    assert e.value.status_code == 400 and "JSON" in e.value.error
+    cases = [({"options": {"temperature": -1}}, "options.temperature"), ({"options": {"num_predict": 0}},
+             "options.num_predict"), ({"think": "high"}, "think"), ({"options": {"mirostat": 2}}, "options.mirostat"),
+             ({"keep_alive": "soon"}, "keep_alive"), ({"messages": [{"role": "robot", "content": "hi"}]}, "role")]
+    for extra, named in cases:
+        with pytest.raises(ollama.ResponseError) as e:
+            client.chat(**{"model": MODEL, "messages": ASK, **extra})
+        assert e.value.status_code == 400 and named in e.value.error, (extra, e.value.error)
+    with pytest.raises(ollama.ResponseError) as e:  # streaming: the error comes before the first line
+        list(client.chat(model=MODEL, messages=ASK, options={"top_p": 5}, stream=True))
+    assert e.value.status_code == 400
+    with pytest.raises(ollama.ResponseError) as e:
+        ollama.Client(host=server.url, timeout=30).list()
+    assert e.value.status_code == 401
+    assert server.metric("thinkling_http_requests_total", endpoint="/api/chat", status="400") >= len(cases) + 1
+    assert server.metric("thinkling_http_requests_total", endpoint="/api/chat", status="200") > 0
+
+
+def test_load_reply_and_options_ollama_ignores(client):
+    r = client.generate(model=MODEL, keep_alive="10m")  # no prompt: Ollama's "load the model" call
+    assert r.done and r.done_reason == "load" and r.response == ""
+    a = client.chat(model=MODEL, messages=ASK, think=False, keep_alive=0,
+                    options={**GREEDY, "num_ctx": 4096, "num_gpu": 0, "typical_p": 1.0, "not_an_option": 1})
+    assert a.message.content == client.chat(model=MODEL, messages=ASK, think=False, options=GREEDY).message.content
+
+
+def test_server_log_is_clean(server):
+    log = server.log.read_text()
+    assert "Traceback" not in log and "unhandled error" not in log, log[-3000:]
+
+
+def test_think_true_on_a_model_that_cannot_think():
+    """Ollama answers 400 '"<model>" does not support thinking'; so does thinkling."""
+    from test_server_unit import client_for, engine_for
+
+    engine = engine_for()
+    try:
+        ctl = engine.controller
+        ctl.format = dataclasses.replace(ctl.format, modes=("off",), default_mode="off")
+        c = client_for(engine)
+        body = {"model": "scripted", "messages": [{"role": "user", "content": "12 + 30"}], "stream": False}
+        r = c.post("/api/chat", json={**body, "think": True})
+        assert r.status_code == 400 and r.json() == {"error": '"scripted" does not support thinking'}
+        r = c.post("/api/chat", json={**body, "think": False})
+        assert r.status_code == 200 and r.json()["decision"]["mode"] == "off"
+        shown = c.post("/api/show", json={"model": "scripted"})
+        assert shown.status_code == 200 and shown.json()["capabilities"] == ["completion"]
+    finally:
+        engine.close()
