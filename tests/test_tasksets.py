@@ -254,3 +254,20 @@ def test_a_word_answer_set_runs_through_bench_modes_and_calibrate(tmp_path, monk
     assert r["n_within_reach"] == 3 and r["n_out_of_reach"] == 1
     assert r["within_reach_share_of_on"] > 0 and "easy" in printed and "hard" in printed
     assert r["per_query"]["off"][0]["answer"] == "monday" and r["per_query"]["off"][0]["correct"]
+
+
+def test_recorded_bench_modes_answers_score_as_they_were_recorded():
+    """Every answer in the committed `bench modes` records on the built-in arithmetic
+    sets scores now as it did under the old integer check: results do not change."""
+    records = [p for p in sorted((ROOT / "bench/results").glob("modes-*.json"))
+               if json.loads(p.read_text()).get("tasks") in ("arith-test", "arith-calib")]
+    assert records
+    seen = 0
+    for path in records:
+        r = json.loads(path.read_text())
+        rows = {t["question"]: t for t in load_tasks(r["tasks"])}
+        for outs in r["per_query"].values():
+            for o in outs:
+                assert score(rows[o["question"]], o["answer"]) == o["correct"], (path.name, o)
+                seen += 1
+    assert seen >= 800
