@@ -221,3 +221,39 @@ def test_think_true_on_a_model_that_cannot_think():
         assert shown.status_code == 200 and shown.json()["capabilities"] == ["completion"]
     finally:
         engine.close()
+
+
+def _hostile_bodies() -> list[bytes]:
+    m, u = {"model": "scripted"}, [{"role": "user", "content": "12 + 30"}]
+    chat = [{"messages": "hi"}, {"messages": [1]}, {"messages": [{"role": "user", "content": 5}]},
+            {"messages": [{"role": "tool", "content": "x"}]}, {"options": []}, {"options": {"stop": 5}},
+            {"options": {"stop": ["a"] * 40}}, {"options": {"num_predict": True}}, {"options": {"seed": 2**70}},
+            {"options": {"repeat_last_n": -5}}, {"format": "xml"}, {"think": 1}, {"think": [1]}, {"stream": "yes"},
+            {"keep_alive": []}, {"tools": [{"type": "function"}]}, {"images": ["aGk="]}, {"model": 5}, {"model": None}]
+    generate = [{"prompt": 5}, {"prompt": "x", "raw": "yes"}, {"prompt": "x", "raw": True, "format": "json"},
+                {"prompt": "x", "context": [1, 2]}, {"prompt": "x", "system": 5}, {"prompt": "x", "template": "{{ .P }}"},
+                {"prompt": "x" * 60000}, {"prompt": "x", "suffix": "y"}]
+    raw = [b"", b"{", b"[]", b"null", b'"x"', b"[" * 20000 + b"]" * 20000, b'{"model": ' + b"9" * 5000 + b"}",
+           b'{"model": NaN}']
+    surrogate = b'{"model": "scripted", "messages": [{"role": "user", "content": "\\ud800"}]}'
+    return ([("/api/chat", json.dumps({**m, "messages": u, **b}).encode()) for b in chat] + [("/api/chat", surrogate)]
+            + [("/api/generate", json.dumps({**m, **b}).encode()) for b in generate]
+            + [(path, b) for b in raw for path in ("/api/chat", "/api/generate", "/api/show")])
+
+
+def test_hostile_bodies_get_a_400_in_ollamas_shape():
+    from test_server_unit import client_for
+
+    c = client_for(max_body_bytes=65536)
+    for path, body in _hostile_bodies():
+        r = c.post(path, content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and isinstance(r.json()["error"], str), (path, body[:80], r.text[:200])
+    base = json.dumps({"model": "scripted", "messages": [{"role": "user", "content": "1 + 2"}], "stream": False,
+                       "options": {"temperature": 0, "num_predict": 4}}).encode()
+    rnd = __import__("random").Random(0)
+    for _ in range(200):  # cut, flipped and dropped bytes: a 200 or a 4xx, never a 5xx
+        b = bytearray(base)
+        i = rnd.randrange(len(b))
+        b = [b[:i], b[:i] + bytes([rnd.randrange(32, 127)]) + b[i + 1:], b[:i] + b[i + 1:]][rnd.randrange(3)]
+        r = c.post("/api/chat", content=bytes(b), headers={"Content-Type": "application/json"})
+        assert r.status_code < 500 and (r.status_code == 200 or "error" in r.json()), bytes(b)
