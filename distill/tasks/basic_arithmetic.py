@@ -4,7 +4,9 @@ reasoning-gym evaluates ``/`` as floor division (its divisions are exact by
 construction). Teacher paths, one ``a op b = c`` line per operation:
   inner    the expression tree bottom-up, left operand first;
   right    the same, but a right subtree before the left one (distinct only when
-           both sides hold an operation).
+           both sides hold an operation);
+  commute  as inner, with every sum and product written the other way round (``7 + 5``
+           as ``5 + 7``).
 A negated group is one line, ``-(a) = c``. The filter checks every line's
 arithmetic, that its operands are numbers of the question or earlier results,
 that every result but the last is used later, and the last result is the answer.
@@ -44,7 +46,7 @@ def numbers_of(expression: str) -> set[int]:
     return {v for node in ast.walk(ast.parse(expression, mode="eval")) if (v := _literal(node)) is not None}
 
 
-def solve(expression: str, right_first: bool = False) -> tuple[list[str], int]:
+def solve(expression: str, right_first: bool = False, commute: bool = False) -> tuple[list[str], int]:
     """The step lines of one path and the value."""
     steps: list[str] = []
 
@@ -65,7 +67,8 @@ def solve(expression: str, right_first: bool = False) -> tuple[list[str], int]:
             c = apply(a, _OPS[type(node.op)], b)
             if c is None:
                 raise ZeroDivisionError(expression)
-            steps.append(f"{a} {_OPS[type(node.op)]} {b} = {c}")
+            op = _OPS[type(node.op)]
+            steps.append(f"{b} {op} {a} = {c}" if commute and op in "+*" else f"{a} {op} {b} = {c}")
             return c
         raise ValueError(f"not an expression of the task: {expression!r}")
 
@@ -79,7 +82,7 @@ class BasicArithmetic(ReasoningGymTask):
     check = "number"
     # small enough for a 270M student's chains: up to 4 terms of up to 2 digits
     config = {"min_terms": 2, "max_terms": 4, "min_digits": 1, "max_digits": 2}
-    paths = ("inner", "right")
+    paths = ("inner", "right", "commute")
 
     def level(self, entry: dict) -> str:
         return f"{entry['metadata']['num_terms']} terms"
@@ -87,8 +90,8 @@ class BasicArithmetic(ReasoningGymTask):
     def chains(self, problem: Problem, k: int, rng: random.Random) -> list[Chain]:
         """Up to ``k`` distinct paths, the left-first one first."""
         out: list[Chain] = []
-        for path, right in (("inner", False), ("right", True)):
-            steps, value = solve(problem.meta["expression"], right)
+        for path, right, commute in (("inner", False, False), ("right", True, False), ("commute", False, True)):
+            steps, value = solve(problem.meta["expression"], right, commute)
             if str(value) == problem.answer and all(c.steps != steps for c in out):
                 out.append(Chain(path, steps, problem.answer))
         return out[:k]

@@ -27,7 +27,7 @@ _WEEKS = re.compile(r"^(\d+) weeks? later: (\w+)$")
 _WALK = re.compile(r"^then: (\w+(?:, \w+)*)$")
 _SPAN = re.compile(r"^(\w+ \d+) to (\w+ \d+): (\d+) days$")
 _COUNT_WEEKS = re.compile(r"^(\d+) weeks: (\d+) (\w+)s$")
-_REST = re.compile(r"^(\d+) more days? from (\w+): (\d+) (\w+)s?$")
+_REST = re.compile(r"^(\d+) more days? from (\w+): (\d+) (\w+?)s$")
 _FIRST = re.compile(r"^first (\w+): (\w+ \d+)$")
 _EVERY = re.compile(r"^(\w+ \d+) to (\w+ \d+): (\d+) days, (\d+) // 7 = (\d+)$")
 _SUM = re.compile(r"^(\d+) \+ (\d+) = (\d+)$")
@@ -133,6 +133,7 @@ def _verify_offset(start: date, offset: int, chain: Chain) -> str | None:
         if (m := _DIVMOD.match(line)) is not None:
             if int(m[1]) != n or int(m[2]) * 7 + int(m[3]) != n or int(m[3]) > 6:
                 return f"wrong step {k + 1}: {line}"
+            moved += 7 * int(m[2])  # whole weeks keep the weekday
         elif (m := _SHIFT.match(line)) is not None:
             if m[1] != day or m[2] != ("+" if step > 0 else "-") or m[4] not in DAYS:
                 return f"wrong step {k + 1}: {line}"
@@ -150,7 +151,7 @@ def _verify_offset(start: date, offset: int, chain: Chain) -> str | None:
                 day, moved = name, moved + 1
         else:
             return f"malformed line {k + 1}"
-    if moved % 7 != n % 7:
+    if moved != n:
         return "the steps do not add up to the offset"
     if chain.answer != day:
         return "answer differs from the last step"
@@ -160,6 +161,7 @@ def _verify_offset(start: date, offset: int, chain: Chain) -> str | None:
 def _verify_count(start: date, end: date, weekday: str, chain: Chain) -> str | None:
     results: list[int] = []  # numbers each line established, the last is the count
     weeks, rest, first = -1, -1, None  # what the divmod and first-day lines established
+    counts: list[int] = []  # counts of the weekday the lines established
     for k, line in enumerate(chain.steps):
         bad = f"wrong step {k + 1}: {line}"
         if (m := _SPAN.match(line)) is not None:
@@ -176,25 +178,29 @@ def _verify_count(start: date, end: date, weekday: str, chain: Chain) -> str | N
             if m[1] != m[2] or int(m[1]) not in results or m[3] != weekday:
                 return bad
             results.append(int(m[2]))
+            counts.append(int(m[2]))
         elif (m := _REST.match(line)) is not None:
             r = int(m[1])
             days = [_day(start + timedelta(days=weeks * 7 + i)) for i in range(r)]
             if r != rest or m[2] != _day(start) or m[4] != weekday or int(m[3]) != int(weekday in days):
                 return bad
             results.append(int(m[3]))
+            counts.append(int(m[3]))
         elif (m := _FIRST.match(line)) is not None:
             first = _parse_md(m[2], start.year)
             if m[1] != weekday or first is None or not start <= first <= end or _day(first) != weekday \
                     or (first - start).days > 6:
                 return bad
+            counts.append(1)
         elif (m := _EVERY.match(line)) is not None:
             a, b = _parse_md(m[1], start.year), _parse_md(m[2], start.year)
             if a is None or a != first or b != end or (b - a).days != int(m[3]) \
                     or int(m[4]) != int(m[3]) or int(m[3]) // 7 != int(m[5]):
                 return bad
             results.append(int(m[5]))
+            counts.append(int(m[5]))
         elif (m := _SUM.match(line)) is not None:
-            if int(m[1]) + int(m[2]) != int(m[3]) or int(m[2]) not in results or int(m[1]) not in results + [1]:
+            if int(m[1]) + int(m[2]) != int(m[3]) or counts[-2:] != [int(m[1]), int(m[2])]:
                 return bad
             results.append(int(m[3]))
         else:

@@ -21,23 +21,38 @@ import re
 from collections.abc import Iterator
 
 from distill.tasks.base import Chain, Problem
-from distill.tasks.rg import ReasoningGymTask, bucket_of
+from distill.tasks.rg import ReasoningGymTask, bucket_of, wrong_number
 
 SEEN, UNSEEN = range(0, 70), range(70, 100)
-_TOKEN = re.compile(r"\$?(\d[\d,]*(?:\.\d+)?)%?|([-+*/×x=()])(?=\s|$|\d|\()|(\S+)")
+# a number ($, thousands commas, %), an operator, or a word; "shrimp/minute" and "-pound" are words
+_TOKEN = re.compile(r"\$?(\d[\d,]*(?:\.\d+)?(?:/\d+(?![\d.]))?)%?|(-?[A-Za-z][\w'’]*(?:[-/][A-Za-z][\w'’]*)*)|([-+*/×=()])")
+_BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
+_UNIT_WORDS = 3  # "feet per plant"
 _OPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
         ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b if b else math.nan}
 
 
 def skeleton(line: str) -> str:
-    """The arithmetic of a line: its numbers, operators, brackets and ``=``; words dropped."""
-    out = []
-    for m in _TOKEN.finditer(line.replace("×", " * ")):
+    """The arithmetic of a line: its numbers, operators, brackets and ``=``; words dropped.
+
+    A unit after a number (``24 shrimp / 4 shrimp/minute``) is dropped silently; a longer run
+    of words becomes ``|``, which no expression spans (``196 wasps ... is half * 196``).
+    """
+    out: list[str] = []
+    words = 0
+    for m in _TOKEN.finditer(_BULLET.sub("", line).replace("÷", " / ")):
+        if m[2] is not None and m[2] != "x":
+            words += 1
+            if words == _UNIT_WORDS + 1:
+                out.append("|")
+            continue
+        words = 0
         if m[1] is not None:
-            num = m[1].replace(",", "").rstrip(".")
+            num = m[1].replace(",", "")
+            num = f"({num})" if "/" in num else num  # 10÷1/2: a written fraction is one number
             out.append(f"({num}/100)" if m[0].endswith("%") else num)
-        elif m[2] is not None:
-            out.append("*" if m[2] in "x×" else m[2])
+        else:
+            out.append("*" if m[0] in ("x", "×") else m[0])
     return " ".join(out)
 
 
@@ -67,16 +82,23 @@ def equations(line: str) -> list[tuple[str, str]]:
     sides = [s.strip() for s in skeleton(line).split("=")]
     pairs = []
     for lhs, rhs in zip(sides, sides[1:]):
-        # the right side's first number only: "= 6 minutes 3" keeps 6
-        rhs = rhs.split(" ")[0] if rhs else rhs
-        if lhs and rhs and _value(lhs) is not None and _value(rhs) is not None:
+        lhs = lhs.rpartition("|")[2].strip()
+        if _value(lhs) is None and " " in lhs:  # "= 7 and 7 * 2 =": the 7 before 'and' closed the last one
+            lhs = lhs.split(" ", 1)[1]
+        # the right side's longest leading expression: "= 1/4 miles" keeps 1 / 4, "= 6 minutes 3" keeps 6
+        tokens = rhs.partition("|")[0].split()
+        rhs = next((" ".join(tokens[:j]) for j in range(len(tokens), 0, -1)
+                    if _value(" ".join(tokens[:j])) is not None), "")
+        # a lone number on the left ("half * 196" lost its "half") says nothing to check
+        if re.search(r"[-+*/]", lhs) and _value(lhs) is not None and rhs and _value(rhs) is not None:
             pairs.append((lhs, rhs))
     return pairs
 
 
-def _close(a: float, b: float) -> bool:
-    # chains round money and shares to 2 places
-    return math.isclose(a, b, rel_tol=1e-6, abs_tol=0.01)
+def _close(value: float, written: float) -> bool:
+    # the worked chains round: money to cents, people to whole ones (0.66 * 40 = 26)
+    return math.isclose(value, written, rel_tol=1e-6, abs_tol=0.01) or (
+        written == int(written) and math.floor(value) <= written <= math.ceil(value))
 
 
 class GSMSymbolic(ReasoningGymTask):
@@ -128,6 +150,22 @@ class GSMSymbolic(ReasoningGymTask):
         if not self.score(problem, chain.answer):
             return "wrong answer"
         return None
+
+    def corrupt(self, chain: Chain, rng: random.Random) -> Chain | None:
+        """One equation's result changed, or a wrong answer. (A dropped line is not a
+        mistake the filter can see here: the chains are prose, nothing grounds a number.)"""
+        lines = [i for i, ln in enumerate(chain.steps) if equations(ln)]
+        if not lines or rng.random() < 0.3:
+            return Chain(chain.path, chain.steps, self.wrong_answer(rng, chain.answer))
+        i = rng.choice(lines)
+        line = chain.steps[i]
+        # the first number after an "=": the result of the line's (first) equation
+        m = re.search(r"=\s*\$?(\d+(?:\.\d+)?)", line)
+        if m is None:
+            return Chain(chain.path, chain.steps, self.wrong_answer(rng, chain.answer))
+        steps = list(chain.steps)
+        steps[i] = line[: m.start(1)] + wrong_number(rng, m[1]) + line[m.end(1):]
+        return Chain(chain.path, steps, chain.answer)
 
 
 TASK = GSMSymbolic()

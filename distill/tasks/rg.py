@@ -46,7 +46,8 @@ def wrong_number(rng: random.Random, value: str) -> str:
         v = int(value)
     except ValueError:
         v = round(float(value))
-    return str(v + rng.choice((-10, -2, -1, 1, 2, 10)))
+    # never below zero from a non-negative value: a sign is a slip no filter has to read
+    return str(rng.choice([v + d for d in (-10, -2, -1, 1, 2, 10) if v < 0 or v + d >= 0]))
 
 
 class ReasoningGymTask:

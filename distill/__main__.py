@@ -1,0 +1,29 @@
+"""``python -m distill <command>``: the distillation kit's commands, one module each."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from distill import retention, teach
+from distill.tasks import cli as tasks_cli
+from distill.tasks.base import TaskError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m distill", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    tasks_cli.register(sub)  # tasks, data, export
+    teach.register(sub)  # teach
+    retention.register(sub)  # general, retention
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (TaskError, ValueError, OSError) as e:
+        print(f"python -m distill {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

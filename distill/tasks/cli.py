@@ -1,0 +1,72 @@
+"""``python -m distill tasks | data | export``: the task table, training data, bench task files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from distill.formats import FORMATS
+from distill.tasks.dataset import DEFAULT_MODES, DataSpec, export_rows, write_data
+
+
+def parse_modes(text: str) -> dict[str, float]:
+    """``direct=0.3,think=0.55,post=0.15`` -> a dict of weights."""
+    try:
+        pairs = (item.split("=") for item in text.split(","))
+        return {mode.strip(): float(w) for mode, w in pairs}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected mode=weight,... (e.g. direct=0.3,think=0.7), got {text!r}") from None
+
+
+def list_tasks(args: argparse.Namespace) -> None:
+    from distill.tasks import TASKS
+
+    for name, task in TASKS.items():
+        splits = ",".join(getattr(task, "splits", ("train", "calib", "test")))
+        paths = ",".join(getattr(task, "paths", ()))
+        print(f"{name:22} check={task.check:36} splits={splits:28} paths={paths}")
+
+
+def data(args: argparse.Namespace) -> None:
+    spec = DataSpec(tuple(t.strip() for t in args.task.split(",") if t.strip()), args.per_task, args.seed,
+                    args.chat, args.k, args.modes, args.mistake_rate)
+    report = write_data(spec, args.out)
+    per_task = {n: {k: s[k] for k in ("problems", "written", "kept", "caught", "missed", "false_rejections")}
+                for n, s in report["tasks"].items()}
+    print(json.dumps({"out": args.out, "rows": report["rows"], "tasks": per_task}, indent=2))
+
+
+def export(args: argparse.Namespace) -> None:
+    from bench.files import write_text_atomic
+
+    rows = export_rows(args.task, args.split, args.n, args.seed)
+    write_text_atomic(args.out, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
+    print(f"{len(rows)} rows -> {args.out}", file=sys.stderr)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``tasks``, ``data`` and ``export`` commands."""
+    p = sub.add_parser("tasks", help="list the distillation tasks, their checkers, splits and teacher paths")
+    p.set_defaults(func=list_tasks)
+
+    p = sub.add_parser("data", help="write filtered training data: DIR/train.jsonl and DIR/stats.json")
+    p.add_argument("--task", required=True, help="comma-separated task names (python -m distill tasks)")
+    p.add_argument("--per-task", type=int, default=1000, help="train problems per task")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--chat", choices=sorted(FORMATS), default="gemma", help="the student's chat format")
+    p.add_argument("--k", type=int, default=3, help="distinct teacher paths per problem")
+    p.add_argument("--modes", type=parse_modes, default=dict(DEFAULT_MODES),
+                   help="mode weights, e.g. direct=0.3,think=0.55,post=0.15")
+    p.add_argument("--mistake-rate", type=float, default=0.15,
+                   help="share of chains corrupted before the filter (measures it)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(func=data)
+
+    p = sub.add_parser("export", help="write a bench task file (question, answer, check, group, metadata)")
+    p.add_argument("--task", required=True)
+    p.add_argument("--split", default="test", help="calib, test (gsm_symbolic also test-unseen)")
+    p.add_argument("--n", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output .jsonl")
+    p.set_defaults(func=export)

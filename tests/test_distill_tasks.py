@@ -1,0 +1,157 @@
+"""distill/tasks: the task table, its teachers and filters, and the data on disk (no torch)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+
+from distill.chat import ARITH_FORMAT
+from distill.data import ADAPTER_MIX, BASE_MIX, GEMMA_MIX, GEMMA_POLISH_MIX, make_dataset
+from distill.gemma_chat import GEMMA_FORMAT
+from distill.tasks import TASKS, TaskError, get_task
+from distill.tasks.dataset import DataSpec, make_data
+
+pytest.importorskip("reasoning_gym")
+
+N = 60  # problems per task in the per-task checks: seconds on 2 busy cores
+OURS = [name for name in TASKS if name != "general"]  # "general" (D1b) needs a teacher model
+
+
+def _hash(seed, mix, n, fmt) -> str:
+    ex, st = make_dataset(seed, mix, n, fmt)
+    blob = json.dumps([[e.prompt, e.completion, e.n_ops, e.mode] for e in ex]) + json.dumps(
+        [st.written, st.kept, sorted(st.rejected_by_mistake.items()), sorted(st.missed_by_mistake.items()),
+         st.false_rejections])
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# Hashes taken before arithmetic joined the task table (commit acef4ed): a seed's data must not move.
+@pytest.mark.parametrize("mix,fmt,digest", [
+    (BASE_MIX, ARITH_FORMAT, "08eac66c9e756625"),
+    (ADAPTER_MIX, ARITH_FORMAT, "0fe35c63d473014f"),
+    (GEMMA_MIX, GEMMA_FORMAT, "024f131e8b2adb12"),
+    (GEMMA_POLISH_MIX, GEMMA_FORMAT, "7507c21ec8ecb6ed"),
+])
+def test_arithmetic_mixes_are_byte_identical(mix, fmt, digest):
+    assert _hash(7, mix, 300, fmt) == digest
+
+
+@pytest.fixture(scope="module", params=OURS)
+def task(request):
+    return TASKS[request.param]
+
+
+@pytest.fixture(scope="module")
+def train(task):
+    return task.sample("train", N, 3)
+
+
+def test_sample_is_deterministic_and_distinct(task, train):
+    again = task.sample("train", N, 3)
+    assert [p.question for p in again] == [p.question for p in train]
+    assert len({p.question for p in train}) == N
+    assert all(p.task == task.name and p.split == "train" and p.id.startswith(f"{task.name}/train/3/") for p in train)
+    assert [p.question for p in task.sample("train", N, 4)] != [p.question for p in train]
+
+
+def test_splits_are_disjoint(task, train):
+    calib, test = task.sample("calib", N, 3), task.sample("test", N, 3)
+    qs = [{p.question for p in s} for s in (train, calib, test)]
+    assert not (qs[0] & qs[1]) and not (qs[0] & qs[2]) and not (qs[1] & qs[2])
+
+
+def test_teacher_chains_pass_the_filter_and_score_right(task, train):
+    rng = random.Random(0)
+    multi = 0
+    for p in train:
+        chains = task.chains(p, 3, rng)
+        assert chains, p.question
+        assert len({c.path for c in chains}) == len(chains)  # distinct paths
+        assert len({tuple(c.steps) for c in chains}) == len(chains)
+        multi += len(chains) > 1
+        for c in chains:
+            assert task.verify(p, c) is None, (p.question, c)
+            assert task.score(p, c.answer)
+        assert not task.score(p, "no answer here")
+    assert multi >= N // 2  # most problems get more than one path
+
+
+def test_corrupted_chains_are_mostly_rejected(task, train):
+    rng = random.Random(1)
+    corrupted = rejected = 0
+    for p in train:
+        for c in task.chains(p, 3, rng):
+            bad = task.corrupt(c, rng)
+            if bad is None or bad == c:
+                continue
+            corrupted += 1
+            rejected += task.verify(p, bad) is not None
+    assert corrupted >= N
+    assert rejected / corrupted >= 0.9, (rejected, corrupted)
+
+
+def test_gsm_templates_70_to_99_only_in_test_unseen():
+    gsm = TASKS["gsm_symbolic"]
+    unseen = gsm.sample("test-unseen", 40, 5)
+    assert all(70 <= p.meta["template"] <= 99 for p in unseen)
+    for split in ("train", "calib", "test"):
+        assert all(p.meta["template"] < 70 for p in gsm.sample(split, 80, 5))
+    with pytest.raises(TaskError):
+        TASKS["calendar"].sample("test-unseen", 1, 0)
+
+
+def test_unknown_task_names_the_known_ones():
+    with pytest.raises(TaskError, match="gsm_symbolic"):
+        get_task("gsm")
+
+
+def test_make_data_rows_and_stats():
+    spec = DataSpec(("calendar", "letter_counting"), per_task=30, seed=1, chat="chatml", mistake_rate=0.3)
+    rows, stats = make_data(spec)
+    assert rows == make_data(spec)[0]
+    assert {r["task"] for r in rows} == {"calendar", "letter_counting"}
+    for r in rows:
+        assert set(r) == {"prompt", "completion", "mode", "task", "level", "path", "id"}
+        assert r["prompt"].startswith("<|im_start|>user\n") and r["completion"].endswith("<|im_end|>")
+        assert (r["mode"] == "direct") == ("<think>" not in r["completion"])
+    for s in stats.values():
+        assert s.problems == 30 and s.kept + sum(s.rejected_by_reason.values()) == s.written
+        assert s.injected and s.caught >= 0.9 * s.injected and s.false_rejections == 0
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "distill", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_data_command_writes_jsonl_and_stats(tmp_path):
+    out = tmp_path / "data"
+    r = _cli("data", "--task", "basic_arithmetic,family_relationships", "--per-task", "20", "--seed", "2",
+             "--chat", "gemma", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+    assert rows and all(r["prompt"].startswith("<bos><start_of_turn>user\n") for r in rows)
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["rows"] == len(rows) and set(stats["tasks"]) == {"basic_arithmetic", "family_relationships"}
+    assert not list(out.glob("*.tmp"))
+
+
+def test_cli_bad_task_is_one_error_line(tmp_path):
+    r = _cli("data", "--task", "calendar,nope", "--out", str(tmp_path / "x"))
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "unknown task 'nope'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_export_and_tasks_commands(tmp_path):
+    out = tmp_path / "gsm-unseen.jsonl"
+    r = _cli("export", "--task", "gsm_symbolic", "--split", "test-unseen", "--n", "5", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 5 and all(row["check"] == "number" and row["group"].startswith("gsm_symbolic/")
+                                  for row in rows)
+    listing = _cli("tasks").stdout
+    assert all(name in listing for name in OURS)
