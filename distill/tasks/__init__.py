@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from distill.tasks import arithmetic, basic_arithmetic, calendar, family, gsm_symbolic, letter_counting
+from distill.tasks import arithmetic, basic_arithmetic, calendar, family, general, gsm_symbolic, letter_counting
 from distill.tasks.base import Chain, Problem, Task, TaskError
 
 TASKS: dict[str, Task] = {
@@ -12,6 +12,7 @@ TASKS: dict[str, Task] = {
     "letter_counting": letter_counting.TASK,
     "basic_arithmetic": basic_arithmetic.TASK,
     "family_relationships": family.TASK,
+    "general": general.TASK,
 }
 
 

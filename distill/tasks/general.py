@@ -114,3 +114,6 @@ class GeneralTask:
 
     def corrupt(self, chain: Chain, rng: random.Random) -> Chain | None:
         return None
+
+
+TASK = GeneralTask()
