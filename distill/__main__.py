@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from distill import retention, teach
+from distill import card, evaluate, retention, teach
 from distill.tasks import cli as tasks_cli
 from distill.tasks.base import TaskError
 
@@ -16,6 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     tasks_cli.register(sub)  # tasks, data, export
     teach.register(sub)  # teach
     retention.register(sub)  # general, retention
+    evaluate.register(sub)  # evaluate
+    card.register(sub)  # card
     args = parser.parse_args(argv)
     try:
         args.func(args)

@@ -152,11 +152,15 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def test_bad_task_file_is_one_error_line_from_the_cli(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "2 + 2", "answer": "4"}\n{"question": "3 + 3"}\n')
-    r = _cli("-m", "distill.evaluate", "--model", "arith-student", "--tasks", str(bad), "--out",
+    r = _cli("-m", "distill", "evaluate", "--model", "arith-student", "--tasks", str(bad), "--out",
              str(tmp_path / "out.json"))
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.strip() == f'python -m distill evaluate: error: tasks file {bad} line 2: missing "answer"'
     assert not (tmp_path / "out.json").exists()
-    r = _cli("-m", "distill.card", "--student", str(tmp_path))
+    r = _cli("-m", "distill", "evaluate", "--model", "no-such-student", "--tasks", "arith-test", "--out",
+             str(tmp_path / "out.json"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith("python -m distill evaluate: error: model not found: 'no-such-student'")
+    r = _cli("-m", "distill", "card", "--student", str(tmp_path))
     assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert r.stderr.startswith(f"python -m distill card: error: {tmp_path / 'eval.json'}: missing"), r.stderr
