@@ -12,6 +12,7 @@ model without a reasoning mode) runs on the app over the scripted backend.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import dataclasses
 import json
 import re
@@ -20,7 +21,7 @@ import httpx
 import jsonschema
 import ollama
 import pytest
-from test_server import KEY, _clean_env, start_server, stop_server
+from test_server import COUNTING, KEY, _clean_env, _raw_request, server, start_server, stop_server  # noqa: F401
 
 MODEL = "arith-student"
 ASK = [{"role": "user", "content": "What is 12 + 30?"}]
@@ -30,7 +31,7 @@ SCHEMA = {"type": "object", "properties": {"answer": {"type": "integer"}}, "requ
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def student(tmp_path_factory):
     log = tmp_path_factory.mktemp("ollama") / "server.log"
     srv = start_server(log, "--model", MODEL, "--queue-size", "2", "--max-tokens-cap", "64",
                        "--default-max-tokens", "32", env={**_clean_env(), "THINKLING_API_KEY": KEY})
@@ -39,12 +40,12 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def client(server):
-    return ollama.Client(host=server.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
+def client(student):
+    return ollama.Client(host=student.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
 
 
-def post(server, path: str, body: dict) -> dict:
-    r = server.post(path, body)
+def post(srv, path: str, body: dict) -> dict:
+    r = srv.post(path, body)
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -58,7 +59,7 @@ def _counters_ok(r) -> None:
     assert r.total_duration >= r.eval_duration  # wall time from arrival covers the decode
 
 
-def test_think_true_chain_in_thinking_answer_in_content(client, server):
+def test_think_true_chain_in_thinking_answer_in_content(client, student):
     r = client.chat(model=MODEL, messages=ASK, think=True, options=GREEDY)
     _counters_ok(r)
     assert r.message.role == "assistant"
@@ -66,31 +67,31 @@ def test_think_true_chain_in_thinking_answer_in_content(client, server):
     for text in (r.message.thinking, r.message.content):
         assert "<think>" not in text and "</think>" not in text
     # the same request through the OpenAI route gives the same split and token counts
-    o = post(server, "/v1/chat/completions", {"model": MODEL, "messages": ASK, "think": "on", "temperature": 0,
+    o = post(student, "/v1/chat/completions", {"model": MODEL, "messages": ASK, "think": "on", "temperature": 0,
                                               "max_tokens": 48})
     assert (r.message.thinking, r.message.content) == (o["choices"][0]["message"]["reasoning_content"],
                                                        o["choices"][0]["message"]["content"])
     assert (r.prompt_eval_count, r.eval_count) == (o["usage"]["prompt_tokens"], o["usage"]["completion_tokens"])
-    raw = post(server, "/api/chat", {"model": MODEL, "messages": ASK, "think": True, "stream": False,
+    raw = post(student, "/api/chat", {"model": MODEL, "messages": ASK, "think": True, "stream": False,
                                      "options": GREEDY})
     assert raw["decision"]["mode"] == "on" and raw["decision"]["requested"] == "on"
 
 
-def test_think_false_no_thinking(client, server):
+def test_think_false_no_thinking(client, student):
     r = client.chat(model=MODEL, messages=ASK, think=False, options=GREEDY)
     _counters_ok(r)
     assert not r.message.thinking and r.message.content.strip()
-    raw = post(server, "/api/chat", {"model": MODEL, "messages": ASK, "think": False, "stream": False,
+    raw = post(student, "/api/chat", {"model": MODEL, "messages": ASK, "think": False, "stream": False,
                                      "options": GREEDY})
     assert raw["decision"]["mode"] == "off" and raw["message"]["content"] == r.message.content
 
 
-def test_think_auto_passes_through(client, server):
+def test_think_auto_passes_through(client, student):
     # the client's type hints take any string for think, so "auto" goes through chat() itself
     r = client.chat(model=MODEL, messages=ASK, think="auto", options=GREEDY)
     _counters_ok(r)
     assert r.message.content.strip()
-    raw = post(server, "/api/chat", {"model": MODEL, "messages": ASK, "think": "auto", "stream": False,
+    raw = post(student, "/api/chat", {"model": MODEL, "messages": ASK, "think": "auto", "stream": False,
                                      "options": GREEDY})
     assert raw["decision"]["requested"] == "auto" and raw["decision"]["mode"] in ("on", "off", "post")
     assert bool(raw["message"].get("thinking")) == (raw["decision"]["mode"] != "off")
@@ -107,8 +108,8 @@ def test_streaming_chat_joins_to_the_whole_answer(client):
     assert parts[-1].eval_count == whole.eval_count
 
 
-def test_stream_is_ndjson(server):
-    with httpx.stream("POST", server.url + "/api/chat", headers={**server.auth, "Content-Type": "application/json"},
+def test_stream_is_ndjson(student):
+    with httpx.stream("POST", student.url + "/api/chat", headers={**student.auth, "Content-Type": "application/json"},
                       json={"model": MODEL, "messages": ASK, "think": True, "options": GREEDY}, timeout=120) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-ndjson")
         lines = [json.loads(line) for line in r.iter_lines() if line]  # stream defaults to true, as Ollama's
@@ -144,7 +145,7 @@ def _manifest_entry(name: str) -> tuple[dict, dict]:
     return ref.manifest, ref.file_entry
 
 
-def test_tags_show_ps_version(client, server):
+def test_tags_show_ps_version(client, student):
     manifest, entry = _manifest_entry(MODEL)
     listed = {m.model: m for m in client.list().models}
     m = listed[f"{MODEL}:latest"]
@@ -159,11 +160,11 @@ def test_tags_show_ps_version(client, server):
     assert client.show(f"{MODEL}:latest").details == d
     ps = client.ps().models
     assert [p.model for p in ps] == [f"{MODEL}:latest"] and ps[0].details == d
-    v = httpx.get(server.url + "/api/version", headers=server.auth, timeout=30)
+    v = httpx.get(student.url + "/api/version", headers=student.auth, timeout=30)
     assert v.status_code == 200 and v.json()["version"]
 
 
-def test_errors_surface_as_response_error(client, server):
+def test_errors_surface_as_response_error(client, student):
     with pytest.raises(ollama.ResponseError) as e:
         client.chat(model="no-such-model", messages=ASK)
     assert e.value.status_code == 404 and "no-such-model" in e.value.error
@@ -184,10 +185,10 @@ def test_errors_surface_as_response_error(client, server):
         list(client.chat(model=MODEL, messages=ASK, options={"top_p": 5}, stream=True))
     assert e.value.status_code == 400
     with pytest.raises(ollama.ResponseError) as e:
-        ollama.Client(host=server.url, timeout=30).list()
+        ollama.Client(host=student.url, timeout=30).list()
     assert e.value.status_code == 401
-    assert server.metric("thinkling_http_requests_total", endpoint="/api/chat", status="400") >= len(cases) + 1
-    assert server.metric("thinkling_http_requests_total", endpoint="/api/chat", status="200") > 0
+    assert student.metric("thinkling_http_requests_total", endpoint="/api/chat", status="400") >= len(cases) + 1
+    assert student.metric("thinkling_http_requests_total", endpoint="/api/chat", status="200") > 0
 
 
 def test_load_reply_and_options_ollama_ignores(client):
@@ -198,8 +199,50 @@ def test_load_reply_and_options_ollama_ignores(client):
     assert a.message.content == client.chat(model=MODEL, messages=ASK, think=False, options=GREEDY).message.content
 
 
-def test_server_log_is_clean(server):
-    log = server.log.read_text()
+# --- queueing and cancel on the embedded Gemma (long enough to drop mid-way): test_server's server
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "non-stream"])
+def test_dropped_ollama_client_cancels_generation(server, stream):
+    cancelled = server.metric("thinkling_engine_generations_total", outcome="cancelled")
+    gone = server.metric("thinkling_client_disconnects_total")
+    s = _raw_request(server, "/api/generate", {"model": "gemma-3-270m", "prompt": COUNTING, "raw": True,
+                                                 "stream": stream, "options": {"temperature": 0, "num_predict": -1}})
+    if stream:
+        s.settimeout(120)
+        received = b""
+        while b'"done":false' not in received:  # the first NDJSON line: generation is under way
+            part = s.recv(4096)
+            assert part, received
+            received += part
+    else:
+        server.wait_for(lambda: server.metric("thinkling_queue_depth") >= 1, "the generation to start")
+    s.close()
+    server.wait_for(lambda: server.metric("thinkling_engine_generations_total", outcome="cancelled") > cancelled,
+                    "the engine to report the generation cancelled")
+    assert server.metric("thinkling_client_disconnects_total") > gone
+    server.wait_for(lambda: server.metric("thinkling_queue_depth") == 0, "the slot to be freed")
+
+
+def test_ollama_burst_is_answered_or_shed(server):
+    c = ollama.Client(host=server.url, headers=server.auth, timeout=120)
+
+    def one(i):
+        try:
+            c.chat(model="gemma-3-270m", messages=[{"role": "user", "content": f"Count to {i}"}],
+                   options={"num_predict": 4})
+            return 200
+        except ollama.ResponseError as e:
+            assert e.status_code != 429 or "queue" in e.error, e.error
+            return e.status_code
+
+    with cf.ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(one, range(8)))
+    assert set(statuses) <= {200, 429} and 200 in statuses and 429 in statuses  # queue 2 + 1 running < 8
+    server.wait_for(lambda: httpx.get(server.url + "/health").json()["queue_depth"] == 0, "the queue to drain")
+
+
+def test_server_log_is_clean(student):
+    log = student.log.read_text()
     assert "Traceback" not in log and "unhandled error" not in log, log[-3000:]
 
 
