@@ -160,6 +160,40 @@ def score(row: dict, answer: str) -> bool:
 
 # --- reading -------------------------------------------------------------------------
 
+def _check_fields(row: dict, name: str, arg: str) -> str | None:
+    """Why ``row`` cannot be scored by its check ``name[:arg]``, or None when it can."""
+    if name == RG_CHECK:
+        if not arg:
+            return f'check "{RG_CHECK}" needs a dataset: "{RG_CHECK}:<dataset>"'
+        try:
+            _rg_scorer(arg)
+        except TaskSetError as e:
+            return e.reason
+    if name == "number":
+        try:
+            float(str(row["answer"]).replace(",", ""))
+        except ValueError:
+            return f'check "number" needs a number as "answer", not {row["answer"]!r}'
+        if "tol" in row:
+            try:
+                _tolerance(row, 1.0)
+            except (TypeError, ValueError):
+                return f'"tol" is not a number or a percentage: {row["tol"]!r}'
+    if name == "choice":
+        if not (isinstance(row.get("choices"), list) and row["choices"]):
+            return 'check "choice" needs a non-empty "choices" list'
+        if _normal(row["answer"]) not in {_normal(c) for c in row["choices"]}:
+            return '"answer" is not one of "choices"'
+    if name == "regex":
+        if not isinstance(row.get("pattern"), str) or not row["pattern"]:
+            return 'check "regex" needs a "pattern"'
+        try:
+            re.compile(row["pattern"])
+        except re.error as e:
+            return f'"pattern" is not a regular expression: {e}'
+    return None
+
+
 def _validate(row: dict, source: str, line: int | None) -> dict:
     """The row with ``answer`` as text and ``check``/``group`` filled in; a bad row raises."""
     def bad(reason: str) -> TaskSetError:
@@ -178,29 +212,9 @@ def _validate(row: dict, source: str, line: int | None) -> dict:
     name, _, arg = str(check).partition(":")
     if not isinstance(check, str) or name not in CHECKS:
         raise bad(f"unknown check {check!r} (known: {_known()})")
-    if name == RG_CHECK:
-        if not arg:
-            raise bad(f'check "{RG_CHECK}" needs a dataset: "{RG_CHECK}:<dataset>"')
-        try:
-            _rg_scorer(arg)
-        except TaskSetError as e:
-            raise bad(e.reason) from None
-    if name == "choice" and not (isinstance(row.get("choices"), list) and row["choices"]):
-        raise bad('check "choice" needs a non-empty "choices" list')
-    if name == "choice" and _normal(row["answer"]) not in {_normal(c) for c in row["choices"]}:
-        raise bad('"answer" is not one of "choices"')
-    if name == "regex":
-        try:
-            re.compile(row.get("pattern", None) or "")
-        except (re.error, TypeError) as e:
-            raise bad(f'"pattern" is not a regular expression: {e}') from None
-        if not row.get("pattern"):
-            raise bad('check "regex" needs a "pattern"')
-    if name == "number" and "tol" in row:
-        try:
-            _tolerance(row, 1.0)
-        except (TypeError, ValueError):
-            raise bad(f'"tol" is not a number or a percentage: {row["tol"]!r}') from None
+    reason = _check_fields(row, name, arg)
+    if reason:
+        raise bad(reason)
     group = row.get("group")
     if group is None:
         group = f"{row['n_ops']} ops" if "n_ops" in row else arg if name == RG_CHECK else "all"

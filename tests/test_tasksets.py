@@ -137,6 +137,8 @@ GOOD = '{"question": "1 + 1", "answer": 2}\n'
     ('{"question": "q", "answer": "c", "check": "choice", "choices": ["a", "b"]}', 'not one of "choices"'),
     ('{"question": "q", "answer": "a", "check": "regex", "pattern": "(a"}', "not a regular expression"),
     ('{"question": "q", "answer": "1", "tol": "lots"}', '"tol" is not a number'),
+    ('{"question": "q", "answer": "Monday"}', 'needs a number as "answer"'),
+    ('{"question": "q", "answer": "a", "check": "regex"}', 'needs a "pattern"'),
 ])
 def test_malformed_rows_name_the_file_and_line(tmp_path, bad, fragment):
     path = tmp_path / "x.jsonl"
