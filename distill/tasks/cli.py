@@ -25,7 +25,8 @@ def list_tasks(args: argparse.Namespace) -> None:
     for name, task in TASKS.items():
         splits = ",".join(getattr(task, "splits", ("train", "calib", "test")))
         paths = ",".join(getattr(task, "paths", ()))
-        print(f"{name:22} check={task.check:36} splits={splits:28} paths={paths}")
+        check = getattr(task, "check", "per problem")
+        print(f"{name:22} check={check:36} splits={splits:28} paths={paths}")
 
 
 def data(args: argparse.Namespace) -> None:

@@ -57,11 +57,11 @@ class LetterCounting(ReasoningGymTask):
                 return f"malformed line {k + 1}"
             word, spelled, count = m[1], m[2], int(m[3])
             if word not in span:
-                return f"line {k + 1}: {word!r} is not in the text"
+                return f"word not in the text, line {k + 1}: {word!r}"
             if spelled is not None and spelled.replace("-", "") != word:
-                return f"line {k + 1}: {word!r} spelled wrong"
+                return f"misspelled word, line {k + 1}: {word!r}"
             if count != word.lower().count(letter):
-                return f"line {k + 1}: wrong count for {word!r}"
+                return f"wrong count, line {k + 1}: {word!r}"
             counts.append(count)
             named.append(word)
         # every word in order, or every word holding the letter in order: nothing left out
