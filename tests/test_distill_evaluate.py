@@ -107,9 +107,17 @@ def _records_folder(tmp_path: Path) -> Path:
 
     rec.update(aggregate(rec["per_query"], ("off", "on", "post")))
     (tmp_path / "eval.json").write_text(json.dumps(rec))
-    (tmp_path / "build_report.json").write_text(json.dumps(
-        {"recipe": "gemma-3-270m", "steps": 1234, "train_seconds": 3600.5,
-         "data": {"written": 9000, "kept": 8000}, "log": [{"step": 10, "loss": 0.9}, {"step": 1234, "loss": 0.21}]}))
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "stats.json").write_text(json.dumps(  # the shape python -m distill data writes
+        {"spec": {"chat": "gemma", "k": 3, "mistake_rate": 0.15}, "rows": 17,
+         "tasks": {"calendar": {"problems": 5, "written": 10, "kept": 9, "injected": 1, "caught": 1, "missed": 0,
+                                "false_rejections": 0, "precision": 1.0, "recall": 1.0,
+                                "rows_by_mode": {"think": 6, "post": 3}}}}))
+    (tmp_path / "train_report.json").write_text(json.dumps(  # the trainer's record
+        {"recipe": "gemma-3-270m", "global_step": 1234, "train_seconds_this_run": 3600.5, "data": str(data),
+         "options": {"lr": 0.0005, "batch_size": 16},
+         "log": [{"step": 10, "loss": 0.9}, {"step": 1234, "train_loss": 0.21}]}))
     return tmp_path
 
 
@@ -121,7 +129,8 @@ def test_card_carries_the_records_numbers_and_follows_them(tmp_path):
     assert "| arithmetic | 3 | 33.3% | 100.0% | 66.7% | +66.7 | yes |" in text
     assert "| calendar | 1 | 100.0% | 0.0% | 0.0% | -100.0 | no |" in text
     assert "| **all** | 4 | 50.0% | 75.0% | 50.0% | +25.0 | yes |" in text
-    assert "| `steps` | 1,234 |" in text and "| `data.kept` | 8,000 |" in text and "loss 0.21" in text
+    assert "| `global_step` | 1,234 |" in text and "| `options.lr` | 0.0005 |" in text and "train_loss 0.21" in text
+    assert "| calendar | 5 | 10 | 9 | 1 | 1 | 0 | 0 | 100.0% | 100.0% | think 6, post 3 |" in text  # the data's stats.json
     rec = json.loads((folder / "eval.json").read_text())
     changed = copy.deepcopy(rec)
     changed["by_task"]["calendar"]["modes"]["on"]["accuracy"] = 1.0
