@@ -94,9 +94,9 @@ def served_name(model: str) -> str:
     return model.removesuffix(":latest")
 
 
-def _absent_or_empty(body: dict, name: str, why: str) -> None:
+def _absent_or_empty(body: dict, name: str, why: str, where: str = "") -> None:
     if body.get(name) not in (None, "", [], {}):
-        raise InvalidRequest(f"{name} is not supported: {why}", param=name)
+        raise InvalidRequest(f"{where}{name} is not supported: {why}", param=f"{where}{name}")
 
 
 def _options(options: Any, out: dict) -> None:
@@ -216,8 +216,8 @@ def chat_from_ollama(body: dict, defaults: RequestDefaults) -> OllamaRequest:
         raise InvalidRequest("messages must be an array", param="messages")
     for i, m in enumerate(messages):
         if isinstance(m, dict):
-            _absent_or_empty(m, "images", "this server has no image input")
-            _absent_or_empty(m, "tool_calls", "tool calling is not available")
+            _absent_or_empty(m, "images", "this server has no image input", f"messages[{i}].")
+            _absent_or_empty(m, "tool_calls", "tool calling is not available", f"messages[{i}].")
     # the previous turns' "thinking" is not fed back (thinkling's templates drop it)
     turns = [{"role": m.get("role"), "content": "" if m.get("content") is None else m["content"]}
              if isinstance(m, dict) else m for m in messages]  # Ollama allows a message without content
@@ -234,7 +234,7 @@ def generate_from_ollama(body: dict, defaults: RequestDefaults) -> OllamaRequest
                        ("template", "the model's own chat template is always used"),
                        ("context", "send the conversation to /api/chat instead")):
         _absent_or_empty(body, field, why)
-    raw = body.get("raw", False)
+    raw = False if body.get("raw") is None else body["raw"]
     if not isinstance(raw, bool):
         raise InvalidRequest("raw must be a boolean", param="raw")
     prompt, system = body.get("prompt"), body.get("system")
