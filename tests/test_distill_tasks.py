@@ -124,6 +124,19 @@ def test_make_data_rows_and_stats():
         assert s.injected and s.caught >= 0.9 * s.injected and s.false_rejections == 0
 
 
+def test_make_data_paths_and_truncation():
+    spec = DataSpec(("gsm_symbolic", "letter_counting"), per_task=40, seed=2, chat="arith", mistake_rate=0,
+                    truncate_rate=0.5, paths={"gsm_symbolic": ("equations",)})
+    rows, stats = make_data(spec)
+    gsm = [r for r in rows if r["task"] == "gsm_symbolic" and r["mode"] != "direct"]
+    assert gsm and {r["path"].split("/")[0] for r in gsm} == {"equations"}
+    cut = [r for r in rows if r["path"].endswith("/cut")]
+    assert cut and all(r["mode"] == "think" and "</think>" in r["completion"] for r in cut)
+    assert {r["path"] for r in rows if r["task"] == "letter_counting"} >= {"spell", "matches"}
+    with pytest.raises(ValueError, match="letter_counting"):
+        make_data(DataSpec(("letter_counting",), per_task=1, paths={"letter_counting": ("nope",)}))
+
+
 def _cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "distill", *args], capture_output=True, text=True, cwd=cwd)
 

@@ -19,6 +19,15 @@ def parse_modes(text: str) -> dict[str, float]:
         raise argparse.ArgumentTypeError(f"expected mode=weight,... (e.g. direct=0.3,think=0.7), got {text!r}") from None
 
 
+def parse_paths(text: str) -> dict[str, tuple[str, ...]]:
+    """``gsm_symbolic=equations,calendar=mod7+weeks`` -> {task: (path, ...)}."""
+    try:
+        pairs = (item.split("=") for item in text.split(","))
+        return {task.strip(): tuple(p.strip() for p in paths.split("+")) for task, paths in pairs}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected task=path+path,... (e.g. gsm_symbolic=equations), got {text!r}") from None
+
+
 def list_tasks(args: argparse.Namespace) -> None:
     from distill.tasks import TASKS
 
@@ -30,8 +39,9 @@ def list_tasks(args: argparse.Namespace) -> None:
 
 
 def data(args: argparse.Namespace) -> None:
-    spec = DataSpec(tuple(t.strip() for t in args.task.split(",") if t.strip()), args.per_task, args.seed,
-                    args.chat, args.k, args.modes, args.mistake_rate)
+    spec = DataSpec(tasks=tuple(t.strip() for t in args.task.split(",") if t.strip()), per_task=args.per_task,
+                    seed=args.seed, chat=args.chat, k=args.k, mode_weights=args.modes,
+                    mistake_rate=args.mistake_rate, truncate_rate=args.truncate_rate, paths=args.paths)
     report = write_data(spec, args.out)
     per_task = {n: {k: s[k] for k in ("problems", "written", "kept", "caught", "missed", "false_rejections")}
                 for n, s in report["tasks"].items()}
@@ -61,6 +71,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="mode weights, e.g. direct=0.3,think=0.55,post=0.15")
     p.add_argument("--mistake-rate", type=float, default=0.15,
                    help="share of chains corrupted before the filter (measures it)")
+    p.add_argument("--truncate-rate", type=float, default=0.04,
+                   help="share of think rows whose chain is cut, then answered (a reasoning budget)")
+    p.add_argument("--paths", type=parse_paths, default={},
+                   help="teacher paths to keep per task, e.g. gsm_symbolic=equations,calendar=mod7+weeks")
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=data)
 

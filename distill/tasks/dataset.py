@@ -5,7 +5,8 @@ to ``k`` distinct paths per problem; a share of the chains is corrupted (the
 noisy teacher of a real pipeline, and the way the filter's recall is measured);
 every chain goes through the task's filter, and each kept chain becomes one row
 in a mode drawn from ``mode_weights``, rendered in the student's chat format.
-A problem gives at most one ``direct`` row (its chains all answer the same).
+A problem gives at most one ``direct`` row (its chains all answer the same). A few
+``think`` rows are cut (path ``<path>/cut``): the chain stops anywhere, then the answer.
 
 ``DIR/train.jsonl`` rows: ``prompt, completion, mode, task, level, path, id``;
 ``DIR/stats.json``: the spec and, per task, what the filter did.
@@ -24,6 +25,7 @@ from distill.formats import FORMATS
 from distill.tasks import get_task
 from distill.tasks.base import Chain, Problem, Task, TaskError
 
+_ALL_PATHS = 64  # ask a teacher for every path it has, then keep the spec's first k
 DEFAULT_MODES = {"direct": 0.3, "think": 0.55, "post": 0.15}
 
 
@@ -38,6 +40,11 @@ class DataSpec:
     k: int = 3  # distinct teacher paths per problem
     mode_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MODES))
     mistake_rate: float = 0.15  # share of chains the noisy teacher corrupts before the filter
+    # share of 'think' rows whose chain is cut anywhere and closed, then answered: what the
+    # runtime's reasoning budget does, so a force-closed chain is still followed by the answer
+    truncate_rate: float = 0.04
+    # per task, the teacher paths to keep (e.g. {"gsm_symbolic": ("equations",)}); others keep all
+    paths: dict[str, tuple[str, ...]] = field(default_factory=dict)
     split: str = "train"
 
 
@@ -93,19 +100,24 @@ def task_rows(task: Task, spec: DataSpec, stats: FilterStats) -> list[dict]:
     for problem in task.sample(spec.split, spec.per_task, spec.seed):
         stats.problems += 1
         direct_done = False
-        for chain in task.chains(problem, spec.k, rng):
+        chains = task.chains(problem, _ALL_PATHS, rng)
+        if task.name in spec.paths:
+            chains = [c for c in chains if c.path in spec.paths[task.name]]
+        for chain in chains[: spec.k]:
             mode = rng.choices(modes, weights=weights)[0]
             kept = judge(task, problem, chain, rng, spec.mistake_rate, stats)
             if kept is None or (mode == "direct" and direct_done):
                 continue
             direct_done |= mode == "direct"
-            steps = "" if mode == "direct" else kept.text
+            steps, path = ("" if mode == "direct" else kept.text), kept.path
+            if mode == "think" and spec.truncate_rate and rng.random() < spec.truncate_rate:
+                steps, path = steps[: rng.randrange(len(steps))], f"{path}/cut"
             rows.append({"prompt": fmt.render_prompt(problem.question, mode),
                          "completion": fmt.render_completion(kept.answer, steps, mode),
                          "mode": mode, "task": task.name, "level": problem.level,
-                         "path": kept.path, "id": problem.id})
+                         "path": path, "id": problem.id})
             stats.rows_by_mode[mode] += 1
-            stats.rows_by_path[kept.path] += 1
+            stats.rows_by_path[path] += 1
             stats.rows_by_level[problem.level] += 1
     return rows
 
@@ -117,9 +129,14 @@ def check_spec(spec: DataSpec) -> list[Task]:
     bad = [m for m in spec.mode_weights if m not in DEFAULT_MODES]
     if bad or not spec.mode_weights or min(spec.mode_weights.values()) < 0 or sum(spec.mode_weights.values()) <= 0:
         raise ValueError(f"mode weights must be non-negative weights of {', '.join(DEFAULT_MODES)}")
-    if spec.per_task < 1 or spec.k < 1 or not 0 <= spec.mistake_rate <= 1:
-        raise ValueError("per_task and k must be at least 1, mistake_rate in 0..1")
-    return [get_task(name) for name in spec.tasks]
+    if spec.per_task < 1 or spec.k < 1 or not 0 <= spec.mistake_rate <= 1 or not 0 <= spec.truncate_rate <= 1:
+        raise ValueError("per_task and k must be at least 1, mistake_rate and truncate_rate in 0..1")
+    tasks = [get_task(name) for name in spec.tasks]
+    for name, paths in spec.paths.items():
+        known = getattr(get_task(name), "paths", ())
+        if name not in spec.tasks or any(p not in known for p in paths):
+            raise ValueError(f"--paths {name}: a task of this run with paths among {', '.join(known)}")
+    return tasks
 
 
 def make_data(spec: DataSpec) -> tuple[list[dict], dict[str, FilterStats]]:
