@@ -144,7 +144,7 @@ def render_card(rec: Records) -> str:
     if rec.modes:
         parts.append(_modes_section(rec.modes, rec.files["modes"]))
     if rec.retention:
-        parts.append(f"## Retention\n\nFrom `{rec.files['retention']}`:\n\n" + _kv(rec.retention))
+        parts.append(_retention_section(rec.retention, rec.files["retention"]))
     if rec.build:
         parts.append(f"## Training\n\nFrom `{rec.files['build']}`:\n\n" + _kv(rec.build))
     if rec.data:
@@ -243,6 +243,17 @@ def _modes_per_skill(runs: dict[str, list[Outcome]]) -> str:
                      _pct(got.get("savings_within_reach"))])
     return _table(["skill", "n", "off", "on", "post", "auto", "auto thinks", "random at that rate",
                    "within reach (of on's time)", "savings within reach taken"], rows)
+
+
+def _retention_section(r: dict, path: str) -> str:
+    """Agreement with the base model's greedy answers (``python -m distill retention``)."""
+    if not all(k in r for k in ("n", "exact", "prefix", "prefix_share")):
+        return f"## Retention\n\nFrom `{path}`:\n\n" + _kv(r)
+    return (f"## Retention\n\nAgreement of `{r.get('model', '?')}` with the greedy answers of its base "
+            f"`{r.get('base_model', '?')}` on {r['n']} held-out general prompts (split `{r.get('split', '?')}`, "
+            f"at most {r.get('max_tokens', '?')} new tokens; `{path}`):\n\n"
+            + _table(["answered identically", "same first words", "mean share of the first words matched"],
+                     [[_pct(r["exact"]), _pct(r["prefix"]), _pct(r["prefix_share"])]]))
 
 
 DATA_COLUMNS = ("problems", "written", "kept", "injected", "caught", "missed", "false_rejections",

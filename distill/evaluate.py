@@ -94,6 +94,11 @@ def evaluate_rows(model: str, rows: list[dict], opts: EvalOptions | None = None,
     return {**rec, **aggregate(per_query, opts.modes), "per_query": per_query}
 
 
+def write_records(rec: dict, path: str | Path) -> None:
+    """Write the records as JSON, whole (temp name, then rename)."""
+    write_text_atomic(path, json.dumps(rec, indent=1, ensure_ascii=False) + "\n")
+
+
 def _query_record(row: dict, outs: Mapping) -> dict:
     """One task's outcomes in every mode (answer, right, tokens, latency)."""
     return {
@@ -194,7 +199,7 @@ def _cli(args: argparse.Namespace) -> int:
             raise ValueError(f"--modes: unknown mode(s) {', '.join(bad) or '(none)'} (off, on, post, auto)")
         opts = EvalOptions(modes=modes, max_tokens=args.max_tokens, limit=args.limit, threads=args.threads)
         rec = evaluate(args.model, [t for t in args.tasks.split(",") if t], opts)
-        write_text_atomic(args.out, json.dumps(rec, indent=1, ensure_ascii=False) + "\n")
+        write_records(rec, args.out)
     except (ThinklingError, ValueError, OSError) as e:  # the edge: one line, no traceback
         print(f"python -m distill evaluate: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -118,6 +118,9 @@ def _records_folder(tmp_path: Path) -> Path:
         {"recipe": "gemma-3-270m", "global_step": 1234, "train_seconds_this_run": 3600.5, "data": str(data),
          "options": {"lr": 0.0005, "batch_size": 16},
          "log": [{"step": 10, "loss": 0.9}, {"step": 1234, "train_loss": 0.21}]}))
+    (tmp_path / "retention.json").write_text(json.dumps(  # python -m distill retention --json
+        {"model": "skills-student", "base_model": "gemma-3-270m", "split": "test", "max_tokens": 48,
+         "n": 40, "exact": 0.625, "prefix": 0.7, "prefix_share": 0.8125}))
     return tmp_path
 
 
@@ -130,6 +133,7 @@ def test_card_carries_the_records_numbers_and_follows_them(tmp_path):
     assert "| calendar | 1 | 100.0% | 0.0% | 0.0% | -100.0 | no |" in text
     assert "| **all** | 4 | 50.0% | 75.0% | 50.0% | +25.0 | yes |" in text
     assert "| `global_step` | 1,234 |" in text and "| `options.lr` | 0.0005 |" in text and "train_loss 0.21" in text
+    assert "| 62.5% | 70.0% | 81.2% |" in text and "on 40 held-out general prompts" in text
     assert "| calendar | 5 | 10 | 9 | 1 | 1 | 0 | 0 | 100.0% | 100.0% | think 6, post 3 |" in text  # the data's stats.json
     rec = json.loads((folder / "eval.json").read_text())
     changed = copy.deepcopy(rec)
