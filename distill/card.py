@@ -161,7 +161,7 @@ def _provenance(rec: Records) -> str:
 def _eval_section(ev: dict, path: str) -> str:
     modes = ev["modes"]
     m = ev.get("machine", {})
-    where = (f"`{ev.get('model_file', ev.get('model'))}` through the runtime ({ev.get('backend', 'llama.cpp')}, "
+    where = (f"`{ev.get('model_file', ev.get('model'))}` through the runtime ({ev.get('model_format', '?')}, "
              f"{ev.get('decoding', 'greedy')}, at most {ev.get('max_tokens', '?')} new tokens), "
              f"{ev['n']} held-out tasks from {', '.join(f'`{t}`' for t in ev.get('tasks', []))}; "
              f"recorded {ev.get('recorded', '?')} on {m.get('cpu', '?')} ({m.get('cores', '?')} cores, "

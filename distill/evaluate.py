@@ -86,7 +86,7 @@ def evaluate_rows(model: str, rows: list[dict], opts: EvalOptions | None = None,
         "model": info.name, "model_file": Path(info.path).name,
         "tasks": tasks if tasks is not None else sorted({r.get("source", "?") for r in rows}),
         "n": len(rows), "modes": list(opts.modes), "max_tokens": opts.max_tokens, "limit": opts.limit,
-        "decoding": "greedy", "backend": "llama.cpp (thinkling runtime)",
+        "decoding": "greedy", "model_format": info.format,  # gguf: llama.cpp; onnx: onnxruntime
         "recorded": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": {"cpu": facts["cpu"], "cores": facts["physical_cores"], "threads": opts.threads,
                     "load_at_start": load, "load_at_end": load_average()},

@@ -177,3 +177,16 @@ def test_bad_task_file_is_one_error_line_from_the_cli(tmp_path):
     r = _cli("-m", "distill", "card", "--student", str(tmp_path))
     assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert r.stderr.startswith(f"python -m distill card: error: {tmp_path / 'eval.json'}: missing"), r.stderr
+
+
+@needs_student
+def test_card_from_the_evaluators_own_records(records, tmp_path):
+    from distill.evaluate import write_records
+
+    _, rec = records
+    write_records(rec, tmp_path / "eval.json")
+    text = card.render_card(card.load_records(tmp_path))
+    arith = rec["by_task"]["arith"]
+    cells = " | ".join(f"{100 * arith['modes'][m]['accuracy']:.1f}%" for m in ("off", "on"))
+    assert f"| arith | 5 | {cells} | {arith['on_minus_off_points']:+.1f} |" in text
+    assert "`arith-student-q8_0.gguf` through the runtime (gguf, greedy, at most 160 new tokens)" in text
