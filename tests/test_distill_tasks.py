@@ -103,6 +103,13 @@ def test_gsm_templates_70_to_99_only_in_test_unseen():
         assert all(p.meta["template"] < 70 for p in gsm.sample(split, 80, 5))
     with pytest.raises(TaskError):
         TASKS["calendar"].sample("test-unseen", 1, 0)
+    # the template is not only recorded: its own generator, on reasoning-gym's rng, wrote the question
+    from reasoning_gym.arithmetic.gsm_symbolic import generators_00_49, generators_50_99
+
+    for p in unseen[:10] + gsm.sample("train", 10, 5):
+        t, m = p.meta["template"], p.meta
+        gen = getattr(generators_00_49 if t < 50 else generators_50_99, f"generate_{t}")
+        assert p.question.startswith(gen(random.Random(m["rg_seed"] + m["source_index"]), 1.0)["question"])
 
 
 def test_unknown_task_names_the_known_ones():

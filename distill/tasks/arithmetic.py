@@ -16,7 +16,7 @@ from distill import problems as ap
 from distill.filter import parse_steps, verify_steps
 from distill.noise import MISTAKES, inject
 from distill.tasks.base import SPLITS, Chain, Problem, TaskError
-from distill.teacher import STRATEGIES, Step, Strategy, solve
+from distill.teacher import STRATEGIES, Strategy, solve
 
 
 def strategy_name(s: Strategy) -> str:
@@ -100,4 +100,3 @@ class Arithmetic:
 
 
 TASK = Arithmetic()
-__all__ = ["TASK", "Arithmetic", "Step", "strategy_name"]

@@ -121,6 +121,7 @@ class GSMSymbolic(ReasoningGymTask):
         for i in range(size):
             entry = ds[i]
             entry["metadata"]["template"] = ds.task_indices[i]
+            entry["metadata"]["rg_seed"] = seed  # with source_index, how a test regenerates it
             yield entry
 
     def in_split(self, split: str, entry: dict) -> bool:
