@@ -103,7 +103,12 @@ def _data_stats(build: dict | None) -> Path | None:
 def write_card(student: str | Path, modes: str | Path | None = None, retention: str | Path | None = None) -> Path:
     """Render ``student``/MODEL_CARD.md from its records; returns its path."""
     out = Path(student) / "MODEL_CARD.md"
-    write_text_atomic(out, render_card(load_records(student, modes, retention)))
+    records = load_records(student, modes, retention)
+    try:
+        text = render_card(records)
+    except (KeyError, TypeError, AttributeError) as e:  # a record of another shape or version
+        raise CardError(student, f"a record lacks a field the card needs ({type(e).__name__}: {e})") from None
+    write_text_atomic(out, text)
     return out
 
 
@@ -172,6 +177,8 @@ def _eval_section(ev: dict, path: str) -> str:
         "`off`: the share answered right directly, with no reasoning at all; `on − off`: the points "
         "that the chain adds over the direct answer.",
         "### Per group", _eval_table(ev["by_group"], None, modes, "group"),
+        *(["### Per task file", _eval_table(ev["by_source"], None, modes, "file")]
+          if len(ev.get("by_source", {})) > 1 else []),
     ])
 
 

@@ -126,15 +126,17 @@ def records_from_answers(rows: list[dict], answers: Mapping[str, Sequence[str]])
 
 
 def aggregate(per_query: list[dict], modes: Sequence[str]) -> dict:
-    """``overall``, ``by_task`` and ``by_group`` summaries of per-query records."""
+    """``overall``, ``by_task``, ``by_group`` and ``by_source`` summaries of per-query records."""
     def table(key) -> dict:
         groups: dict[str, list[dict]] = {}
         for q in per_query:
             groups.setdefault(key(q), []).append(q)
         return {k: summarize(v, modes) for k, v in sorted(groups.items())}
 
+    # by_source: one line per task file, so a split kept in its own file (gsm_symbolic's
+    # unseen templates) stands beside the seen one even where task and groups are shared
     return {"overall": summarize(per_query, modes), "by_task": table(lambda q: q["task"]),
-            "by_group": table(lambda q: q["group"])}
+            "by_group": table(lambda q: q["group"]), "by_source": table(lambda q: str(q.get("source") or "-"))}
 
 
 def summarize(queries: list[dict], modes: Sequence[str]) -> dict:

@@ -190,3 +190,19 @@ def test_card_from_the_evaluators_own_records(records, tmp_path):
     cells = " | ".join(f"{100 * arith['modes'][m]['accuracy']:.1f}%" for m in ("off", "on"))
     assert f"| arith | 5 | {cells} | {arith['on_minus_off_points']:+.1f} |" in text
     assert "`arith-student-q8_0.gguf` through the runtime (gguf, greedy, at most 160 new tokens)" in text
+
+
+def test_seen_and_unseen_files_of_one_task_stand_side_by_side(tmp_path):
+    rows = [{"question": "a", "answer": "1", "check": "number", "group": "gsm_symbolic/template 3", "source": "seen.jsonl"},
+            {"question": "b", "answer": "2", "check": "number", "group": "gsm_symbolic/template 71",
+             "source": "unseen.jsonl"}]
+    rec = records_from_answers(rows, {"off": ["1", "0"], "on": ["1", "2"]})
+    assert list(rec["by_task"]) == ["gsm_symbolic"]
+    assert rec["by_source"]["seen.jsonl"]["modes"]["off"]["accuracy"] == 1.0
+    assert rec["by_source"]["unseen.jsonl"]["modes"]["off"]["accuracy"] == 0.0
+    (tmp_path / "eval.json").write_text(json.dumps(rec))
+    assert "| unseen.jsonl | 1 | 0.0% | 100.0% |" in card.render_card(card.load_records(tmp_path))
+    del rec["by_task"]["gsm_symbolic"]["modes"]["on"]
+    (tmp_path / "eval.json").write_text(json.dumps(rec))
+    with pytest.raises(card.CardError, match="lacks a field"):  # the CLI prints this as one line
+        card.write_card(tmp_path)
