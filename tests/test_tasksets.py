@@ -254,7 +254,15 @@ def test_a_word_answer_set_runs_through_bench_modes_and_calibrate(tmp_path, monk
     assert (hard["n_within_reach"], hard["n_out_of_reach"]) == (0, 1)  # "Sunday": both wrong
     assert hard["mean_on_tokens"] == pytest.approx(easy["mean_on_tokens"]) and easy["mean_on_tokens"] > 6
     assert r["n_within_reach"] == 3 and r["n_out_of_reach"] == 1
-    assert r["within_reach_share_of_on"] > 0 and "easy" in printed and "hard" in printed
+    # the reach figures follow from the per-query latencies (their sign is noise on a scripted backend)
+    q = {m: r["per_query"][m] for m in ("off", "on", "auto")}
+    easy_ids = [i for i, o in enumerate(q["off"]) if o["correct"]]
+    within = sum(q["on"][i]["latency_ms"] - q["off"][i]["latency_ms"] for i in easy_ids)
+    saved = sum(q["on"][i]["latency_ms"] - q["auto"][i]["latency_ms"] for i in easy_ids)
+    on_total = sum(o["latency_ms"] for o in q["on"])
+    assert r["within_reach_share_of_on"] == pytest.approx(within / on_total)
+    assert r["savings_within_reach"] == (pytest.approx(saved / within) if within > 0 else None)
+    assert "easy" in printed and "hard" in printed
     assert r["per_query"]["off"][0]["answer"] == "monday" and r["per_query"]["off"][0]["correct"]
 
 
@@ -273,3 +281,25 @@ def test_recorded_bench_modes_answers_score_as_they_were_recorded():
                 assert score(rows[o["question"]], o["answer"]) == o["correct"], (path.name, o)
                 seen += 1
     assert seen >= 800
+
+
+def test_reach_counts_what_is_within_reach_and_the_oracles_savings_apart():
+    from bench.modes import Outcome, group_table, reach
+
+    def o(mode, correct, ms, tokens=1):
+        return Outcome("q", "1", mode, "", 0, correct, ms, ms, ms, tokens, mode == "on")
+
+    off = [o("off", True, 10), o("off", False, 10), o("off", False, 10)]
+    on = [o("on", True, 100, 20), o("on", True, 100, 30), o("on", False, 80, 40)]
+    auto = [o("auto", True, 40), o("auto", True, 100), o("auto", False, 80)]
+    r = reach(off, on, auto)
+    assert (r["n_within_reach"], r["n_out_of_reach"]) == (1, 1)
+    assert r["within_reach_share_of_on"] == pytest.approx(90 / 280)  # query 0: on 100 - off 10
+    assert r["savings_within_reach"] == pytest.approx(60 / 90)  # auto saved 100 - 40 of it
+    assert r["out_of_reach_oracle_share_of_on"] == pytest.approx(70 / 280)  # query 2: both wrong
+    assert reach(off[1:], on[1:], auto[1:])["savings_within_reach"] is None  # nothing within reach
+    tasks = [{"question": "q", "group": g} for g in ("a", "b", "b")]
+    g = group_table(tasks, {"off": off, "on": on, "auto": auto})
+    assert list(g) == ["a", "b"] and g["b"]["n"] == 2 and g["b"]["direct_right"] == 0.0
+    assert g["b"]["mean_on_tokens"] == 35 and g["b"]["accuracy"]["on"] == 0.5
+    assert g["a"]["savings_within_reach"] == pytest.approx(60 / 90) and g["b"]["savings_within_reach"] is None
