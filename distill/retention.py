@@ -41,8 +41,14 @@ def train_answer(text: str, finish_reason: str) -> str:
     text = text.strip()
     if finish_reason != "length":
         return text
-    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    ends = [m.end() for m in _SENTENCE_END.finditer(text) if not _list_number(text, m.start())]
     return text[: ends[-1]].strip() if ends else text
+
+
+def _list_number(text: str, dot: int) -> bool:
+    # "2." opening a numbered line ends no sentence
+    line = text[text.rfind("\n", 0, dot) + 1 : dot].strip()
+    return line.isdigit()
 
 
 def greedy_answers(model: str, prompts: list[GeneralPrompt], max_tokens: int = MAX_TOKENS,

@@ -31,6 +31,7 @@ from typing import NoReturn
 
 from bench.files import write_text_atomic
 from distill.tasks import Chain, Problem, Task, TaskError, get_task
+from distill.tasks.dataset import reason_kind
 
 log = logging.getLogger(__name__)
 
@@ -140,12 +141,6 @@ def judge(task: Task, problem: Problem, chain: Chain, finish_reason: str | None)
     return None if task.score(problem, chain.answer) else "wrong answer"
 
 
-def reason_kind(reason: str) -> str:
-    """The group a reject reason is counted under in the stats: its text before the
-    first ':' (a filter's reason names the step after a colon)."""
-    return reason.split(":", 1)[0].strip()
-
-
 # --- the output file --------------------------------------------------------------
 
 def row_key(row: dict) -> tuple[str, int]:
@@ -207,6 +202,23 @@ def make_row(problem: Problem, sample: int, chain: Chain, reject: str | None, ra
             "level": problem.level, "question": problem.question, "reference": problem.answer,
             "chain": {"path": chain.path, "steps": chain.steps, "answer": chain.answer},
             "kept": reject is None, "reject": reject, "raw": raw}
+
+
+def load_teacher_chains(paths: list[str | Path] | tuple[str | Path, ...], task: str) -> dict[str, list[Chain]]:
+    """The kept chains of ``task`` in teach output files, by problem id (the other
+    tasks' rows are skipped, so one file list serves a mix). ``distill data --chains``
+    adds them to their problems' program-teacher chains."""
+    out: dict[str, list[Chain]] = {}
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            for i, line in enumerate(f, 1):
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    raise TeachError("unreadable chains file", f"{path} line {i} is not JSON") from None
+                if row.get("task") == task and row.get("kept"):
+                    out.setdefault(row["id"], []).append(Chain(**row["chain"]))
+    return out
 
 
 def summarize(rows: list[dict], errors: Counter, written_now: int, expected: int) -> RunStats:

@@ -80,6 +80,9 @@ class GeneralTask:
     base ran out of tokens, so the student does not learn to stop mid-sentence)."""
 
     name = "general"
+    check = "exact"
+    splits = SPLITS
+    paths: tuple[str, ...] = ()
 
     def __init__(self, prompts: Path = PROMPTS_FILE, answers: Path = ANSWERS_FILE):
         self.prompts_path, self.answers_path = prompts, answers
@@ -95,7 +98,7 @@ class GeneralTask:
         if missing:
             raise AnswersMissing(self.answers_path, missing)
         return [Problem(id=f"general/{split}/{p.id}", task=self.name, split=split, level=p.kind,
-                        question=p.prompt, answer=answers[p.id]["train_answer"], check="exact",
+                        question=p.prompt, answer=answers[p.id]["train_answer"], check=self.check,
                         meta={"prompt_id": p.id, "base_model": answers[p.id]["model"],
                               "base_text": answers[p.id]["text"]})
                 for p in chosen]
