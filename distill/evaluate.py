@@ -105,7 +105,8 @@ def _query_record(row: dict, outs: Mapping) -> dict:
         "source": row.get("source"), "task": task_of(row), "group": row["group"],
         "question": row["question"], "label": row["answer"], "check": row["check"],
         "modes": {m: {"answer": o.answer, "correct": o.correct, "tokens": o.tokens,
-                      "latency_ms": round(o.latency_ms, 2), "reasoning_chars": o.reasoning_chars}
+                      "latency_ms": round(o.latency_ms, 2), "reasoning_chars": o.reasoning_chars,
+                      "thought": o.thought}
                   for m, o in outs.items()},
     }
 
@@ -140,15 +141,16 @@ def aggregate(per_query: list[dict], modes: Sequence[str]) -> dict:
 
 
 def summarize(queries: list[dict], modes: Sequence[str]) -> dict:
-    """Per mode: accuracy, mean tokens, mean latency (where measured); then the share of
-    direct answers right and ``on`` minus ``off`` in points (where both modes ran)."""
+    """Per mode: accuracy, mean tokens, mean latency and the share of queries that reasoned
+    (where measured); then the share of direct answers right and ``on`` minus ``off`` in
+    points (where both modes ran)."""
     out: dict = {"n": len(queries), "modes": {}}
     for m in modes:
         runs = [q["modes"][m] for q in queries]
         row = {"accuracy": sum(r["correct"] for r in runs) / len(runs)}
-        for field, name in (("tokens", "mean_tokens"), ("latency_ms", "mean_latency_ms")):
+        for field, name in (("tokens", "mean_tokens"), ("latency_ms", "mean_latency_ms"), ("thought", "think_rate")):
             if all(field in r for r in runs):
-                row[name] = round(statistics.fmean(r[field] for r in runs), 2)
+                row[name] = round(statistics.fmean(r[field] for r in runs), 4)
         out["modes"][m] = row
     if "off" in modes:
         out["direct_right"] = out["modes"]["off"]["accuracy"]
