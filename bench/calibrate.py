@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +22,9 @@ import numpy as np
 from runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
 from runtime.extras import require
 from runtime.generate import join_stream
-from runtime.thinking.profile import FEATURES, GATE_FEATURES, ThinkingProfile, probe_signals, profile_path
+from runtime.thinking.profile import ThinkingProfile, probe_signals, profile_path
 
+from . import signals
 from .files import save_figure, write_text_atomic
 from .modes import RunOptions, follow, run_query, take
 from .tasksets import load_tasks, score
@@ -35,6 +37,9 @@ class CalibrateOptions(RunOptions):
     repeats: int = 3
     probe_max_tokens: int = 8
     tolerance_points: float = 1.0  # accuracy points below always reasoning that auto may give up (as --tolerance)
+    signals: list[str] | None = None  # candidate signal sets to try (None: every one the model can give)
+    folds: int = 5  # cross-validation folds for the held-out comparison
+    hidden_components: int = 16  # principal components of the hidden state kept as features
 
 
 @dataclass
@@ -46,6 +51,8 @@ class Sample:
     on_ms: float  # reasoning right after the probe, whose prompt prefix is then cached
     reasoning_tokens: int
     on_cold_ms: float | None = None  # reasoning with no probe before it (None: use on_ms)
+    hidden: np.ndarray | None = None  # the last prompt token's final hidden state (None: not readable)
+    prefill_ms: float = 0.0  # the probe's time to its first token: what a hidden-state gate costs
 
 
 def predict(X: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -74,18 +81,23 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1.0, steps: int = 300
     return raw
 
 
-def sweep(scores: np.ndarray, samples: list[Sample], skipped: np.ndarray | None = None) -> list[dict]:
+def sweep(scores: np.ndarray, samples: list[Sample], skipped: np.ndarray | None = None,
+          gate_after_prefill: bool = False) -> list[dict]:
     """Accuracy and mean latency of ``auto`` at each probe threshold.
 
-    ``skipped`` marks the queries the gate sends straight to reasoning (no
-    probe, the cold reasoning cost); the others pay the probe, plus reasoning
-    when their score is under the threshold.
+    ``skipped`` marks the queries the gate sends straight to reasoning: with a
+    gate on the question alone they pay the cold reasoning cost; with a gate on
+    the hidden state (``gate_after_prefill``) the probe's prefill, then reasoning
+    on its cached prefix. The others pay the probe, plus reasoning when their
+    score is under the threshold.
     """
     off = np.array([s.off_correct for s in samples])
     on = np.array([s.on_correct for s in samples])
     probe = np.array([s.probe_ms for s in samples])
     think = np.array([s.on_ms for s in samples])
     cold = np.array([s.on_ms if s.on_cold_ms is None else s.on_cold_ms for s in samples])
+    if gate_after_prefill:
+        cold = np.array([s.prefill_ms for s in samples]) + think
     skipped = np.zeros(len(samples), bool) if skipped is None else skipped
     curve = []
     for t in np.unique(np.r_[0.0, scores[~skipped], 1.0 + 1e-9]):
@@ -114,7 +126,7 @@ def choose_threshold(curve: list[dict], on_accuracy: float, tolerance: float = 0
 
 
 def choose_cascade(gate: np.ndarray, scores: np.ndarray, samples: list[Sample], on_accuracy: float,
-                   tolerance: float = 0.01) -> tuple[list[dict], dict]:
+                   tolerance: float = 0.01, gate_after_prefill: bool = False) -> tuple[list[dict], dict]:
     """Sweep ``skip_below`` over the gate's scores; at each, the best probe threshold.
 
     Returns one row per ``skip_below`` (its best point, with its skip rate) and
@@ -125,20 +137,21 @@ def choose_cascade(gate: np.ndarray, scores: np.ndarray, samples: list[Sample], 
     rows = []
     for skip in np.unique(np.r_[0.0, gate, 1.0 + 1e-9]):
         skipped = gate < skip
-        best = choose_threshold(sweep(scores, samples, skipped), on_accuracy, tolerance)
+        best = choose_threshold(sweep(scores, samples, skipped, gate_after_prefill), on_accuracy, tolerance)
         rows.append({"skip_below": float(skip), "skip_rate": float(skipped.mean()), **best})
     return rows, choose_threshold(rows, on_accuracy, tolerance)
 
 
-def _probe(engine: Engine, row: dict, probe_max_tokens: int) -> tuple[dict, bool, float]:
+def _probe(engine: Engine, row: dict, probe_max_tokens: int) -> tuple[dict, bool, float, object, float]:
     question = row["question"]
     req = GenerationRequest(messages=[Message("user", question)], max_tokens=probe_max_tokens,
-                            sampling=SamplingParams(temperature=0.0), think="off", logprobs=True)
+                            sampling=SamplingParams(temperature=0.0), think="off", logprobs=True,
+                            hidden_state=True)
     t0 = time.perf_counter()
     chunks = list(engine.stream(req))
     ms = (time.perf_counter() - t0) * 1000  # wall time, measured as run_query measures reasoning
     res = join_stream(iter(chunks), engine.model_name)
-    return probe_signals(question, chunks), score(row, res.text), ms
+    return probe_signals(question, chunks), score(row, res.text), ms, chunks[0].hidden, res.timings.ttft_ms
 
 
 def _measure(engine: Engine, tasks: list[dict], i: int, opts: CalibrateOptions) -> Sample:
@@ -149,19 +162,20 @@ def _measure(engine: Engine, tasks: list[dict], i: int, opts: CalibrateOptions) 
     question; latencies are medians over ``opts.repeats``.
     """
     t, prev = tasks[i], tasks[i - 1]
-    probe, warm, cold = [], [], []
+    probe, warm, cold, prefill = [], [], [], []
     for r in range(opts.repeats):
         for path in (("probe", "alone") if (i + r) % 2 == 0 else ("alone", "probe")):
             follow(engine, prev)
             if path == "probe":
-                feats, off_ok, ms = _probe(engine, t, opts.probe_max_tokens)
+                feats, off_ok, ms, hidden, ttft = _probe(engine, t, opts.probe_max_tokens)
                 probe.append(ms)
+                prefill.append(ttft)
                 warm.append(run_query(engine, t, "on", opts.max_tokens).latency_ms)
             else:
                 on = run_query(engine, t, "on", opts.max_tokens)
                 cold.append(on.latency_ms)
     return Sample(feats, off_ok, on.correct, statistics.median(probe), statistics.median(warm), on.tokens,
-                  on_cold_ms=statistics.median(cold))
+                  on_cold_ms=statistics.median(cold), hidden=hidden, prefill_ms=statistics.median(prefill))
 
 
 def calibrate(model: str, tasks: str, opts: CalibrateOptions | None = None, out: str | None = None,
@@ -174,28 +188,68 @@ def calibrate(model: str, tasks: str, opts: CalibrateOptions | None = None, out:
         samples = [_measure(engine, rows, i, opts) for i in range(len(rows))]
         speed = engine.describe().speed
         model_path = engine.ref.path
-    X = np.array([[1.0] + [s.features.get(f, 0.0) for f in FEATURES[1:]] for s in samples])
-    y = np.array([float(s.off_correct) for s in samples])
-    w = fit_logistic(X, y)
-    scores = predict(X, w)
-    Xg = X[:, :len(GATE_FEATURES)]  # FEATURES starts with GATE_FEATURES
-    wg = fit_logistic(Xg, y)
-    gate = predict(Xg, wg)
-    on_acc = float(np.mean([s.on_correct for s in samples]))
-    gate_curve, chosen = choose_cascade(gate, scores, samples, on_acc, opts.tolerance_points / 100)
-    curve = sweep(scores, samples, gate < chosen["skip_below"])
+    fitted, chosen, gate_curve, curve, measured = fit_cascade(samples, opts)
     profile = ThinkingProfile(
-        weights={f: round(float(v), 6) for f, v in zip(FEATURES, w)}, threshold=chosen["threshold"],
-        gate_weights={f: round(float(v), 6) for f, v in zip(GATE_FEATURES, wg)}, skip_below=chosen["skip_below"],
-        probe_max_tokens=opts.probe_max_tokens,
+        weights=fitted.weights, threshold=chosen["threshold"], gate_weights=fitted.gate_weights,
+        skip_below=chosen["skip_below"], probe_max_tokens=opts.probe_max_tokens,
         mean_reasoning_tokens=statistics.fmean(s.reasoning_tokens for s in samples),
         mean_answer_tokens=4.0, speed=speed, fitted_on=f"{tasks} (n={len(samples)})", curve=curve,
-        gate_curve=gate_curve)
+        gate_curve=gate_curve, projection=fitted.projection, signals=measured)
     target = Path(out) if out else profile_path(model_path)
     write_text_atomic(target, profile.to_json())
     if plot:
-        _plot(curve, gate_curve, chosen, on_acc, float(y.mean()), plot)
+        _plot(curve, gate_curve, chosen, measured["on_accuracy"], measured["off_accuracy"], plot)
     return profile
+
+
+def fit_cascade(samples: list[Sample], opts: CalibrateOptions):
+    """Fit every candidate signal set, measure each on held-out queries (``bench.signals``),
+    keep the fastest at ``on``'s accuracy, and refit it on every query.
+
+    Returns (the refitted candidate, its chosen point, its gate curve, its threshold
+    curve, the measurements: AUROC of each signal set and each candidate's held-out point).
+    """
+    feats = [s.features for s in samples]
+    y = np.array([float(s.off_correct) for s in samples])
+    have = [s.hidden is not None for s in samples]
+    hidden = np.stack([s.hidden for s in samples]).astype(np.float64) if all(have) else None
+    on_acc = float(np.mean([s.on_correct for s in samples]))
+    tol = opts.tolerance_points / 100
+    k = max(2, min(opts.hidden_components, len(samples) // 4))
+    measured: dict = {"on_accuracy": on_acc, "off_accuracy": float(y.mean()), "hidden_components": k,
+                      "folds": opts.folds, "auroc": {}, "candidates": {}}
+    best_name, best_point = None, None
+    for name in signals.available(hidden, opts.signals):
+        gate, scores = signals.held_out_scores(fit_logistic, predict, feats, hidden, y, name, opts.folds, k)
+        _, point = _cascade(name, gate, scores, samples, on_acc, tol)
+        gate_sig = "+".join(signals.CANDIDATES[name][0])
+        if gate_sig:
+            measured["auroc"][gate_sig] = signals.auroc(gate, y)
+        measured["auroc"][f"{gate_sig}+probe" if gate_sig else "probe"] = signals.auroc(scores, y)
+        measured["candidates"][name] = point
+        ok = point["accuracy"] >= on_acc - tol
+        key = (ok, -point["mean_latency_ms"], point["accuracy"])
+        if best_point is None or key > best_point[0]:
+            best_name, best_point = name, (key, point)
+    measured["chosen"] = best_name
+    if best_name is None:
+        raise ValueError(f"no candidate signal set to fit among {opts.signals} (the hidden state could not be read)")
+    fitted = signals.refit(fit_logistic, feats, hidden, y, best_name, k)
+    after_prefill = "hidden" in signals.CANDIDATES[best_name][0]
+    gate, scores = signals.held_out_scores(fit_logistic, predict, feats, hidden, y, best_name, opts.folds, k)
+    gate_curve, chosen = _cascade(best_name, gate, scores, samples, on_acc, tol)
+    curve = sweep(scores, samples, gate < chosen["skip_below"], after_prefill)
+    return fitted, chosen, gate_curve, curve, measured
+
+
+def _cascade(name: str, gate: np.ndarray, scores: np.ndarray, samples: list[Sample], on_acc: float,
+             tol: float) -> tuple[list[dict], dict]:
+    """``choose_cascade`` for a candidate; one without a gate probes every query."""
+    gate_signals = signals.CANDIDATES[name][0]
+    if not gate_signals:
+        point = {"skip_below": 0.0, "skip_rate": 0.0, **choose_threshold(sweep(scores, samples), on_acc, tol)}
+        return [point], point
+    return choose_cascade(gate, scores, samples, on_acc, tol, gate_after_prefill="hidden" in gate_signals)
 
 
 def _plot(curve: list[dict], gate_curve: list[dict], best: dict, on_acc: float, off_acc: float, out: str) -> None:
@@ -232,6 +286,11 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=d.threads)
     p.add_argument("--limit", type=int, default=d.limit)
     p.add_argument("--repeats", type=int, default=d.repeats, help="runs per task and path; latency is the median")
+    p.add_argument("--signals", default=None,
+                   help=f"candidate gates to compare, comma-separated from {', '.join(signals.CANDIDATES)} "
+                        "(default: every one the model can give)")
+    p.add_argument("--hidden-components", type=int, default=d.hidden_components,
+                   help="principal components of the hidden state kept as features")
     p.add_argument("--tolerance", type=float, default=d.tolerance_points,
                    help=f"accuracy points below always-reasoning that auto may give up for speed "
                         f"(default {d.tolerance_points:g})")
@@ -243,9 +302,17 @@ def _cli(args: argparse.Namespace) -> int:
         require("thinkling calibrate --plot", "bench", "matplotlib")
     opts = CalibrateOptions(max_tokens=args.max_tokens, threads=args.threads, limit=args.limit,
                             repeats=max(1, args.repeats), probe_max_tokens=args.probe_max_tokens,
-                            tolerance_points=args.tolerance)
+                            tolerance_points=args.tolerance, hidden_components=args.hidden_components,
+                            signals=[x.strip() for x in args.signals.split(",")] if args.signals else None)
+    unknown = set(opts.signals or ()) - set(signals.CANDIDATES)
+    if unknown:
+        print(f"error: unknown --signals {', '.join(sorted(unknown))} (choose from {', '.join(signals.CANDIDATES)})",
+              file=sys.stderr)
+        return 2
     prof = calibrate(args.model, args.tasks, opts, args.out, args.plot)
     best = next(c for c in prof.gate_curve if c["skip_below"] == prof.skip_below)
+    aurocs = ", ".join(f"{k} {v:.2f}" for k, v in prof.signals.get("auroc", {}).items() if v is not None)
+    print(f"signals: {prof.signals.get('chosen')} gate (held-out AUROC of 'the direct answer is right': {aurocs})")
     print(f"gate skip below {prof.skip_below:.3f} (skips the probe on {best['skip_rate'] * 100:.0f}%), "
           f"probe threshold {prof.threshold:.3f}: accuracy {best['accuracy'] * 100:.1f}%, "
           f"mean latency {best['mean_latency_ms']:.1f} ms, think rate {best['think_rate'] * 100:.0f}% "

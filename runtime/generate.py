@@ -61,6 +61,9 @@ class GenerationPlan:
     # first, constrained; once the grammar is complete the rationale block is opened).
     constraint: Constraint | None = None
     constrain: str = "answer"
+    # Read the final hidden state of the last prompt token in the prefill (``Backend.eval_hidden``);
+    # the first chunk carries it as ``Chunk.hidden``.
+    read_hidden: bool = False
 
 
 class Constraint(Protocol):
@@ -83,18 +86,21 @@ def common_prefix_len(a: list[int], b: list[int]) -> int:
     return i
 
 
-def _prefill(backend: Backend, prompt: list[int], timings: Timings):
-    """Evaluate the prompt, reusing the KV cache's shared prefix."""
+def _prefill(backend: Backend, prompt: list[int], timings: Timings, read_hidden: bool = False):
+    """Evaluate the prompt, reusing the KV cache's shared prefix: (logits, hidden state or None)."""
     reuse = common_prefix_len(backend.kv_tokens, prompt)
     if reuse == len(prompt):
         reuse -= 1  # we need at least one evaluated token to get fresh logits
     backend.truncate(reuse)
     t0 = time.perf_counter()
-    logits = backend.eval(prompt[reuse:])
+    if read_hidden:
+        logits, hidden = backend.eval_hidden(prompt[reuse:])
+    else:
+        logits, hidden = backend.eval(prompt[reuse:]), None
     timings.prompt_ms = (time.perf_counter() - t0) * 1000
     timings.cached_tokens = reuse
     timings.prompt_tokens = len(prompt)
-    return logits
+    return logits, hidden
 
 
 class _Loop:
@@ -116,6 +122,13 @@ class _Loop:
         # whether the grammar is applied to the next token; "after_reasoning" waits for the close tag
         self.grammar_on = self.grammar is not None and plan.constrain != "after_reasoning"
         self._answer_complete = False  # post-thinking: sample() returned a token past a complete answer
+        self.hidden = None  # the prefill's hidden state, handed to the first chunk
+
+    def _first(self, chunk: Chunk) -> Chunk:
+        """Attach the prefill's hidden state to the first chunk of the stream."""
+        if self.hidden is not None:
+            chunk.hidden, self.hidden = self.hidden, None
+        return chunk
 
     def sample(self, logits) -> int:
         """The next token: the sampler's choice, or, when the grammar refuses it, the
@@ -167,9 +180,9 @@ class _Loop:
     def emit(self, delta: str, token_ids: list[int]) -> tuple[Chunk, bool]:
         safe, hit = self.stopper.feed(delta)
         if self.grammar_on:  # constrained text is answer, whatever it spells (a "<think>" inside a string)
-            return Chunk(text=safe, token_ids=token_ids), hit
+            return self._first(Chunk(text=safe, token_ids=token_ids)), hit
         answer, reasoning = self.splitter.feed(safe)
-        return Chunk(text=answer, reasoning=reasoning, token_ids=token_ids), hit
+        return self._first(Chunk(text=answer, reasoning=reasoning, token_ids=token_ids)), hit
 
     def budget_reached(self) -> bool:
         mk = self.plan.markup
@@ -186,10 +199,10 @@ class _Loop:
         safe, _ = self.stopper.feed(tail)
         safe += self.stopper.flush()  # held-back text that never became a stop string
         if self.grammar_on:
-            return Chunk(text=safe, finish_reason=reason, timings=timings)
+            return self._first(Chunk(text=safe, finish_reason=reason, timings=timings))
         a, r = self.splitter.feed(safe)
         fa, fr = self.splitter.flush()
-        return Chunk(text=a + fa, reasoning=r + fr, finish_reason=reason, timings=timings)
+        return self._first(Chunk(text=a + fa, reasoning=r + fr, finish_reason=reason, timings=timings))
 
 
 class _Guess:
@@ -238,7 +251,7 @@ def stream_generate(backend: Backend, plan: GenerationPlan) -> Iterator[Chunk]:
     loop = _Loop(backend, plan)
     drafter = _drafter(backend, plan, loop.history)
     guess: _Guess | None = None
-    logits = _prefill(backend, prompt, timings)
+    logits, loop.hidden = _prefill(backend, prompt, timings, plan.read_hidden)
     max_new = min(plan.max_tokens, backend.n_ctx - len(prompt))
     n_out, t_first, reason = 0, None, "length"
     pending_grammar = loop.grammar is not None and plan.constrain == "after_reasoning" and plan.markup is not None

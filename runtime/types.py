@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field, fields
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 Role = Literal["system", "user", "assistant"]
 ThinkMode = Literal["auto", "on", "off", "post"]  # what a request asks for (the decision's mode is decided)
@@ -85,6 +85,9 @@ class GenerationRequest:
     # "ngram": prompt-lookup speculative decoding (greedy only); "off"; None: the engine's default
     speculative: str | None = None
     response_format: ResponseFormat | None = None  # None: free text
+    # In-process callers only (``thinkling calibrate``): the first chunk carries the final
+    # hidden state of the last prompt token (``Chunk.hidden``). No edge sets it.
+    hidden_state: bool = False
     # Set by the engine on submission; used for TTFT and deadlines.
     submitted_at: float = field(default_factory=time.perf_counter)
 
@@ -142,6 +145,10 @@ class Decision:
     threshold: float | None = None
     probe_ms: float | None = None
     features: dict[str, float] = field(default_factory=dict)
+    # the signals the deciding stage scored ("text", "hidden", "probe", joined by "+") and
+    # what reading them cost this request, in ms (0 for the question text alone)
+    signal: str | None = None
+    cost_ms: float | None = None
     deadline: str | None = None  # why a deadline could only be a hard stop
     deadline_budget: int | None = None  # reasoning tokens the deadline leaves
     planned: bool = False
@@ -162,11 +169,12 @@ class Decision:
         if self.gate_score is not None:
             d.update(gate_score=self.gate_score, skip_below=self.skip_below)
         if self.stage == "gate":
-            d.update(stage=self.stage, mode=self.mode, score=self.score, threshold=self.threshold,
-                     features=dict(self.features), reason=self.reason)
+            d.update(stage=self.stage, signal=self.signal, cost_ms=self.cost_ms, mode=self.mode, score=self.score,
+                     threshold=self.threshold, features=dict(self.features), reason=self.reason)
         elif self.stage == "probe":
-            d.update(stage=self.stage, score=self.score, threshold=self.threshold, probe_ms=self.probe_ms,
-                     features=dict(self.features), mode=self.mode, reason=self.reason)
+            d.update(stage=self.stage, signal=self.signal, cost_ms=self.cost_ms, score=self.score,
+                     threshold=self.threshold, probe_ms=self.probe_ms, features=dict(self.features),
+                     mode=self.mode, reason=self.reason)
         else:
             d.update(mode=self.mode, reason=self.reason)
         if self.deadline is not None:
@@ -210,6 +218,9 @@ class Chunk:
     finish_reason: FinishReason | None = None
     timings: Timings | None = None
     decision: Decision | None = None
+    # the final hidden state of the last prompt token, on the first chunk of a plan that
+    # asked for it (runtime.generate.GenerationPlan.read_hidden); never sent over the wire
+    hidden: Any = None
 
 
 @dataclass

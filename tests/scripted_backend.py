@@ -99,6 +99,16 @@ class ScriptedBackend:
         logits[tok] = sharp
         return logits
 
+    def eval_hidden(self, tokens):
+        """``eval`` plus a scripted 4-wide "hidden state" of the context: [hard?, 'w' count,
+        length / 100, 1]; records how many tokens each call evaluated."""
+        self.hidden_calls = getattr(self, "hidden_calls", []) + [len(tokens)]
+        logits = self.eval(tokens)
+        text = "".join(VOCAB[t] for t in self._kv)
+        prompt = text.rpartition("<|assistant|>")[0]
+        return logits, np.array([float("hard" in prompt), float(prompt.count("w")), len(prompt) / 100, 1.0],
+                                dtype=np.float32)
+
     def metadata(self):
         return {"thinkling.bos_text": "<|bos|>", "thinkling.eos_text": "<|end|>"}
 

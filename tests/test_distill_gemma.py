@@ -18,7 +18,7 @@ from runtime.types import Message
 
 @pytest.mark.parametrize("mode", MODES)
 def test_runtime_template_renders_the_training_prompt(mode):
-    fmt = FORMATS["thinkling-arith"]
+    fmt = FORMATS["template-mode"]
     runtime_mode = {"direct": "off", "think": "on", "post": "post"}[mode]
     rendered = render_chat([Message("user", "What is 37 + 4 * 12?")], CHAT_TEMPLATE, "<bos>", EOT,
                            **fmt.template_vars[runtime_mode])

@@ -53,7 +53,7 @@ def test_control_calls_run_on_the_worker_and_the_backend_has_one_owner():
 def test_profile_override_and_describe():
     with Engine.from_backend(ScriptedBackend(), REF, profile=None) as eng:
         d = eng.describe()
-        assert (d.model, d.n_ctx, d.thinking_family, d.profile) == ("scripted", 512, "thinkling-arith", None)
+        assert (d.model, d.n_ctx, d.thinking_family, d.profile) == ("scripted", 512, "template-mode", None)
         assert ask(eng, "auto").decision.stage is None  # no profile: the family's default
         eng.set_profile(ThinkingProfile(weights={"bias": 5.0}, threshold=0.5))
         assert eng.describe().profile is not None

@@ -27,7 +27,7 @@ def ask(eng, q, think, **kw):
 
 
 def test_assembled_registered_and_family_detected(student):
-    assert student.describe().thinking_family == "thinkling-arith"
+    assert student.describe().thinking_family == "template-mode"
     assert "gemma-3-270m-arith" in models.registered_names()
     path = models.resolve("gemma-3-270m-arith").path
     assert (path.parent / "manifest.json").is_file() and (path.parent / "thinkling.json").is_file()

@@ -28,7 +28,7 @@ def ask(eng, q, think, **kw):
 
 
 def test_registered_and_family_detected(student):
-    assert student.describe().thinking_family == "thinkling-arith"
+    assert student.describe().thinking_family == "template-mode"
     assert "arith-student" in models.registered_names()
 
 

@@ -215,10 +215,10 @@ def test_decision_wire_shape_keeps_its_keys_and_order():
     chosen = Decision(mode="on", requested="on", reason="requested", family="f", deadline_budget=7, planned=True,
                       budget=7, response_format="json_object", constrained="after_reasoning")
     raw = Decision(mode="raw", requested="auto", reason="raw completion prompt")
-    assert list(gate.to_dict()) == ["requested", "family", "gate_score", "skip_below", "stage", "mode", "score",
-                                    "threshold", "features", "reason", "budget"]
-    assert list(probe.to_dict()) == ["requested", "family", "stage", "score", "threshold", "probe_ms", "features",
-                                     "mode", "reason"]  # the probe's own answer: no plan, no budget
+    assert list(gate.to_dict()) == ["requested", "family", "gate_score", "skip_below", "stage", "signal", "cost_ms",
+                                    "mode", "score", "threshold", "features", "reason", "budget"]
+    assert list(probe.to_dict()) == ["requested", "family", "stage", "signal", "cost_ms", "score", "threshold",
+                                     "probe_ms", "features", "mode", "reason"]  # the probe's own answer: no plan
     assert list(chosen.to_dict()) == ["requested", "family", "mode", "reason", "deadline_budget", "budget",
                                       "response_format", "constrained"]
     assert raw.to_dict() == {"mode": "raw", "requested": "auto", "reason": "raw completion prompt"}

@@ -174,6 +174,7 @@ class LlamaCppBackend:
         self.n_batch = cparams.n_batch
         self._batch = C.llama_batch_init(self.n_batch, 0, 1)
         self.n_vocab = C.llama_vocab_n_tokens(self._vocab)
+        self.n_embd = C.llama_model_n_embd(self._model)
         self._kv: list[int] = []
         self._piece_cache: dict[int, bytes] = {}
         self._meta: dict[str, str] | None = None
@@ -254,6 +255,33 @@ class LlamaCppBackend:
             self._decode(tokens, all_logits=False)
         ptr = self._C.llama_get_logits_ith(self._ctx, -1)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+
+    def eval_hidden(self, tokens: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """``eval`` that also returns the final hidden state of the last token, ``[n_embd]``
+        (a copy; the input of the output head, after the final norm).
+
+        Embeddings are switched on for the last token alone: with them on, llama.cpp
+        makes every token of a batch an output and would run the output head (262k
+        rows on Gemma) over the whole prompt. So all but the last token go through
+        the ordinary path, the last one is evaluated by itself with embeddings on,
+        and they are switched off again before anything else runs.
+        """
+        if not tokens:
+            raise ValueError("eval_hidden needs at least one token")
+        C = self._C
+        if len(tokens) > 1:
+            self.eval(tokens[:-1])
+        C.llama_set_embeddings(self._ctx, True)
+        try:
+            self._decode(tokens[-1:], all_logits=False)
+            ptr = C.llama_get_embeddings_ith(self._ctx, -1)
+            if not ptr:
+                raise RuntimeError("llama.cpp returned no hidden state for the last token")
+            hidden = np.ctypeslib.as_array(ptr, shape=(self.n_embd,)).copy()
+        finally:
+            C.llama_set_embeddings(self._ctx, False)
+        logits = np.ctypeslib.as_array(C.llama_get_logits_ith(self._ctx, -1), shape=(self.n_vocab,))
+        return logits, hidden
 
     def eval_many(self, tokens: list[int]) -> np.ndarray:
         """Append ``tokens`` (at most ``n_batch``) in one pass; return the logits after

@@ -24,6 +24,7 @@ from .base import BackendOptions
 log = logging.getLogger(__name__)
 
 _REQUIRED_INPUTS = ("input_ids", "attention_mask", "past_key_values.0.key")
+HIDDEN_OUTPUT = "hidden_last"  # [1, n, n_embd] final-norm hidden states (optional output)
 
 
 def _ort():
@@ -72,6 +73,7 @@ class OnnxBackend:
         self._eog = self.tokenizer.eog_ids(eos if isinstance(eos, list) else [eos])
         self._kv: list[int] = []
         self._past = self._empty_past()
+        self._last_hidden: np.ndarray | None = None
 
     # --- loading ------------------------------------------------------------
     @staticmethod
@@ -158,6 +160,8 @@ class OnnxBackend:
         outs = dict(zip(self._out_names, self.session.run(None, feed)))
         self._past = [outs[f"present.{i}.{kind}"] for i in range(self._layers) for kind in ("key", "value")]
         self._kv.extend(part)
+        hidden = outs.get(HIDDEN_OUTPUT)
+        self._last_hidden = None if hidden is None else np.array(hidden[0, -1], dtype=np.float32)
         return outs["logits"][0]  # [len(part), n_vocab], or [1, n_vocab] with last_only
 
     def eval(self, tokens: list[int]) -> np.ndarray:
@@ -168,6 +172,12 @@ class OnnxBackend:
         if logits is None:
             raise ValueError("eval needs at least one token")
         return logits[-1]
+
+    def eval_hidden(self, tokens: list[int]) -> tuple[np.ndarray, np.ndarray | None]:
+        """``eval`` plus the last token's final hidden state, ``[n_embd]``, when the graph
+        exports it (``hidden_last``, written by thinkling's converter); ``None`` for folders
+        converted before it did, which then simply lack that signal."""
+        return self.eval(tokens), self._last_hidden
 
     def eval_many(self, tokens: list[int]) -> np.ndarray:
         """Append ``tokens`` (at most ``n_batch``) in one pass; the logits after each, ``[len(tokens), n_vocab]``."""

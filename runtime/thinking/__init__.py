@@ -3,7 +3,7 @@
 from ..types import MODES, Decision, Mode, decision_dict  # the decision lives with the other records
 from .controller import ThinkingController
 from .formats import FORMATS, ThinkingFormat, detect_format
-from .profile import ThinkingProfile, find_profile, probe_features, probe_signals, query_features
+from .profile import SIGNALS, Projection, ThinkingProfile, find_profile, probe_features, probe_signals, query_features
 
 __all__ = ["ThinkingController", "Decision", "Mode", "MODES", "decision_dict", "FORMATS", "ThinkingFormat",
-           "detect_format", "ThinkingProfile", "find_profile", "probe_features", "probe_signals", "query_features"]
+           "detect_format", "SIGNALS", "Projection", "ThinkingProfile", "find_profile", "probe_features", "probe_signals", "query_features"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 from ..backends.base import Backend
 from ..errors import InvalidRequest
@@ -28,12 +28,26 @@ from ..speculative import DraftCosts, speculative_config
 from ..structured import grammar_for
 from ..types import Chunk, Decision, GenerationRequest, Message
 from .formats import ThinkingFormat, detect_format
-from .profile import Speed, ThinkingProfile, find_profile, probe_signals, query_features
+from .profile import Speed, ThinkingProfile, find_profile, probe_signals, query_features, signals_of
 
 log = logging.getLogger(__name__)
 MIN_USEFUL_BUDGET = 4  # below this many reasoning tokens, answering directly is the better bet
 # Where a response format's grammar applies, per mode (runtime.generate.GenerationPlan.constrain).
 CONSTRAIN = {"off": "answer", "on": "after_reasoning", "post": "before_reasoning"}
+
+
+@dataclass
+class _Probe:
+    """What one probe found: its chunks, every feature scored, and how it ended early
+    (``gated``: the hidden-state gate sent the query to reasoning after the prefill;
+    ``best``: the best score it could still reach when it was stopped)."""
+
+    feats: dict[str, float]
+    chunks: list[Chunk] = field(default_factory=list)
+    gate: float | None = None
+    gated: bool = False
+    best: float | None = None
+    prefill_ms: float = 0.0
 
 
 class ThinkingController:
@@ -49,7 +63,7 @@ class ThinkingController:
         self.draft_costs = DraftCosts()  # speculative decoding's measured costs on this model
         meta = backend.metadata()
         self.bos_token = meta.get("thinkling.bos_text", "")
-        self.eos_token = meta.get("thinkling.eos_text", "")
+        self.eos_token = self.format.eos or meta.get("thinkling.eos_text", "")
 
     def set_profile(self, profile: ThinkingProfile | None) -> None:
         """Use ``profile`` for ``auto`` (None: the family's default mode). The measured
@@ -70,7 +84,7 @@ class ThinkingController:
 
     def _plan(self, req: GenerationRequest, mode: str, should_stop, *, max_tokens: int | None = None,
               budget: int | None = None, logprobs: bool | None = None,
-              grammar: str | None = None) -> GenerationPlan:
+              grammar: str | None = None, read_hidden: bool = False) -> GenerationPlan:
         fmt = self.format
         messages = list(req.messages)
         for q, a in fmt.fewshot.get(mode, []):
@@ -89,7 +103,8 @@ class ThinkingController:
                               should_stop=should_stop, started_at=req.submitted_at,
                               speculative=speculative_config(req.speculative), draft_costs=self.draft_costs,
                               constraint=self.backend.constraint(grammar) if grammar else None,
-                              constrain=CONSTRAIN.get(mode, "answer") if markup else "answer")
+                              constrain=CONSTRAIN.get(mode, "answer") if markup else "answer",
+                              read_hidden=read_hidden or req.hidden_state)
 
     def _deadline_budget(self, req: GenerationRequest, prompt_tokens: int,
                          decision: Decision) -> tuple[int | None, Decision]:
@@ -121,65 +136,89 @@ class ThinkingController:
 
     # --- the probe --------------------------------------------------------
     def _probe(self, req: GenerationRequest, question: str, qfeats: dict[str, float],
-               should_stop) -> tuple[list[Chunk], dict, float | None]:
-        """A short direct answer with token confidences: its chunks, its features and,
-        when it was stopped early, the best score it could still have reached.
+               should_stop) -> _Probe:
+        """A short direct answer with token confidences.
 
-        The probe stops as soon as that best score falls below the threshold (the
-        model would reason whatever its next tokens are), which saves its remaining
-        decode passes: on the Gemma student 1-2 of its 2-3 tokens.
+        Where the profile reads the hidden state, the probe's prefill reads it and
+        the gate decides on the first chunk, before any decode pass: a query the
+        gate sends to reasoning costs the prefill alone. The probe stops as soon as
+        the best score it can still reach falls below the threshold (the model would
+        reason whatever its next tokens are), which saves its remaining decode passes.
         """
         prof = self.profile
         max_tokens = min(req.max_tokens, prof.probe_max_tokens)
-        plan = self._plan(req, "off", should_stop, max_tokens=max_tokens, logprobs=True)
-        chunks: list[Chunk] = []
+        plan = self._plan(req, "off", should_stop, max_tokens=max_tokens, logprobs=True,
+                          read_hidden=prof.uses_hidden)
+        out = _Probe(feats=dict(qfeats))
         logprobs: list[float] = []
         entropies: list[float] = []
+        t0 = time.perf_counter()
         stream = stream_generate(self.backend, plan)
         try:
             for chunk in stream:
-                chunks.append(chunk)
+                if not out.chunks and prof.uses_hidden:
+                    out.feats.update(prof.hidden_features(chunk.hidden))
+                    out.prefill_ms = (time.perf_counter() - t0) * 1000
+                    if prof.gate_uses_hidden:
+                        out.gate = prof.gate_score(out.feats)
+                        if prof.skips_probe(out.gate):
+                            out.gated = True
+                            return out
+                out.chunks.append(chunk)
                 logprobs += chunk.logprobs
                 entropies += chunk.entropies
                 if chunk.finish_reason is None and chunk.logprobs:
-                    best = prof.best_reachable(qfeats, logprobs, entropies, max_tokens)
+                    best = prof.best_reachable(out.feats, logprobs, entropies, max_tokens)
                     if best < prof.threshold:
-                        return chunks, probe_signals(question, chunks), best
+                        out.best = best
+                        break
         finally:
             stream.close()  # a stopped probe's next pass never runs
-        return chunks, probe_signals(question, chunks), None
+        out.feats.update(probe_signals(question, out.chunks))
+        return out
 
     def _auto(self, req: GenerationRequest, should_stop) -> tuple[str, Decision, list[Chunk] | None]:
         prof = self.profile
         question = next((m.content for m in reversed(req.messages) if m.role == "user"), "")
         qfeats = query_features(question)
-        gate = prof.gate_score(qfeats)
+        gate = None if prof.gate_uses_hidden else prof.gate_score(qfeats)
         base = Decision(mode="on", requested="auto", reason="", family=self.format.family,
-                        gate_score=None if gate is None else round(gate, 4),
-                        skip_below=None if gate is None else prof.skip_below)
+                        skip_below=prof.skip_below if prof.gate_weights else None)
+        gate_signal = "+".join(signals_of(prof.gate_weights))
         if prof.skips_probe(gate):
-            return "on", replace(base, stage="gate", score=round(gate, 4), threshold=prof.skip_below,
+            return "on", replace(base, gate_score=round(gate, 4), stage="gate", signal=gate_signal, cost_ms=0.0,
+                                 score=round(gate, 4), threshold=prof.skip_below,
                                  features={k: round(v, 4) for k, v in qfeats.items()},
                                  reason=f"question alone says reason (p={gate:.2f} < {prof.skip_below:.2f}); "
                                         "reasoning without a probe"), None
         t0 = time.perf_counter()
-        chunks, feats, best = self._probe(req, question, qfeats, should_stop)
-        score = prof.score(feats)
+        probe = self._probe(req, question, qfeats, should_stop)
+        gate = probe.gate if gate is None else gate
+        if gate is not None:
+            base = replace(base, gate_score=round(gate, 4))
+        feats = {k: round(v, 4) for k, v in probe.feats.items()}
+        if probe.gated:
+            return "on", replace(base, stage="gate", signal=gate_signal, cost_ms=round(probe.prefill_ms, 2),
+                                 score=round(gate, 4), threshold=prof.skip_below, features=feats,
+                                 reason=f"the prompt's hidden state says reason (p={gate:.2f} < "
+                                        f"{prof.skip_below:.2f}); reasoning after the prefill alone"), None
+        chunks = probe.chunks
+        score = prof.score(probe.feats)
         thr = prof.threshold
-        probed = replace(base, stage="probe", score=round(score, 4), threshold=thr,
-                         probe_ms=round((time.perf_counter() - t0) * 1000, 2),
-                         features={k: round(v, 4) for k, v in feats.items()})
+        probe_ms = round((time.perf_counter() - t0) * 1000, 2)
+        probed = replace(base, stage="probe", signal="+".join(signals_of(prof.weights)), cost_ms=probe_ms,
+                         score=round(score, 4), threshold=thr, probe_ms=probe_ms, features=feats)
         if chunks[-1].finish_reason in ("cancelled", "deadline"):
             return "off", replace(probed, mode="off", reason=f"probe ended: {chunks[-1].finish_reason}"), chunks
-        if best is not None:
-            n = int(feats["probe_tokens"])
+        if probe.best is not None:
+            n = int(probe.feats["probe_tokens"])
             return "on", replace(probed, mode="on", reason=f"probe stopped after {n} token{'s' * (n > 1)}: "
-                                                            f"it could reach at most p={best:.2f} < {thr:.2f}; "
+                                                            f"it could reach at most p={probe.best:.2f} < {thr:.2f}; "
                                                             "reasoning"), None
-        if score >= thr and feats["probe_finished"]:
+        if score >= thr and probe.feats["probe_finished"]:
             return "off", replace(probed, mode="off", reason=f"probe confident (p={score:.2f} >= {thr:.2f}); "
                                                              "its answer is returned"), chunks
-        why = "probe unsure" if feats["probe_finished"] else "probe did not finish its answer"
+        why = "probe unsure" if probe.feats["probe_finished"] else "probe did not finish its answer"
         return "on", replace(probed, mode="on", reason=f"{why} (p={score:.2f} < {thr:.2f}); reasoning"), None
 
     # --- streaming ----------------------------------------------------------

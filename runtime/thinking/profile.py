@@ -3,16 +3,25 @@
 The decision is a two-stage cascade of small logistic models, each estimating
 the probability that the direct answer is right:
 
-1. the *gate* scores the question text alone (no model call). Below
-   ``skip_below`` the query is plainly one that needs reasoning, and the
+1. the *gate* scores what is known before the probe decodes anything: the
+   question's text, and, where the profile uses it, the model's final hidden
+   state at the last prompt token (read in the prefill that produces the first
+   logits). Below ``skip_below`` the query plainly needs reasoning, and the
    model reasons at once: a probe there would be paid for and thrown away;
 2. otherwise a short direct-answer *probe* runs, and the full model scores the
-   query features together with the probe's confidence. At or above
+   gate's features together with the probe's confidence. At or above
    ``threshold`` the probe's answer is returned at once; below it the model
    reasons.
 
-``thinkling calibrate`` fits both on a labelled task set, picks the pair
-(``skip_below``, ``threshold``) and writes the profile as JSON next to the model.
+Features come from a registry of named *signals* (``SIGNALS``): ``text`` (the
+question's characters, numbers and operators; no model call), ``hidden`` (the
+hidden state projected on the principal components the profile stores:
+``hidden_pc0``...) and ``probe`` (the probe's token log-probs and entropies).
+The profile stores the feature names it was fitted with, the projection, and
+weights for the raw feature values (the fit's standardisation is folded into
+them). ``thinkling calibrate`` fits the candidates, keeps the combination that
+measures best on held-out queries, and writes the profile as JSON next to the
+model. A profile written before signals existed loads and decides as before.
 """
 
 from __future__ import annotations
@@ -23,9 +32,62 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-GATE_FEATURES = ("bias", "q_chars", "q_numbers", "q_operators")
-FEATURES = GATE_FEATURES + ("probe_mean_logprob", "probe_min_logprob", "probe_first_entropy",
-                            "probe_max_entropy", "probe_tokens", "probe_finished")
+import numpy as np
+
+TEXT_FEATURES = ("q_chars", "q_numbers", "q_operators")
+PROBE_FEATURES = ("probe_mean_logprob", "probe_min_logprob", "probe_first_entropy",
+                  "probe_max_entropy", "probe_tokens", "probe_finished")
+HIDDEN_PREFIX = "hidden_pc"
+# The feature sets of profiles written before the registry (calibrate's defaults then).
+GATE_FEATURES = ("bias",) + TEXT_FEATURES
+FEATURES = GATE_FEATURES + PROBE_FEATURES
+
+# signal -> (when it is known, what it is); the order is the order of the cascade
+SIGNALS = {
+    "text": ("question", "the question's text: length, numbers, operators (no model call)"),
+    "hidden": ("prefill", "the final hidden state of the last prompt token, projected on stored components"),
+    "probe": ("probe", "the direct-answer probe's token log-probs and entropies"),
+}
+
+
+def signal_of(feature: str) -> str:
+    """The signal a feature name belongs to (``bias`` belongs to none: '')."""
+    if feature in TEXT_FEATURES:
+        return "text"
+    if feature.startswith(HIDDEN_PREFIX):
+        return "hidden"
+    if feature in PROBE_FEATURES:
+        return "probe"
+    return ""
+
+
+def signals_of(features) -> list[str]:
+    """The signals ``features`` draw on, in cascade order."""
+    used = {signal_of(f) for f in features}
+    return [s for s in SIGNALS if s in used]
+
+
+@dataclass
+class Projection:
+    """A linear map of the hidden state to a few features (PCA fitted by calibrate):
+    ``hidden_pc{i} = (h - mean) . components[i]``, ``h`` of shape ``[n_embd]``."""
+
+    mean: list[float]
+    components: list[list[float]]  # [k, n_embd]
+
+    def __post_init__(self):
+        self._mean = np.asarray(self.mean, dtype=np.float32)
+        self._comp = np.asarray(self.components, dtype=np.float32)
+
+    def features(self, hidden) -> dict[str, float]:
+        if hidden is None or len(hidden) != self._mean.shape[0]:
+            return {}  # no state (a model that cannot give it): the features count 0, the mean state
+        z = self._comp @ (np.asarray(hidden, dtype=np.float32) - self._mean)
+        return {f"{HIDDEN_PREFIX}{i}": float(v) for i, v in enumerate(z)}
+
+    def to_dict(self) -> dict:
+        return {"mean": [round(float(x), 6) for x in self._mean],
+                "components": [[round(float(x), 6) for x in row] for row in self._comp]}
 
 _NUM = re.compile(r"\d+(?:\.\d+)?")
 _OPS = re.compile(r"(?<=[\d\s)])[-+*/×÷^](?=[\s\d(])")
@@ -116,6 +178,29 @@ class ThinkingProfile:
     fitted_on: str = ""
     curve: list[dict] = field(default_factory=list)  # threshold sweep at the chosen skip_below
     gate_curve: list[dict] = field(default_factory=list)  # per skip_below, its best threshold
+    # the names of every feature the two models use (written for readers; derived from the weights)
+    features: list[str] = field(default_factory=list)
+    projection: Projection | None = None  # the hidden state's projection (None: no hidden signal)
+    signals: dict = field(default_factory=dict)  # calibrate's held-out measurements per candidate
+
+    def __post_init__(self):
+        if isinstance(self.projection, dict):
+            self.projection = Projection(**self.projection)
+        names = [f for f in (*self.gate_weights, *self.weights) if f != "bias"]
+        self.features = list(dict.fromkeys(names))
+
+    @property
+    def uses_hidden(self) -> bool:
+        """Whether either model reads the hidden state (the probe's prefill then reads it)."""
+        return self.projection is not None and "hidden" in signals_of(self.features)
+
+    @property
+    def gate_uses_hidden(self) -> bool:
+        return self.projection is not None and "hidden" in signals_of(self.gate_weights)
+
+    def hidden_features(self, hidden) -> dict[str, float]:
+        """The projected hidden-state features (empty without a projection or a state)."""
+        return self.projection.features(hidden) if self.projection is not None else {}
 
     def score(self, features: dict[str, float]) -> float:
         """Estimated probability that the direct answer is correct, after the probe."""
@@ -168,11 +253,13 @@ class ThinkingProfile:
         return gate is not None and gate < self.skip_below
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
+        d = asdict(self)
+        d["projection"] = self.projection.to_dict() if self.projection is not None else None
+        return json.dumps(d, indent=2)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ThinkingProfile":
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__ and k != "features"}
         if isinstance(known.get("speed"), dict):
             known["speed"] = Speed(**{k: v for k, v in known["speed"].items() if k in Speed.__dataclass_fields__})
         return cls(**known)
