@@ -31,7 +31,8 @@ def make(per_op: int = 50, seed_calib: int = 101, seed_test: int = 202) -> None:
                     continue
                 seen.add(p.text)
                 q = p.text if rng.random() < 0.5 else f"What is {p.text}?"
-                rows.append({"question": q, "answer": p.value, "n_ops": n_ops})
+                rows.append({"question": q, "answer": p.value, "check": "number", "group": f"{n_ops} ops",
+                             "n_ops": n_ops})
                 k += 1
         tmp = TASKS_DIR / f".{name}.jsonl.tmp"
         tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
