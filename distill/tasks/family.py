@@ -21,7 +21,6 @@ from distill.tasks.rg import ReasoningGymTask
 _MARRIED = re.compile(r"(\w+) is married to (\w+)\.")
 _CHILDREN = re.compile(r"They have (?:a child|children) called ([\w, ]+?)\.")
 _FACT = re.compile(r"^(\w+) is (\w+)'s (\w+)\.$")
-_FINAL = re.compile(r"^So (\w+) is (\w+)'s ([\w-]+)\.$")
 
 
 @dataclass
@@ -60,6 +59,14 @@ def read_family(story: str, male_names: set[str]) -> Family:
                 people.add(child)
     fam.male = {p for p in people if p in male_names}
     return fam
+
+
+def _final(p1: str, p2: str, answer: str) -> str:
+    """The last line. reasoning-gym labels "what is p1 to p2" with p2's relation to p1 for
+    in-laws (p2 is a parent of p1's spouse); the line states the fact the label stands for."""
+    if answer.endswith("-in-law"):
+        return f"So {p2} is {p1}'s {answer}."
+    return f"So {p1} is {p2}'s {answer}."
 
 
 def _walk(fam: Family, a: str, b: str) -> list[tuple[str, str]] | None:
@@ -108,7 +115,7 @@ class FamilyRelationships(ReasoningGymTask):
                 continue
             # each fact is written "X is Y's R", X the later person of the walk
             facts = [f"{y} is {x}'s {fam.relation(y, x)}." for x, y in links]
-            facts.append(f"So {p1} is {p2}'s {problem.answer}.")
+            facts.append(_final(p1, p2, problem.answer))
             out.append(Chain(path, facts, problem.answer))
         return out[:k]
 
@@ -130,8 +137,7 @@ class FamilyRelationships(ReasoningGymTask):
             linked |= {m[1], m[2]}
         if not {p1, p2} <= linked:
             return "the facts do not link the two people"
-        m = _FINAL.match(chain.steps[-1])
-        if m is None or (m[1], m[2]) != (p1, p2) or m[3] != chain.answer.strip():
+        if chain.steps[-1] != _final(p1, p2, chain.answer.strip()):
             return "last line does not state the answer"
         if not self.score(problem, chain.answer):
             return "wrong answer"
@@ -157,8 +163,8 @@ class FamilyRelationships(ReasoningGymTask):
             del steps[rng.randrange(len(steps) - 1)]
             return Chain(chain.path, steps, chain.answer)
         bad = self.wrong_answer(rng, chain.answer)
-        m = _FINAL.match(steps[-1])
-        steps[-1] = f"So {m[1]} is {m[2]}'s {bad}."
+        head = steps[-1].rpartition("'s ")[0]
+        steps[-1] = f"{head}'s {bad}."  # the same people, a wrong relation
         return Chain(chain.path, steps, bad)
 
 
