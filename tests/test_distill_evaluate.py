@@ -206,3 +206,17 @@ def test_seen_and_unseen_files_of_one_task_stand_side_by_side(tmp_path):
     (tmp_path / "eval.json").write_text(json.dumps(rec))
     with pytest.raises(card.CardError, match="lacks a field"):  # the CLI prints this as one line
         card.write_card(tmp_path)
+
+
+@needs_student
+def test_runtime_check_records_through_the_evaluator(monkeypatch):
+    import distill.runtime_check as rc
+
+    written = {}
+    monkeypatch.setattr(rc, "write_text_atomic", lambda path, text: written.update({str(path): json.loads(text)}))
+    rec = rc.record()
+    committed = json.loads((GGUF.parent / "runtime_check_sample.json").read_text())
+    assert list(written) == [str(GGUF.parent / "runtime_check_sample.json")]
+    assert [t["question"] for t in rec["tasks"]] == [t["question"] for t in committed["tasks"]]
+    for mode, expected in committed["accuracy"].items():
+        assert abs(rec["accuracy"][mode] - expected) <= 0.05, (mode, rec["accuracy"][mode], expected)
