@@ -13,7 +13,7 @@ import pytest
 from distill.chat import ARITH_FORMAT
 from distill.data import ADAPTER_MIX, BASE_MIX, GEMMA_MIX, GEMMA_POLISH_MIX, make_dataset
 from distill.gemma_chat import GEMMA_FORMAT
-from distill.tasks import TASKS, TaskError, get_task
+from distill.tasks import TASKS, Chain, TaskError, get_task
 from distill.tasks.dataset import DataSpec, make_data
 
 pytest.importorskip("reasoning_gym")
@@ -142,6 +142,32 @@ def test_make_data_paths_and_truncation():
     assert {r["path"] for r in rows if r["task"] == "letter_counting"} >= {"spell", "matches"}
     with pytest.raises(ValueError, match="letter_counting"):
         make_data(DataSpec(("letter_counting",), per_task=1, paths={"letter_counting": ("nope",)}))
+
+
+def test_make_data_takes_teacher_chains_and_direct_only_tasks(tmp_path):
+    task = TASKS["letter_counting"]
+    problems = task.sample("train", 5, 4)
+    mine = Chain("teacher", [f"counted: {problems[0].answer}"], problems[0].answer)  # fails the filter
+    good = task.chains(problems[1], 2, random.Random(0))[1]  # the matches path, brought by a teacher
+    rows = [{"id": problems[0].id, "task": task.name, "kept": True, "chain": vars(mine)},
+            {"id": problems[1].id, "task": task.name, "kept": True,
+             "chain": {"path": "teacher", "steps": good.steps, "answer": good.answer}},
+            {"id": problems[2].id, "task": task.name, "kept": False, "chain": vars(mine)}]
+    f = tmp_path / "teach.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = DataSpec(("letter_counting",), per_task=5, seed=4, mistake_rate=0, truncate_rate=0, k=3,
+                    chains_files=(str(f),), paths={"letter_counting": ("teacher", "spell")})
+    out, stats = make_data(spec)
+    s = stats["letter_counting"]
+    assert s.false_rejections == 1  # the teacher's bad chain met the filter
+    assert {r["path"] for r in out} == {"teacher", "spell"}
+    assert [r["id"] for r in out if r["path"] == "teacher"] == [problems[1].id]  # first of its problem
+    general = pytest.importorskip("distill.tasks.general")
+    try:
+        rows_g, _ = make_data(DataSpec(("general",), per_task=5, seed=0))
+    except general.AnswersMissing:
+        pytest.skip("the base model's answers are not generated")
+    assert len(rows_g) == 5 and all(r["mode"] == "direct" and r["path"] == "direct" for r in rows_g)
 
 
 def _cli(*args, cwd=None):

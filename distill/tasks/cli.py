@@ -41,7 +41,8 @@ def list_tasks(args: argparse.Namespace) -> None:
 def data(args: argparse.Namespace) -> None:
     spec = DataSpec(tasks=tuple(t.strip() for t in args.task.split(",") if t.strip()), per_task=args.per_task,
                     seed=args.seed, chat=args.chat, k=args.k, mode_weights=args.modes,
-                    mistake_rate=args.mistake_rate, truncate_rate=args.truncate_rate, paths=args.paths)
+                    mistake_rate=args.mistake_rate, truncate_rate=args.truncate_rate, paths=args.paths,
+                    chains_files=tuple(args.chains))
     report = write_data(spec, args.out)
     per_task = {n: {k: s[k] for k in ("problems", "written", "kept", "caught", "missed", "false_rejections")}
                 for n, s in report["tasks"].items()}
@@ -75,6 +76,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="share of think rows whose chain is cut, then answered (a reasoning budget)")
     p.add_argument("--paths", type=parse_paths, default={},
                    help="teacher paths to keep per task, e.g. gsm_symbolic=equations,calendar=mod7+weeks")
+    p.add_argument("--chains", nargs="*", default=[], metavar="FILE",
+                   help="python -m distill teach outputs: their kept chains join their problems' (same --seed)")
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=data)
 

@@ -45,6 +45,9 @@ class DataSpec:
     truncate_rate: float = 0.04
     # per task, the teacher paths to keep (e.g. {"gsm_symbolic": ("equations",)}); others keep all
     paths: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # ``python -m distill teach`` outputs: their kept chains join their problems' (same seed
+    # and split as the teach run), first, as path "teacher"
+    chains_files: tuple[str, ...] = ()
     split: str = "train"
 
 
@@ -97,12 +100,19 @@ def task_rows(task: Task, spec: DataSpec, stats: FilterStats) -> list[dict]:
     rng = random.Random(f"{task.name}/{spec.seed}")
     modes, weights = list(spec.mode_weights), list(spec.mode_weights.values())
     rows = []
+    teacher = _teacher_chains(spec, task.name)
     for problem in task.sample(spec.split, spec.per_task, spec.seed):
         stats.problems += 1
         direct_done = False
-        chains = task.chains(problem, _ALL_PATHS, rng)
+        chains = _distinct(teacher.get(problem.id, []) + task.chains(problem, _ALL_PATHS, rng))
         if task.name in spec.paths:
             chains = [c for c in chains if c.path in spec.paths[task.name]]
+        if not chains and not getattr(task, "paths", ()):
+            # a task without reasoning (general prompts): its reference answer, direct
+            rows.append(_row(fmt, problem, "direct", "", problem.answer, "direct"))
+            stats.rows_by_mode["direct"] += 1
+            stats.rows_by_level[problem.level] += 1
+            continue
         for chain in chains[: spec.k]:
             mode = rng.choices(modes, weights=weights)[0]
             kept = judge(task, problem, chain, rng, spec.mistake_rate, stats)
@@ -112,14 +122,30 @@ def task_rows(task: Task, spec: DataSpec, stats: FilterStats) -> list[dict]:
             steps, path = ("" if mode == "direct" else kept.text), kept.path
             if mode == "think" and spec.truncate_rate and rng.random() < spec.truncate_rate:
                 steps, path = steps[: rng.randrange(len(steps))], f"{path}/cut"
-            rows.append({"prompt": fmt.render_prompt(problem.question, mode),
-                         "completion": fmt.render_completion(kept.answer, steps, mode),
-                         "mode": mode, "task": task.name, "level": problem.level,
-                         "path": path, "id": problem.id})
+            rows.append(_row(fmt, problem, mode, steps, kept.answer, path))
             stats.rows_by_mode[mode] += 1
             stats.rows_by_path[path] += 1
             stats.rows_by_level[problem.level] += 1
     return rows
+
+
+def _row(fmt, problem: Problem, mode: str, steps: str, answer: str, path: str) -> dict:
+    return {"prompt": fmt.render_prompt(problem.question, mode),
+            "completion": fmt.render_completion(answer, steps, mode),
+            "mode": mode, "task": problem.task, "level": problem.level, "path": path, "id": problem.id}
+
+
+def _distinct(chains: list[Chain]) -> list[Chain]:
+    seen: set[tuple[str, ...]] = set()
+    return [c for c in chains if tuple(c.steps) not in seen and not seen.add(tuple(c.steps))]
+
+
+def _teacher_chains(spec: DataSpec, task: str) -> dict[str, list[Chain]]:
+    if not spec.chains_files:
+        return {}
+    from distill.teach import load_teacher_chains  # it imports this module
+
+    return load_teacher_chains(spec.chains_files, task)
 
 
 def check_spec(spec: DataSpec) -> list[Task]:
@@ -133,7 +159,7 @@ def check_spec(spec: DataSpec) -> list[Task]:
         raise ValueError("per_task and k must be at least 1, mistake_rate and truncate_rate in 0..1")
     tasks = [get_task(name) for name in spec.tasks]
     for name, paths in spec.paths.items():
-        known = getattr(get_task(name), "paths", ())
+        known = (*getattr(get_task(name), "paths", ()), *(("teacher",) if spec.chains_files else ()))
         if name not in spec.tasks or any(p not in known for p in paths):
             raise ValueError(f"--paths {name}: a task of this run with paths among {', '.join(known)}")
     return tasks
