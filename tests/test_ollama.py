@@ -274,7 +274,7 @@ def _hostile_bodies() -> list[bytes]:
             {"options": {"repeat_last_n": -5}}, {"format": "xml"}, {"think": 1}, {"think": [1]}, {"stream": "yes"},
             {"keep_alive": []}, {"tools": [{"type": "function"}]}, {"images": ["aGk="]}, {"model": 5}, {"model": None}]
     generate = [{"prompt": 5}, {"prompt": "x", "raw": "yes"}, {"prompt": "x", "raw": True, "format": "json"},
-                {"prompt": "x", "context": [1, 2]}, {"prompt": "x", "system": 5}, {"prompt": "x", "template": "{{ .P }}"},
+                {"prompt": "x", "context": [1, 2]}, {"prompt": "x", "system": 5}, {"prompt": "x", "template": "{{.P}}"},
                 {"prompt": "x" * 60000}, {"prompt": "x", "suffix": "y"}]
     raw = [b"", b"{", b"[]", b"null", b'"x"', b"[" * 20000 + b"]" * 20000, b'{"model": ' + b"9" * 5000 + b"}",
            b'{"model": NaN}']
