@@ -75,6 +75,9 @@ def test_think_true_chain_in_thinking_answer_in_content(client, student):
     raw = post(student, "/api/chat", {"model": MODEL, "messages": ASK, "think": True, "stream": False,
                                      "options": GREEDY})
     assert raw["decision"]["mode"] == "on" and raw["decision"]["requested"] == "on"
+    capped = post(student, "/api/chat", {"model": MODEL, "messages": ASK, "think": True, "stream": False,
+                                         "options": GREEDY, "reasoning_budget": 2})  # thinkling's extension
+    assert capped["decision"]["budget"] == 2 and capped["message"]["thinking"] != r.message.thinking
 
 
 def test_think_false_no_thinking(client, student):
@@ -260,6 +263,8 @@ def test_think_true_on_a_model_that_cannot_think():
         assert r.status_code == 400 and r.json() == {"error": '"scripted" does not support thinking'}
         r = c.post("/api/chat", json={**body, "think": False})
         assert r.status_code == 200 and r.json()["decision"]["mode"] == "off"
+        r = c.post("/api/chat", json={**body, "think": False, "reasoning_budget": 2, "deadline_ms": 60000})
+        assert r.status_code == 200  # thinkling's extensions ride along, checked as on the OpenAI routes
         shown = c.post("/api/show", json={"model": "scripted"})
         assert shown.status_code == 200 and shown.json()["capabilities"] == ["completion"]
     finally:
@@ -272,7 +277,8 @@ def _hostile_bodies() -> list[bytes]:
             {"messages": [{"role": "tool", "content": "x"}]}, {"options": []}, {"options": {"stop": 5}},
             {"options": {"stop": ["a"] * 40}}, {"options": {"num_predict": True}}, {"options": {"seed": 2**70}},
             {"options": {"repeat_last_n": -5}}, {"format": "xml"}, {"think": 1}, {"think": [1]}, {"stream": "yes"},
-            {"keep_alive": []}, {"tools": [{"type": "function"}]}, {"images": ["aGk="]}, {"model": 5}, {"model": None}]
+            {"keep_alive": []}, {"tools": [{"type": "function"}]}, {"images": ["aGk="]}, {"model": 5}, {"model": None},
+            {"deadline_ms": 0}, {"reasoning_budget": -1}]
     generate = [{"prompt": 5}, {"prompt": "x", "raw": "yes"}, {"prompt": "x", "raw": True, "format": "json"},
                 {"prompt": "x", "context": [1, 2]}, {"prompt": "x", "system": 5}, {"prompt": "x", "template": "{{.P}}"},
                 {"prompt": "x" * 60000}, {"prompt": "x", "suffix": "y"}]

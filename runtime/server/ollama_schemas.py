@@ -8,7 +8,8 @@ field error is renamed back to the Ollama field it came from
 (``max_tokens`` -> ``options.num_predict``).
 
 Ollama's rules kept here: ``stream`` defaults to true; ``think`` is a boolean
-(thinkling also takes ``"auto"``, ``"post"``, ``"on"``, ``"off"``); unknown
+(thinkling also takes ``"auto"``, ``"post"``, ``"on"``, ``"off"``, and its
+``reasoning_budget`` and ``deadline_ms`` fields); unknown
 ``options`` are ignored with a warning, as Ollama does. Options that only
 matter when Ollama (re)loads a model are accepted and ignored (this server has
 one model, loaded once); sampling options the runtime lacks are accepted at
@@ -198,7 +199,9 @@ def _shared(body: dict) -> dict:
     """The fields both routes have, as OpenAI-body fields (and the checks of the rest)."""
     _keep_alive(body.get("keep_alive"))
     _absent_or_empty(body, "images", "this server has no image input")
-    out: dict = {"think": _think(body.get("think")), "response_format": _format(body.get("format"))}
+    out: dict = {"think": _think(body.get("think")), "response_format": _format(body.get("format")),
+                 # thinkling's extensions, as on the OpenAI routes
+                 "reasoning_budget": body.get("reasoning_budget"), "deadline_ms": body.get("deadline_ms")}
     _options(body.get("options"), out)
     return out
 
