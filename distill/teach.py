@@ -214,8 +214,8 @@ def load_teacher_chains(paths: list[str | Path] | tuple[str | Path, ...], task: 
             for i, line in enumerate(f, 1):
                 try:
                     row = json.loads(line)
-                except json.JSONDecodeError:
-                    raise TeachError("unreadable chains file", f"{path} line {i} is not JSON") from None
+                except json.JSONDecodeError:  # bad input of `distill data`, which reports a ValueError
+                    raise ValueError(f"{path} line {i} is not JSON (a teach run still writing?)") from None
                 if row.get("task") == task and row.get("kept"):
                     out.setdefault(row["id"], []).append(Chain(**row["chain"]))
     return out
@@ -376,7 +376,8 @@ def run_cli(args: argparse.Namespace) -> None:
     when some requests failed (run again to fill them in)."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-        logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
+    for name in ("httpx", "httpx2"):  # a line per request otherwise (openai 3 sends through httpx2)
+        logging.getLogger(name).setLevel(logging.WARNING)
     for name in ("n_problems", "n", "concurrency"):
         if getattr(args, name) < 1:
             _fail(f"--{name.replace('_', '-')} must be at least 1")

@@ -199,3 +199,21 @@ def test_bad_arguments_are_one_line(tmp_path):
                             "--out", str(tmp_path / "c.jsonl")), cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("python -m distill teach: error: unknown task 'no-such-task'")
+
+
+def test_kept_teacher_chains_are_read_by_problem_for_distill_data(tmp_path):
+    from distill.teach import load_teacher_chains
+
+    task = get_task(TASK)
+    p, q = task.sample("train", 2, 0)
+    rows = [make_row(p, 0, Chain("teacher", ["1 + 1 = 2"], "2"), None, "raw"),
+            make_row(p, 1, Chain("teacher", ["9"], "9"), "wrong answer", "raw"),
+            make_row(q, 0, Chain("teacher", ["2 + 2 = 4"], "4"), None, "raw"),
+            {**make_row(q, 1, Chain("teacher", ["x"], "y"), None, "raw"), "task": "calendar"}]
+    f = tmp_path / "chains.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert load_teacher_chains([f], TASK) == {p.id: [Chain("teacher", ["1 + 1 = 2"], "2")],
+                                               q.id: [Chain("teacher", ["2 + 2 = 4"], "4")]}
+    f.write_text(json.dumps(rows[0]) + "\n" + '{"id": "cut')
+    with pytest.raises(ValueError, match="line 2 is not JSON"):
+        load_teacher_chains([f], TASK)
