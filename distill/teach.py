@@ -40,6 +40,7 @@ SYSTEM_PROMPT = ("Solve the problem. Reason in short numbered steps, one per lin
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 _ANSWER = re.compile(r"^\s*(?:\*\*)?\s*(?:final\s+)?answer\s*(?:\*\*)?\s*[:：]\s*(?:\*\*)?(.*?)(?:\*\*)?\s*$",
                      re.I)
+_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 # "1. ", "2) ", "Step 3: " -- a number followed by space, so "12.5 + 3" keeps its number
 _NUMBERING = re.compile(r"^\s*(?:step\s*\d+\s*[:.)]|\d+\s*[.)])\s+", re.I)
 # The endpoint or the setup is wrong: asking again will not help, so the run stops.
@@ -100,10 +101,12 @@ class RunStats:
 def parse_reply(content: str, reasoning: str | None = None) -> tuple[list[str], str]:
     """Steps and answer of one reply.
 
-    The reasoning is ``reasoning`` (an endpoint's ``reasoning_content``), else a
-    ``<think>...</think>`` block inside ``content``, else the lines of ``content`` before
-    its ``Answer:`` line. The answer is the last ``Answer:`` line, else whatever follows
-    the reasoning block (its last non-empty line). "" when there is none.
+    The answer is the content's last ``Answer:`` line, else its ``\\boxed{...}``, else
+    (when there is a reasoning block) the content's last line; "" when there is none.
+    The steps are the numbered lines above the ``Answer:`` line when the content has
+    them (what the system prompt asked for: a reasoning model's long monologue stays
+    out), else the reasoning (``reasoning_content`` or an inline ``<think>`` block),
+    else the content's lines above ``Answer:``.
     """
     content = content or ""
     if not reasoning and THINK_OPEN in content:
@@ -112,14 +115,15 @@ def parse_reply(content: str, reasoning: str | None = None) -> tuple[list[str], 
         content = after if closed else before
     lines = [ln.strip() for ln in content.splitlines() if ln.strip()]
     answer_at = next((i for i in range(len(lines) - 1, -1, -1) if _ANSWER.match(lines[i])), None)
+    body = lines[:answer_at] if answer_at is not None else lines
     if answer_at is not None:
         answer = _ANSWER.match(lines[answer_at]).group(1)
-        if not reasoning:
-            reasoning = "\n".join(lines[:answer_at])
-    elif reasoning:
-        answer = lines[-1] if lines else ""
+    elif boxed := _BOXED.findall(content):
+        answer = boxed[-1]
     else:
-        answer = ""  # plain text with no Answer line: nothing to check
+        answer = lines[-1] if reasoning and lines else ""  # bare text with no Answer line: nothing to check
+    if any(_NUMBERING.match(ln) for ln in body) or (not reasoning and answer_at is not None):
+        reasoning = "\n".join(body)
     steps = [_NUMBERING.sub("", ln).strip() for ln in (reasoning or "").splitlines()]
     return [s for s in steps if s], _clean_answer(answer)
 

@@ -116,7 +116,8 @@ def test_retention_cli_errors_are_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "distill", "retention", "--model", "gemma-3-270m",
                         "--answers", str(tmp_path / "none.jsonl")], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert r.stderr.strip().startswith("python -m distill retention: error:") and "python -m distill general" in r.stderr
+    assert r.stderr.strip().startswith("python -m distill retention: error:")
+    assert "python -m distill general" in r.stderr
     r = subprocess.run([sys.executable, "-m", "distill", "retention", "--model", "no-such-model",
                         "--answers", str(ANSWERS_FILE)], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "no-such-model" in r.stderr

@@ -45,6 +45,14 @@ def test_parse_inline_think_and_numbered_steps():
     assert parse_reply("So:\nAnswer: Monday", "1. 3 + 4 = 7") == (["3 + 4 = 7"], "Monday")
 
 
+def test_parse_prefers_the_numbered_steps_to_a_reasoning_monologue():
+    # vLLM with a reasoning parser: the thinking in reasoning_content, the asked-for format in the content
+    monologue = "Okay, so 4 times 12... that is 48. Then add 37."
+    steps = ["4 * 12 = 48", "37 + 48 = 85"]
+    assert parse_reply("1. 4 * 12 = 48\n2. 37 + 48 = 85\nAnswer: 85", monologue) == (steps, "85")
+    assert parse_reply("So it is \\boxed{85}.", "4 * 12 = 48\n37 + 48 = 85") == (["4 * 12 = 48", "37 + 48 = 85"], "85")
+
+
 def test_parse_without_an_answer():
     assert parse_reply("The answer is five, I think") == ([], "")
     assert parse_reply("<think>4 * 12 = 48\n37 + 4") == (["4 * 12 = 48", "37 + 4"], "")
@@ -190,7 +198,8 @@ def test_an_unreachable_endpoint_is_one_error_line_after_bounded_retries(tmp_pat
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     errors = [ln for ln in r.stderr.splitlines() if "error" in ln.lower()]
-    assert len(errors) == 1 and errors[0].startswith(f"python -m distill teach: error: endpoint unreachable: {url} after 2 retries")
+    want = f"python -m distill teach: error: endpoint unreachable: {url} after 2 retries"
+    assert len(errors) == 1 and errors[0].startswith(want)
     assert r.stderr.count("Retrying request") == 2  # the client's backoff, bounded by --retries
 
 

@@ -111,7 +111,8 @@ class GeneralTask:
 
     def score(self, problem: Problem, answer: str) -> bool:
         """Agreement with the base model's answer, as trained or as generated (words,
-        case, spacing and trailing punctuation aside: the ``exact`` checker); ``distill.retention`` reports the finer measures."""
+        case, spacing and trailing punctuation aside: the ``exact`` checker);
+        ``distill.retention`` reports the finer measures."""
         row = problem.row()
         return check(row, answer) or check({**row, "answer": problem.meta["base_text"]}, answer)
 
