@@ -114,7 +114,8 @@ def agreement(answers: dict[str, str], base: dict[str, str], prefix_words: int =
 
 
 def retention(model: str, answers_path: Path = ANSWERS_FILE, split: str = "test", threads: int = 1) -> dict:
-    """Ask ``model`` the ``split`` prompts as the base was asked; its agreement with the base."""
+    """Ask ``model`` the ``split`` prompts as the base was asked; its agreement with the
+    base, and under ``answers`` each prompt's two answers side by side."""
     stored = load_answers(answers_path)
     prompts = [p for p in load_prompts() if p.split == split]
     missing = [p.id for p in prompts if p.id not in stored]
@@ -124,7 +125,9 @@ def retention(model: str, answers_path: Path = ANSWERS_FILE, split: str = "test"
     got = {r["id"]: r["text"] for r in greedy_answers(model, prompts, max_tokens, threads)}
     result = agreement(got, {p.id: stored[p.id]["text"] for p in prompts})
     return {"model": model, "base_model": stored[prompts[0].id]["model"], "split": split,
-            "max_tokens": max_tokens, **asdict(result)}
+            "max_tokens": max_tokens, **asdict(result),
+            "answers": [{"id": p.id, "prompt": p.prompt, "base": stored[p.id]["text"], "model": got[p.id]}
+                        for p in prompts]}
 
 
 # --- CLI ---------------------------------------------------------------------------
@@ -142,7 +145,7 @@ def register(sub) -> None:
     r.add_argument("--answers", type=Path, default=ANSWERS_FILE)
     r.add_argument("--split", default="test", choices=("train", "test"))
     r.add_argument("--threads", type=int, default=1)
-    r.add_argument("--json", type=Path, default=None, help="also write the result here")
+    r.add_argument("--json", type=Path, default=None, help="also write the result, with every answer, here")
     r.set_defaults(func=_run_retention)
 
 
@@ -164,10 +167,9 @@ def _run_retention(args: argparse.Namespace) -> None:
         result = retention(args.model, args.answers, args.split, args.threads)
     except (ThinklingError, AnswersMissing) as e:
         _fail("retention", str(e))
-    text = json.dumps(result, indent=1)
     if args.json:
-        write_text_atomic(args.json, text + "\n")
-    print(text)
+        write_text_atomic(args.json, json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "answers"}, indent=1))
 
 
 def _fail(cmd: str, message: str) -> NoReturn:
