@@ -161,7 +161,7 @@ def test_a_run_writes_every_row_with_verdicts_that_match_reverification(endpoint
 
 def test_a_killed_run_resumes_without_duplicates_or_losses(endpoint, tmp_path):
     out = tmp_path / "chains.jsonl"
-    n_problems, n = 12, 3
+    n_problems, n = 20, 3
     args = _cli("--endpoint", endpoint, "--model", "arith-student", "--task", TASK, "--n-problems", str(n_problems),
                 "--n", str(n), "--concurrency", "1", "--max-tokens", "160", "--extra-body", '{"think": "on"}',
                 "--out", str(out))
