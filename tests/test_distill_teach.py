@@ -8,6 +8,7 @@ The parser and the resume file are also checked offline. No timing assertions.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -102,12 +103,12 @@ def test_a_broken_line_inside_or_a_foreign_file_is_an_error(tmp_path):
 
 # --- live: thinkling serve as the teacher --------------------------------------------
 
-@pytest.fixture(scope="module")
-def endpoint(tmp_path_factory):
-    log = tmp_path_factory.mktemp("teacher") / "server.log"
+@contextlib.contextmanager
+def serve_teacher(log: Path, queue_size: int = 8):
+    """``thinkling serve --model arith-student`` on a free loopback port; yields its /v1 URL."""
     port = free_port()
     cmd = [sys.executable, "-m", "runtime.cli", "serve", "--model", "arith-student", "--port", str(port),
-           "--ctx", "512", "--threads", THREADS, "--queue-size", "8"]
+           "--ctx", "512", "--threads", THREADS, "--queue-size", str(queue_size)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("THINKLING_") or k == "THINKLING_HOME"}
     with open(log, "wb") as f:
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO, env=env)
@@ -121,6 +122,12 @@ def endpoint(tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def endpoint(tmp_path_factory):
+    with serve_teacher(tmp_path_factory.mktemp("teacher") / "server.log") as url:
+        yield url
 
 
 def _cli(*args: str) -> list[str]:
@@ -188,6 +195,23 @@ def test_a_killed_run_resumes_without_duplicates_or_losses(endpoint, tmp_path):
     keys = _keys(out)
     assert len(keys) == n_problems * n and len(set(keys)) == n_problems * n
     assert json.loads(stats_path(out).read_text())["rows"] == n_problems * n
+
+
+def test_a_busy_endpoint_is_asked_again_with_backoff(tmp_path):
+    # one running and one waiting request, eight sent at once: the server answers 429, the
+    # client backs off and asks again, and the run still ends complete
+    out = tmp_path / "chains.jsonl"
+    with serve_teacher(tmp_path / "server.log", queue_size=1) as url:
+        r = subprocess.run(_cli("--endpoint", url, "--model", "arith-student", "--task", TASK, "--n-problems", "6",
+                                "--n", "4", "--concurrency", "8", "--retries", "10", "--max-tokens", "160",
+                                "--extra-body", '{"think": "on"}', "--out", str(out)),
+                           cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "Retrying request" in r.stderr
+    assert " 429 " in (tmp_path / "server.log").read_text()
+    keys = _keys(out)
+    assert len(keys) == 24 == len(set(keys))
+    assert json.loads(stats_path(out).read_text())["errors"] == {}
 
 
 def test_an_unreachable_endpoint_is_one_error_line_after_bounded_retries(tmp_path):
