@@ -139,10 +139,15 @@ def judge(task: Task, problem: Problem, chain: Chain, finish_reason: str | None)
         return "cut at max_tokens"
     if not chain.answer:
         return "no answer"
-    reason = task.verify(problem, chain)
+    try:
+        reason = task.verify(problem, chain)
+        right = reason is None and task.score(problem, chain.answer)
+    except Exception as e:  # teacher text is untrusted input: a checker tripping on it costs a row, not the run
+        log.warning("%s: the %s checker failed on sample text (%s: %s)", problem.id, task.name, type(e).__name__, e)
+        return f"checker error: {type(e).__name__}: {e}"
     if reason is not None:
         return reason
-    return None if task.score(problem, chain.answer) else "wrong answer"
+    return None if right else "wrong answer"
 
 
 # --- the output file --------------------------------------------------------------

@@ -70,6 +70,22 @@ def test_judge_uses_the_tasks_filter_and_checker():
     assert judge(task, p, Chain("teacher", good.steps, wrong), "stop") is not None
 
 
+def test_a_checker_that_trips_on_teacher_text_rejects_the_row(caplog):
+    class Tripping:
+        name = TASK
+
+        def verify(self, problem, chain):
+            return int(float("nan"))  # as a verifier that evaluates a teacher's "5 / 0 = 1"
+
+        def score(self, problem, answer):
+            return True
+
+    p = get_task(TASK).sample("train", 1, 0)[0]
+    with caplog.at_level("WARNING"):
+        reason = judge(Tripping(), p, Chain("teacher", ["5 / 0 = 1"], "1"), "stop")
+    assert reason.startswith("checker error: ValueError") and "checker failed" in caplog.text
+
+
 def _rows(n: int) -> list[dict]:
     task = get_task(TASK)
     return [make_row(p, 0, Chain("teacher", ["1 + 1 = 2"], "2"), "wrong answer", "raw")
