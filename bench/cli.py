@@ -17,7 +17,7 @@ from runtime.extras import missing_extra
 # subcommand modules; each has register(subparsers). "bench.modes_cli" is the
 # thinking-controller's `bench modes`; it is skipped until it exists.
 SUBCOMMANDS = ["bench.latency_cli", "bench.modes_cli", "bench.speculative", "bench.contend", "bench.soak_cli",
-               "bench.http_cost", "bench.tasks_cli"]
+               "bench.http_cost", "bench.tasks_cli", "bench.state_cost"]
 
 
 def build_parser() -> argparse.ArgumentParser:
