@@ -3,8 +3,13 @@
 ``stream_generate`` is the one primitive: the engine, the server, the bridge
 and the benchmark all drive it, and the non-streaming ``generate`` joins it.
 It owns prefix reuse, sampling, incremental detokenization, stop strings, the
-reasoning/answer split, reasoning-budget forcing and timings; the backend only
-evaluates tokens.
+reasoning/answer split, the grammar phase of structured output,
+reasoning-budget forcing and timings.
+
+The loop picks its stepper once (``runtime.steppers``: plain, or speculative
+guesses scored in one pass) and keeps the rest of its state in ``LoopState``:
+the grammar phase is a ``GrammarPhase`` with one ``advance``, budget forcing
+is ``budget_reached`` / ``force_close``.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Protocol
 
 import numpy as np
@@ -19,7 +25,8 @@ import numpy as np
 from .backends.base import Backend
 from .errors import ContextLengthExceeded, InvalidRequest
 from .sampling import Sampler, entropy, log_softmax_at
-from .speculative import DraftCosts, NgramDrafter, SpeculativeConfig
+from .speculative import DraftCosts, SpeculativeConfig
+from .steppers import pick_stepper
 from .textstream import Detokenizer, ReasoningSplitter, StopMatcher
 from .types import Chunk, GenerationResult, SamplingParams, Timings
 
@@ -54,19 +61,19 @@ class GenerationPlan:
     started_at: float | None = None  # perf_counter of submission, for TTFT
     speculative: SpeculativeConfig | None = None  # n-gram drafting (greedy only); None: off
     draft_costs: DraftCosts | None = None  # drafting's measured costs, kept across generations by the caller
-    # Structured output: a grammar state (``GrammarConstraint``) that the answer must follow,
-    # and where it applies: "answer" (all of the output: no reasoning), "after_reasoning"
-    # (pre-thinking: the reasoning is opened if the model does not, stays free, and the
-    # answer after it is constrained), "before_reasoning" (post-thinking: the answer comes
-    # first, constrained; once the grammar is complete the rationale block is opened).
-    constraint: Constraint | None = None
-    constrain: str = "answer"
+    # Structured output: a grammar state (``Grammar``) that the answer must follow, and
+    # ``grammar_scope``, where it applies: "answer" (all of the output: no reasoning),
+    # "after_reasoning" (pre-thinking: the reasoning is opened if the model does not, stays
+    # free, and the answer after it is constrained), "before_reasoning" (post-thinking: the
+    # answer comes first, constrained; once the grammar is complete the rationale block is opened).
+    grammar: Grammar | None = None
+    grammar_scope: str = "answer"
     # Read the final hidden state of the last prompt token in the prefill (``Backend.eval_hidden``);
     # the first chunk carries it as ``Chunk.hidden``.
     read_hidden: bool = False
 
 
-class Constraint(Protocol):
+class Grammar(Protocol):
     """What the loop needs of a grammar (``backends.llama_cpp.GrammarConstraint``)."""
 
     def allows(self, token_id: int) -> bool: ...
@@ -103,8 +110,39 @@ def _prefill(backend: Backend, prompt: list[int], timings: Timings, read_hidden:
     return logits, hidden
 
 
-class _Loop:
-    """State of one generation; split out so each step stays small."""
+class GrammarPhase(Enum):
+    """Where the loop stands with the plan's grammar; ``advance`` is its one transition."""
+
+    FREE = "free"  # no grammar, or it has let go (post-thinking's rationale)
+    PENDING = "pending"  # pre-thinking: waits for the reasoning block to close
+    ON = "on"  # every sampled token must be one the grammar allows
+    COMPLETE = "complete"  # post-thinking: the answer is complete; the next token starts the rationale
+
+    def advance(self) -> GrammarPhase:
+        return _NEXT_PHASE.get(self, self)
+
+    @property
+    def constrains(self) -> bool:
+        """Output in this phase is answer text, whatever it spells (a "<think>" inside a string)."""
+        return self in (GrammarPhase.ON, GrammarPhase.COMPLETE)
+
+
+_NEXT_PHASE = {GrammarPhase.PENDING: GrammarPhase.ON, GrammarPhase.ON: GrammarPhase.COMPLETE,
+               GrammarPhase.COMPLETE: GrammarPhase.FREE}
+
+
+def _first_phase(plan: GenerationPlan) -> GrammarPhase:
+    if plan.grammar is None:
+        return GrammarPhase.FREE
+    if plan.grammar_scope != "after_reasoning":
+        return GrammarPhase.ON
+    # "after_reasoning" without markup has no block to wait for: the grammar never applies
+    return GrammarPhase.PENDING if plan.markup is not None else GrammarPhase.FREE
+
+
+class LoopState:
+    """State of one generation: sampling, the grammar phase, budget forcing, the text
+    pipeline (detokenizer, stop strings, reasoning split) and timings."""
 
     def __init__(self, backend: Backend, plan: GenerationPlan):
         self.backend, self.plan = backend, plan
@@ -115,51 +153,52 @@ class _Loop:
         self.splitter = (ReasoningSplitter(mk.open, mk.close, mk.start_in_reasoning)
                          if mk else ReasoningSplitter(None, None))
         self.history = list(plan.prompt_tokens)
+        self.max_new = min(plan.max_tokens, backend.n_ctx - len(plan.prompt_tokens))
+        self.n_out = 0
         self.reasoning_tokens = 0
-        self.forced = False
+        self.forced = False  # the budget's close tag went in (never forced twice)
         self.forced_tokens = 0
-        self.grammar = plan.constraint
-        # whether the grammar is applied to the next token; "after_reasoning" waits for the close tag
-        self.grammar_on = self.grammar is not None and plan.constrain != "after_reasoning"
-        self._answer_complete = False  # post-thinking: sample() returned a token past a complete answer
+        self.phase = _first_phase(plan)
+        self._grammar_next = False  # a forced close tag ends the pending phase once it is emitted
         self.hidden = None  # the prefill's hidden state, handed to the first chunk
+        self.timings = Timings()
+        self.t_start = plan.started_at or time.perf_counter()
+        self.t_first: float | None = None
 
-    def _first(self, chunk: Chunk) -> Chunk:
-        """Attach the prefill's hidden state to the first chunk of the stream."""
-        if self.hidden is not None:
-            chunk.hidden, self.hidden = self.hidden, None
-        return chunk
+    def _chunk(self, **fields) -> Chunk:
+        """A chunk; the first of the stream carries the prefill's hidden state."""
+        hidden, self.hidden = self.hidden, None
+        return Chunk(hidden=hidden, **fields)
 
-    def sample(self, logits) -> int:
-        """The next token: the sampler's choice, or, when the grammar refuses it, the
-        sampler's choice among the tokens the grammar allows (llama.cpp's own order:
-        check the sampled token first, mask the vocabulary only when it is refused)."""
-        tok = self.sampler.sample(logits, self.history)
-        g = self.grammar
-        if not self.grammar_on or g.allows(tok):
-            return tok
-        if self.plan.constrain == "before_reasoning" and g.can_end():
-            self._answer_complete = True  # the caller opens the rationale instead of this token
-            return tok
-        masked = g.mask(logits)
-        if not np.isfinite(masked).any():
-            raise InvalidRequest("the response format cannot be continued: the grammar allows none of this "
-                                 "model's tokens here", param="response_format")
-        return self.sampler.sample(masked, self.history)
+    # --- the grammar phase --------------------------------------------------
+    def note_reasoning_closed(self) -> None:
+        """Pre-thinking: once the model closed the reasoning block, the grammar applies."""
+        if self.phase is GrammarPhase.PENDING and self.splitter.reasoning_closed:
+            self.phase = self.phase.advance()
 
-    def grammar_releases(self) -> bool:
-        """Post-thinking: whether the token just sampled falls outside a complete answer (the
-        rationale starts); the grammar lets go."""
-        if not self._answer_complete:
-            return False
-        self._answer_complete, self.grammar_on = False, False
-        return True
+    def answer_owed(self) -> bool:
+        """An end-of-generation token inside the reasoning while the grammar's answer is owed."""
+        return self.phase is GrammarPhase.PENDING and self.splitter.in_reasoning
 
-    def close_with_extra(self, tok: int) -> str | None:
-        """Pre-thinking with a grammar pending: if ``tok`` closes the reasoning block and
-        carries answer text after the close tag, the text up to the tag's end (so the
-        loop inserts just that, and the answer starts under the grammar)."""
-        if self.grammar is None or self.grammar_on or not self.splitter.in_reasoning:
+    def forced_instead(self, tok: int) -> str | None:
+        """The text the format requires in place of ``tok``, if any: the close tag when the
+        model ends inside the reasoning with the answer owed; post-thinking's open tag once
+        the answer is complete; or the reasoning up to its close tag when ``tok`` carries
+        answer text past it (so the answer starts under the grammar)."""
+        if self.backend.is_eog(tok):  # only reached with the answer owed
+            self.forced = self._grammar_next = True  # once: a forced tag is never forced again
+            return self.plan.markup.close
+        if self.phase is GrammarPhase.COMPLETE:
+            self.phase = self.phase.advance()  # before the tag: it opens the (free) rationale
+            return self.plan.markup.open
+        if self.phase is GrammarPhase.PENDING:
+            closing = self._close_with_extra(tok)
+            self._grammar_next = closing is not None
+            return closing
+        return None
+
+    def _close_with_extra(self, tok: int) -> str | None:
+        if not self.splitter.in_reasoning:
             return None
         close = self.plan.markup.close
         held = self.splitter.held
@@ -169,67 +208,89 @@ class _Loop:
             return None
         return text[len(held): idx + len(close)]
 
+    # --- one token ----------------------------------------------------------
+    def sample(self, logits) -> int:
+        """The next token: the sampler's choice, or, when the grammar refuses it, the
+        sampler's choice among the tokens the grammar allows (llama.cpp's own order:
+        check the sampled token first, mask the vocabulary only when it is refused)."""
+        tok = self.sampler.sample(logits, self.history)
+        if self.t_first is None:
+            self.t_first = time.perf_counter()
+            self.timings.ttft_ms = (self.t_first - self.t_start) * 1000
+        g = self.plan.grammar
+        if self.phase is not GrammarPhase.ON or g.allows(tok):
+            return tok
+        if self.plan.grammar_scope == "before_reasoning" and g.can_end():
+            self.phase = self.phase.advance()  # complete: the rationale opens instead of this token
+            return tok
+        masked = g.mask(logits)
+        if not np.isfinite(masked).any():
+            raise InvalidRequest("the response format cannot be continued: the grammar allows none of this "
+                                 "model's tokens here", param="response_format")
+        return self.sampler.sample(masked, self.history)
+
+    def take(self, tok: int, logits) -> tuple[Chunk, bool]:
+        """Keep the sampled ``tok``: its chunk, and whether a stop string was hit."""
+        if self.phase is GrammarPhase.ON:
+            self.plan.grammar.accept(tok)
+        self.n_out += 1
+        self.history.append(tok)
+        was_reasoning = self.splitter.in_reasoning
+        extra = ({"logprobs": [log_softmax_at(logits, tok)], "entropies": [entropy(logits)]}
+                 if self.plan.logprobs else {})
+        chunk, hit = self.emit(self.detok.add(tok), [tok], **extra)
+        if was_reasoning and self.splitter.in_reasoning:
+            self.reasoning_tokens += 1  # tokens that open or close the block do not count
+        return chunk, hit
+
     def force_text(self, text: str):
         """Insert ``text`` as if generated (a tag the format requires); returns (chunk, logits)."""
         toks = self.backend.tokenize(text, add_special=False, parse_special=True)
         self.history.extend(toks)
         self.forced_tokens += len(toks)
         chunk, _ = self.emit(text, toks)
+        if self._grammar_next:  # after the tag went through the reasoning split: the answer is constrained
+            self.phase, self._grammar_next = self.phase.advance(), False
         return chunk, self.backend.eval(toks)
 
-    def emit(self, delta: str, token_ids: list[int]) -> tuple[Chunk, bool]:
+    def emit(self, delta: str, token_ids: list[int], **extra) -> tuple[Chunk, bool]:
         safe, hit = self.stopper.feed(delta)
-        if self.grammar_on:  # constrained text is answer, whatever it spells (a "<think>" inside a string)
-            return self._first(Chunk(text=safe, token_ids=token_ids)), hit
+        if self.phase.constrains:
+            return self._chunk(text=safe, token_ids=token_ids, **extra), hit
         answer, reasoning = self.splitter.feed(safe)
-        return self._first(Chunk(text=answer, reasoning=reasoning, token_ids=token_ids)), hit
+        return self._chunk(text=answer, reasoning=reasoning, token_ids=token_ids, **extra), hit
 
-    def budget_reached(self) -> bool:
+    # --- budget forcing -----------------------------------------------------
+    def budget_reached(self) -> str | None:
+        """None, or what the spent reasoning budget asks for: "close" (insert the close
+        tag, the answer follows: pre-thinking) or "stop" (post-thinking: the answer is out)."""
         mk = self.plan.markup
-        return (mk is not None and mk.budget is not None and not self.forced
-                and self.splitter.in_reasoning and self.reasoning_tokens >= mk.budget)
+        if (mk is None or mk.budget is None or self.forced or not self.splitter.in_reasoning
+                or self.reasoning_tokens < mk.budget):
+            return None
+        return mk.on_budget
 
     def force_close(self):
         """Insert the close tag: the reasoning ends here and the answer follows."""
         self.forced = True
         return self.force_text(self.plan.markup.close)
 
-    def finish(self, reason: str, timings: Timings) -> Chunk:
+    def finish(self, reason: str) -> Chunk:
+        """The last chunk: held-back text, the finish reason and the timings."""
+        t, t_end = self.timings, time.perf_counter()
+        t.completion_tokens = self.n_out + self.forced_tokens
+        if self.t_first is not None and self.n_out > 1:
+            t.decode_ms = (t_end - self.t_first) * 1000
+            t.decode_tok_s = (self.n_out - 1) / max(t_end - self.t_first, 1e-9)
+        t.total_ms = (t_end - self.t_start) * 1000
         tail = self.detok.flush()
         safe, _ = self.stopper.feed(tail)
         safe += self.stopper.flush()  # held-back text that never became a stop string
-        if self.grammar_on:
-            return self._first(Chunk(text=safe, finish_reason=reason, timings=timings))
+        if self.phase.constrains:
+            return self._chunk(text=safe, finish_reason=reason, timings=t)
         a, r = self.splitter.feed(safe)
         fa, fr = self.splitter.flush()
-        return self._first(Chunk(text=a + fa, reasoning=r + fr, finish_reason=reason, timings=timings))
-
-
-class _Guess:
-    """A draft in flight: guessed tokens scored in one pass, verified one by one.
-
-    ``rows[i]`` are the logits after the i-th token of the pass (the pass is the
-    last sampled token followed by the guess), a view valid until the next
-    backend call.
-    """
-
-    def __init__(self, tokens: list[int], rows):
-        self.tokens, self.rows = tokens, rows
-        self.kept = 0
-
-    def next_logits(self):
-        return self.rows[self.kept]
-
-    def verify(self, tok: int) -> bool:
-        """Whether the token plain decoding produced here is the guessed one."""
-        if self.kept < len(self.tokens) and tok == self.tokens[self.kept]:
-            self.kept += 1
-            return True
-        return False
-
-    @property
-    def open(self) -> bool:
-        return self.kept < len(self.tokens)
+        return self._chunk(text=a + fa, reasoning=r + fr, finish_reason=reason, timings=t)
 
 
 def stream_generate(backend: Backend, plan: GenerationPlan) -> Iterator[Chunk]:
@@ -246,125 +307,45 @@ def stream_generate(backend: Backend, plan: GenerationPlan) -> Iterator[Chunk]:
         raise InvalidRequest("the prompt is empty after tokenization", param="prompt")
     if len(prompt) >= backend.n_ctx:
         raise ContextLengthExceeded(len(prompt), backend.n_ctx)
-    t_start = plan.started_at or time.perf_counter()
-    timings = Timings()
-    loop = _Loop(backend, plan)
-    drafter = _drafter(backend, plan, loop.history)
-    guess: _Guess | None = None
-    logits, loop.hidden = _prefill(backend, prompt, timings, plan.read_hidden)
-    max_new = min(plan.max_tokens, backend.n_ctx - len(prompt))
-    n_out, t_first, reason = 0, None, "length"
-    pending_grammar = loop.grammar is not None and plan.constrain == "after_reasoning" and plan.markup is not None
-    if pending_grammar and not loop.splitter.in_reasoning:  # the answer must come after a reasoning block
+    loop = LoopState(backend, plan)
+    stepper = pick_stepper(backend, plan.speculative, plan.sampling.greedy, plan.grammar is not None,
+                           loop.history, loop.timings, plan.draft_costs)
+    logits, loop.hidden = _prefill(backend, prompt, loop.timings, plan.read_hidden)
+    if loop.phase is GrammarPhase.PENDING and not loop.splitter.in_reasoning:  # the answer must follow reasoning
         chunk, logits = loop.force_text(plan.markup.open)
         yield chunk
+    reason = None
     # At the top of the loop ``logits`` follow loop.history; the KV cache holds
     # loop.history, or with a guess open, loop.history then the guess's unverified rest.
-    while n_out < max_new:
-        stop_reason = plan.should_stop()
-        if stop_reason:
-            reason = stop_reason
-            break
-        if pending_grammar and loop.splitter.reasoning_closed:
-            loop.grammar_on, pending_grammar = True, False
+    while loop.n_out < loop.max_new and not (reason := plan.should_stop()):
+        loop.note_reasoning_closed()
         tok = loop.sample(logits)
-        if t_first is None:
-            t_first = time.perf_counter()
-            timings.ttft_ms = (t_first - t_start) * 1000
-        if guess is not None and not guess.verify(tok):  # plain decoding differs here: the guess ends
-            _end_guess(backend, drafter, guess, timings, len(loop.history))
-            guess = None
-        if backend.is_eog(tok):
-            if pending_grammar and loop.splitter.in_reasoning:  # the answer is still owed
-                chunk, logits = loop.force_close()
-                loop.grammar_on, pending_grammar = True, False  # once: a forced tag is never forced again
-                yield chunk
-                continue
+        stepper.verify(tok)
+        if backend.is_eog(tok) and not loop.answer_owed():
             reason = "stop"
             break
-        if loop.grammar_releases():  # post-thinking: the answer is complete, the rationale follows
-            chunk, logits = loop.force_text(plan.markup.open)
+        forced = loop.forced_instead(tok)
+        if forced is not None:  # a tag the format requires goes in instead of ``tok``
+            chunk, logits = loop.force_text(forced)
             yield chunk
             continue
-        if pending_grammar:
-            closing = loop.close_with_extra(tok)
-            if closing is not None:  # end the block exactly at its tag; the answer starts under the grammar
-                chunk, logits = loop.force_text(closing)
-                loop.grammar_on, pending_grammar = True, False
-                yield chunk
-                continue
-        if loop.grammar_on:
-            loop.grammar.accept(tok)
-        n_out += 1
-        loop.history.append(tok)
-        was_reasoning = loop.splitter.in_reasoning
-        chunk, hit = loop.emit(loop.detok.add(tok), [tok])
-        if was_reasoning and loop.splitter.in_reasoning:
-            loop.reasoning_tokens += 1  # tokens that open or close the block do not count
-        if plan.logprobs:
-            chunk.logprobs, chunk.entropies = [log_softmax_at(logits, tok)], [entropy(logits)]
+        chunk, hit = loop.take(tok, logits)
         yield chunk
-        if hit:
+        if hit or loop.n_out >= loop.max_new:
+            reason = "stop" if hit else None
+            break
+        on_budget = loop.budget_reached()
+        if on_budget == "stop":
             reason = "stop"
             break
-        if n_out >= max_new:
-            break
-        if loop.budget_reached():
-            if plan.markup.on_budget == "stop":
-                reason = "stop"
-                break
-            if guess is not None:  # back to the plain state: the cache holds history minus ``tok``
-                _end_guess(backend, drafter, guess, timings, len(loop.history) - 1)
-                guess = None
-            logits = backend.eval([tok])
+        if on_budget == "close":
+            stepper.plain(tok)
             chunk, logits = loop.force_close()
             yield chunk
             continue
-        if guess is not None:  # the position after ``tok`` was scored in the guess's pass already
-            logits = guess.next_logits()
-            if not guess.open:  # every guessed token was kept: the cache holds exactly the history
-                _end_guess(backend, drafter, guess, timings, len(loop.history))
-                guess = None
-            continue
-        if drafter is None:
-            logits = backend.eval([tok])
-            continue
-        tokens = drafter.propose(min(max_new - n_out - 1, backend.n_ctx - len(loop.history) - 1))
-        t_pass = time.perf_counter()
-        drafter.begin_pass(1 + len(tokens), t_pass)
-        if tokens:
-            timings.drafted_tokens += len(tokens)
-            guess = _Guess(tokens, backend.eval_many([tok] + tokens))
-            logits = guess.next_logits()
-        else:
-            logits = backend.eval([tok])
-        drafter.observe_pass(1 + len(tokens), time.perf_counter() - t_pass)
-    if guess is not None:
-        _end_guess(backend, drafter, guess, timings, len(loop.history))
-    t_end = time.perf_counter()
-    timings.completion_tokens = n_out + loop.forced_tokens
-    if t_first is not None and n_out > 1:
-        timings.decode_ms = (t_end - t_first) * 1000
-        timings.decode_tok_s = (n_out - 1) / max(t_end - t_first, 1e-9)
-    timings.total_ms = (t_end - t_start) * 1000
-    yield loop.finish(reason, timings)
-
-
-def _drafter(backend: Backend, plan: GenerationPlan, history: list[int]) -> NgramDrafter | None:
-    """A drafter when the plan asks for one and it can be exact: greedy decoding
-    on a backend that scores several positions in one pass (``eval_many``)."""
-    if (plan.speculative is None or plan.sampling.temperature > 0 or not hasattr(backend, "eval_many")
-            or plan.constraint is not None):  # a grammar checks every token as it is sampled
-        return None
-    return NgramDrafter(plan.speculative, history, plan.draft_costs)
-
-
-def _end_guess(backend: Backend, drafter: NgramDrafter, guess: _Guess, timings: Timings, keep: int) -> None:
-    """Close a guess: count what was kept, tell the drafter, and roll the KV
-    cache back to its first ``keep`` positions (dropping unverified guesses)."""
-    timings.accepted_tokens += guess.kept
-    drafter.feedback(len(guess.tokens), guess.kept)
-    backend.truncate(keep)
+        logits = stepper.advance(tok, loop.max_new - loop.n_out)
+    stepper.close()
+    yield loop.finish(reason or "length")
 
 
 def join_stream(chunks: Iterator[Chunk], model: str) -> GenerationResult:

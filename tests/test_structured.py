@@ -276,7 +276,7 @@ def test_a_closing_token_that_carries_answer_text_is_cut_at_the_tag():
     g = WordGrammarOver(b.VOCAB, ["7"])
     plan = GenerationPlan(prompt_tokens=b.tokenize("q", add_special=False), max_tokens=16,
                           sampling=SamplingParams(temperature=0), markup=ReasoningMarkup(),
-                          constraint=g, constrain="after_reasoning")
+                          grammar=g, grammar_scope="after_reasoning")
     r = join_stream(stream_generate(b, plan), "merged")
     assert r.reasoning == "aa" and r.text == "7", r
     assert g.text == "7"  # the "4" glued to the tag never reached the answer

@@ -32,7 +32,7 @@ from .profile import Speed, ThinkingProfile, find_profile, probe_signals, query_
 
 log = logging.getLogger(__name__)
 MIN_USEFUL_BUDGET = 4  # below this many reasoning tokens, answering directly is the better bet
-# Where a response format's grammar applies, per mode (runtime.generate.GenerationPlan.constrain).
+# Where a response format's grammar applies, per mode (runtime.generate.GenerationPlan.grammar_scope).
 CONSTRAIN = {"off": "answer", "on": "after_reasoning", "post": "before_reasoning"}
 
 
@@ -102,8 +102,8 @@ class ThinkingController:
                               logprobs=req.logprobs if logprobs is None else logprobs,
                               should_stop=should_stop, started_at=req.submitted_at,
                               speculative=speculative_config(req.speculative), draft_costs=self.draft_costs,
-                              constraint=self.backend.constraint(grammar) if grammar else None,
-                              constrain=CONSTRAIN.get(mode, "answer") if markup else "answer",
+                              grammar=self.backend.constraint(grammar) if grammar else None,
+                              grammar_scope=CONSTRAIN.get(mode, "answer") if markup else "answer",
                               read_hidden=read_hidden or req.hidden_state)
 
     def _deadline_budget(self, req: GenerationRequest, prompt_tokens: int,
@@ -250,7 +250,7 @@ class ThinkingController:
                     plan = self._plan(req, "off", should_stop, grammar=grammar)
             decision = replace(decision, planned=True, budget=plan.markup.budget if plan.markup else None)
             if grammar is not None:
-                decision = replace(decision, response_format=req.response_format.type, constrained=plan.constrain)
+                decision = replace(decision, response_format=req.response_format.type, constrained=plan.grammar_scope)
             ready = stream_generate(self.backend, plan)
         for chunk in ready:
             if chunk.finish_reason is not None:
@@ -269,7 +269,7 @@ class ThinkingController:
                               stops=list(req.stop), logprobs=req.logprobs, should_stop=should_stop,
                               started_at=req.submitted_at, speculative=speculative_config(req.speculative),
                               draft_costs=self.draft_costs,
-                              constraint=self.backend.constraint(grammar) if grammar else None)
+                              grammar=self.backend.constraint(grammar) if grammar else None)
         for chunk in stream_generate(self.backend, plan):
             if chunk.finish_reason is not None:
                 chunk.decision = Decision(mode="raw", requested=req.think, reason="raw completion prompt")
