@@ -1,8 +1,10 @@
 """Assemble a registered student on first use: a GGUF base + a committed LoRA adapter -> one GGUF.
 
 The repository ships the adapter (a few MB) and a ``student.json`` recipe, not
-the merged model (hundreds of MB): the runtime's registry calls
-``assemble_student`` the first time the student is asked for. The recipe names
+the merged model (hundreds of MB). The runtime's registry (a row of
+``runtime/registry.json``) calls ``assemble_registered`` through the
+``thinkling.assemblers`` entry point (pyproject.toml) the first time the student
+is asked for; the runtime never imports this package. The recipe names
 the base (a registered model), the adapter's sha256 and the GGUF type; the
 adapter is checked against its hash before anything is merged, so a truncated
 or swapped adapter is a typed error. The merge is ``convert()`` itself into a
@@ -17,10 +19,14 @@ import logging
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .manifest import sha256_file
+
+if TYPE_CHECKING:
+    from runtime.models import AssemblyRequest
 
 log = logging.getLogger(__name__)
 
@@ -166,3 +172,45 @@ def assemble_onnx(recipe: OnnxRecipe, base_gguf: Path, target_dir: Path) -> Path
     _convert_into(target_dir, base_gguf, student.adapter if student else None,
                   ConvertOptions(gguf="", onnx=recipe.quant, name=recipe.name, threads=os.cpu_count() or 2), finish)
     return final
+
+
+def assemble_registered(request: "AssemblyRequest") -> Path:
+    """The ``assembled`` entry of ``thinkling.assemblers``: build one registry row's model.
+
+    The adapter's recipe is the ``student.json`` that ``distill build`` writes beside the
+    adapter folder (its sha256 and calibrated profile); the row's name, stem and quant win
+    over the recipe's, its base must match. A row without an adapter converts the base
+    alone (ONNX only). Returns ``request.model_file``.
+    """
+    student = _recipe_beside(request) if request.adapter is not None else None
+    if request.backend == "onnx":
+        built = assemble_onnx(OnnxRecipe(name=request.stem, quant=request.quant, student=student),
+                              request.base, request.target_dir)
+    elif student is None:
+        from runtime.errors import InvalidModelFile
+
+        raise InvalidModelFile(str(request.base), f"{request.name}: an assembled GGUF needs an adapter")
+    else:
+        built = assemble_student(replace(student, name=request.stem, quant=request.quant),
+                                 request.base, request.target_dir)
+    if built != request.model_file:  # the runtime and the converter disagree on the layout: a bug
+        raise RuntimeError(f"assembled {built}, the runtime expects {request.model_file}")
+    return built
+
+
+def _recipe_beside(request: "AssemblyRequest") -> StudentRecipe:
+    """``student.json`` in the adapter folder's parent, checked against the registry row."""
+    from runtime.errors import InvalidModelFile, ModelNotFound
+
+    path = request.adapter.parent / "student.json"
+    if not path.is_file():
+        raise ModelNotFound(request.name, reason=f"not built yet: its recipe {path} is missing")
+    try:
+        recipe = StudentRecipe.load(path)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InvalidModelFile(str(path), f"unreadable student recipe: {e!r}") from None
+    if recipe.adapter.resolve() != request.adapter.resolve():
+        raise InvalidModelFile(str(path), f"names the adapter {recipe.adapter}, the registry row {request.adapter}")
+    if recipe.base != request.base_name:
+        raise InvalidModelFile(str(path), f"was trained on {recipe.base!r}, the registry row says {request.base_name!r}")
+    return recipe

@@ -21,11 +21,12 @@ class ThinklingError(Exception):
 class ModelNotFound(ThinklingError):
     code = "model_not_found"
 
-    def __init__(self, model: str, available: list[str] | None = None):
+    def __init__(self, model: str, available: list[str] | None = None, reason: str | None = None):
         self.model = model
         self.available = list(available or [])
+        self.reason = reason  # why a registered model is not there (e.g. not built yet)
         hint = f" (available: {', '.join(self.available)})" if self.available else ""
-        super().__init__(f"model not found: {model!r}{hint}")
+        super().__init__(f"model not found: {model!r}" + (f": {reason}" if reason else "") + hint)
 
 
 class InvalidModelFile(ThinklingError):

