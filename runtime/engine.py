@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from . import models
@@ -305,9 +305,9 @@ class Engine:
         if self._closed:
             raise EngineClosed()
         validate_request(request)
-        if request.speculative is None:
-            request.speculative = self.config.speculative
-        request.submitted_at = time.perf_counter()
+        # a copy: the caller's request is never written (it may be resubmitted or shared)
+        request = replace(request, submitted_at=time.perf_counter(),
+                          speculative=self.config.speculative if request.speculative is None else request.speculative)
         handle = Handle(request)
         try:
             self._queue.put_nowait(handle)
@@ -357,9 +357,10 @@ class Engine:
             handle._out.put(Chunk(finish_reason=early, timings=Timings(queue_ms=queue_ms)))
             return
         for chunk in self.controller.stream(req, should_stop=handle.stop_reason):
-            if chunk.timings is not None:
-                chunk.timings.queue_ms = queue_ms
-                chunk.timings.load_ms, self._pending_load_ms = self._pending_load_ms, 0.0
+            if chunk.timings is not None:  # the engine adds its own timings to the loop's
+                chunk = replace(chunk, timings=replace(chunk.timings, queue_ms=queue_ms,
+                                                       load_ms=self._pending_load_ms))
+                self._pending_load_ms = 0.0
                 self._count("cancelled" if chunk.finish_reason == "cancelled" else "completed")
             handle.tokens_emitted += len(chunk.token_ids)
             handle._out.put(chunk)

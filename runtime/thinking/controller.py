@@ -254,7 +254,7 @@ class ThinkingController:
             ready = stream_generate(self.backend, plan)
         for chunk in ready:
             if chunk.finish_reason is not None:
-                chunk.decision = decision
+                chunk = replace(chunk, decision=decision)
                 t = chunk.timings
                 if t is not None and t.prompt_tokens > t.cached_tokens:
                     self.speed.update(t.prompt_tokens - t.cached_tokens, t.prompt_ms, t.decode_tok_s)
@@ -272,5 +272,6 @@ class ThinkingController:
                               grammar=self.backend.constraint(grammar) if grammar else None)
         for chunk in stream_generate(self.backend, plan):
             if chunk.finish_reason is not None:
-                chunk.decision = Decision(mode="raw", requested=req.think, reason="raw completion prompt")
+                chunk = replace(chunk, decision=Decision(mode="raw", requested=req.think,
+                                                         reason="raw completion prompt"))
             yield chunk
