@@ -87,9 +87,15 @@ def test_wheel_ships_the_registered_students(wheel):
                 "convert/assemble.py", "bench/tasks/arith-test.jsonl", "runtime/server/app.py"):
         assert rel in names, rel
     # the arith-student's training weights and the f16 GGUF stay in the repository; the only
-    # safetensors shipped is the Gemma student's adapter, assembled with its base on first use
-    assert [n for n in names if n.endswith(".safetensors") or n.endswith("-f16.gguf")] == [
-        "distill/artifacts/gemma-arith/adapter/adapter_model.safetensors"]
+    # safetensors shipped are the adapters of registered students (runtime/registry.json),
+    # each assembled with its base on first use, and every one committed here ships
+    from runtime.registry import load_table
+
+    adapters = {f"{row.adapter}/adapter_model.safetensors" for row in load_table() if row.adapter}
+    built = {a for a in adapters if (ROOT / a).is_file()}
+    assert "runtime/registry.json" in names
+    assert "distill/artifacts/gemma-arith/adapter/adapter_model.safetensors" in built
+    assert {n for n in names if n.endswith(".safetensors") or n.endswith("-f16.gguf")} == built
 
 
 def test_core_install_runs_without_any_extra(wheel, home, tmp_path):
@@ -102,6 +108,7 @@ def test_core_install_runs_without_any_extra(wheel, home, tmp_path):
 
     models = _run([bin_ / "thinkling", "models"], cwd, env=env)
     assert "arith-student" in models.stdout and "gemma-3-270m" in models.stdout
+    assert "skills-student" in models.stdout  # a registry row, listed even before it is built
 
     ask = _run([bin_ / "thinkling", "ask", "The capital of France is", "--raw", "--max-tokens", "4",
                 "--temperature", "0", "--json"], cwd, env=env)
