@@ -242,16 +242,19 @@ class Engine:
 
     def threads(self) -> dict:
         """The thread policy in force: ``fixed`` with its count, or the governor's state."""
-        gov = getattr(self.backend, "governor", None)
-        if gov is not None:
-            return gov.describe()
-        return {"policy": "fixed", "threads": getattr(self.backend, "n_threads", self.config.n_threads)}
+        if self.backend.governor is not None:
+            return self.backend.governor.describe()
+        return {"policy": "fixed", "threads": self._n_threads()}
+
+    def _n_threads(self) -> int | None:
+        """The backend's thread count, or the configured one where the backend does not say."""
+        return self.backend.n_threads if self.backend.n_threads is not None else self.config.n_threads
 
     def describe(self) -> EngineDescription:
         """What the edges show about this engine (the model card, health, the bridge's info)."""
         ctl = self.controller
         return EngineDescription(model=self.model_name, info=self.info(), n_ctx=self.backend.n_ctx,
-                                 n_threads=getattr(self.backend, "n_threads", self.config.n_threads),
+                                 n_threads=self._n_threads(),
                                  thinking_family=ctl.format.family, load_ms=self.load_ms, profile=ctl.profile,
                                  speed=Speed(**vars(ctl.speed)))
 

@@ -123,6 +123,6 @@ def pick_stepper(backend: Backend, speculative: SpeculativeConfig | None, greedy
     """The speculative stepper when drafting is asked for and can be exact: greedy
     decoding, no grammar (it checks every token as it is sampled), and a backend
     that scores several positions in one pass; otherwise the plain one."""
-    if speculative is None or not greedy or grammar or not hasattr(backend, "eval_many"):
+    if speculative is None or not greedy or grammar or not backend.capabilities.score_many:
         return PlainStepper(backend)
     return SpeculativeStepper(backend, NgramDrafter(speculative, history, costs), history, timings)

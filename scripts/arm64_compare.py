@@ -75,11 +75,10 @@ def collect_model(name: str, max_new: int, prompts: list[str]) -> dict:
     ref = resolve(name)
     backend = open_backend(ref.backend, str(ref.path), BackendOptions(n_ctx=512, n_threads=1))
     try:
-        meta = backend.metadata()
         runs = []
         for q in prompts:
             rendered = render_chat([Message("user", q)], backend.chat_template(),
-                                   meta.get("thinkling.bos_text", ""))
+                                   backend.bos_text)
             ptoks = backend.tokenize(rendered.text, add_special=rendered.add_bos, parse_special=True)
             backend.truncate(0)
             t0 = time.perf_counter()

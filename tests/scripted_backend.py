@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from runtime.backends.base import Capabilities
+
 SPECIALS = ["<|bos|>", "<|end|>", "<|user|>", "<|assistant|>", "<|direct|>", "<|think|>", "<|post|>",
             "<think>", "</think>"]
 CHARS = list("0123456789 +-*=?abcdefghijklmnopqrstuvwxyzWHAT\n")
@@ -34,10 +36,16 @@ class ScriptedBackend:
     name = "scripted"
     n_ctx = 512
     n_vocab = len(VOCAB)
+    capabilities = Capabilities(hidden_state=True)
+    n_threads = None
+    governor = None
+    bos_text = "<|bos|>"
+    eos_text = "<|end|>"
 
     def __init__(self):
         self._kv: list[int] = []
         self.evals = 0
+        self.hidden_calls: list[int] = []
 
     @property
     def kv_tokens(self):
@@ -102,7 +110,7 @@ class ScriptedBackend:
     def eval_hidden(self, tokens):
         """``eval`` plus a scripted 4-wide "hidden state" of the context: [hard?, 'w' count,
         length / 100, 1]; records how many tokens each call evaluated."""
-        self.hidden_calls = getattr(self, "hidden_calls", []) + [len(tokens)]
+        self.hidden_calls.append(len(tokens))
         logits = self.eval(tokens)
         text = "".join(VOCAB[t] for t in self._kv)
         prompt = text.rpartition("<|assistant|>")[0]
@@ -110,7 +118,7 @@ class ScriptedBackend:
                                 dtype=np.float32)
 
     def metadata(self):
-        return {"thinkling.bos_text": "<|bos|>", "thinkling.eos_text": "<|end|>"}
+        return {}
 
     def chat_template(self):
         return TEMPLATE
@@ -122,6 +130,8 @@ class ScriptedBackend:
 class ScriptedManyBackend(ScriptedBackend):
     """The scripted backend plus ``eval_many`` (logits after each token of a pass),
     so the speculative loop can be checked token by token."""
+
+    capabilities = Capabilities(score_many=True, hidden_state=True)
 
     def __init__(self):
         super().__init__()

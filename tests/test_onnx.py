@@ -185,7 +185,7 @@ def req(prompt="The quick brown fox", **kw):
 def test_engine_resolves_onnx_from_manifest(onnx_engine):
     assert onnx_engine.ref.backend == "onnx" and onnx_engine.ref.file_entry["format"] == "onnx"
     meta = onnx_engine.backend.metadata()
-    assert meta["thinkling.bos_text"] == "<s>" and meta["thinkling.eos_text"] == "</s>"
+    assert onnx_engine.backend.bos_text == "<s>" and onnx_engine.backend.eos_text == "</s>"
     assert "tokenizer.chat_template" in meta
 
 

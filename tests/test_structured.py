@@ -18,6 +18,7 @@ from scripted_backend import ID, VOCAB, ScriptedBackend
 from test_thinking import PROFILE, REF
 
 from runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
+from runtime.backends.base import Capabilities
 from runtime.errors import InvalidRequest
 from runtime.generate import join_stream
 from runtime.structured import check_schema, grammar_for, response_format_from
@@ -101,6 +102,8 @@ class WordGrammar:
 
 
 class GrammarBackend(ScriptedBackend):
+    capabilities = Capabilities(grammar=True, hidden_state=True)
+
     def __init__(self, words):
         super().__init__()
         self.words, self.grammars = words, []

@@ -8,7 +8,7 @@ once in ``runtime.generate`` so both behave the same.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -33,6 +33,23 @@ class BackendOptions:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a loaded backend can do beyond the core contract; callers read this record
+    instead of probing for methods.
+
+    ``score_many``: ``eval_many`` scores several positions in one pass (speculative
+    decoding); ``grammar``: ``constraint(gbnf)`` gives a grammar sampler (structured
+    output); ``hidden_state``: ``eval_hidden`` returns a hidden state, not ``None``;
+    ``adaptive_threads``: the decode thread count can follow a ``ThreadGovernor``.
+    """
+
+    score_many: bool = False
+    grammar: bool = False
+    hidden_state: bool = False
+    adaptive_threads: bool = False
+
+
 @runtime_checkable
 class Backend(Protocol):
     """A loaded model plus its KV cache for one sequence.
@@ -46,6 +63,11 @@ class Backend(Protocol):
     name: str
     n_ctx: int
     n_vocab: int
+    capabilities: Capabilities
+    n_threads: int | None  # compute threads in use (None: the backend does not say)
+    governor: Any  # the ``runtime.threads.ThreadGovernor`` moving ``n_threads``, or None
+    bos_text: str  # the beginning-of-sequence token's text ("" when the vocabulary has none)
+    eos_text: str  # the end-of-sequence token's text ("")
 
     @property
     def kv_tokens(self) -> list[int]: ...

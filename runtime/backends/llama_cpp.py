@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import InvalidModelFile, InvalidRequest
 from ..threads import ThreadGovernor, ThreadPolicy
-from .base import BackendOptions
+from .base import BackendOptions, Capabilities
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,8 @@ class LlamaCppBackend:
     """One llama.cpp model + context holding a single sequence's KV cache."""
 
     name = "llama_cpp"
+    # native handles, None until made: ``close`` (and ``__del__`` after a failed load) frees what exists
+    _C = _model = _ctx = _batch = None
 
     def __init__(self, path: str, options: BackendOptions):
         C = _lib()
@@ -165,6 +167,7 @@ class LlamaCppBackend:
         self.n_threads = threads
         self.governor = (ThreadGovernor(ThreadPolicy(max_threads=threads))
                          if options.adaptive_threads and threads > 1 else None)
+        self.capabilities = Capabilities(score_many=True, grammar=True, hidden_state=True, adaptive_threads=True)
         self._ctx = C.llama_init_from_model(self._model, cparams)
         if not self._ctx:
             C.llama_model_free(self._model)
@@ -308,14 +311,19 @@ class LlamaCppBackend:
                     meta[key] = big.value.decode("utf-8", errors="replace")
                 else:
                     meta[key] = buf.value.decode("utf-8", errors="replace")
-            bos = C.llama_vocab_bos(self._vocab)
-            eos = C.llama_vocab_eos(self._vocab)
-            if bos >= 0:
-                meta["thinkling.bos_text"] = self.token_bytes(bos).decode("utf-8", errors="replace")
-            if eos >= 0:
-                meta["thinkling.eos_text"] = self.token_bytes(eos).decode("utf-8", errors="replace")
             self._meta = meta
         return self._meta
+
+    def _special_text(self, token_id: int) -> str:
+        return self.token_bytes(token_id).decode("utf-8", errors="replace") if token_id >= 0 else ""
+
+    @property
+    def bos_text(self) -> str:
+        return self._special_text(self._C.llama_vocab_bos(self._vocab))
+
+    @property
+    def eos_text(self) -> str:
+        return self._special_text(self._C.llama_vocab_eos(self._vocab))
 
     def chat_template(self) -> str | None:
         return self.metadata().get("tokenizer.chat_template") or None
@@ -334,16 +342,16 @@ class LlamaCppBackend:
 
     def close(self) -> None:
         """Free the batch, the context and the model now (not at GC time)."""
-        C = getattr(self, "_C", None)
+        C = self._C
         if C is None:
             return
-        if getattr(self, "_batch", None) is not None:
+        if self._batch is not None:
             C.llama_batch_free(self._batch)
             self._batch = None
-        if getattr(self, "_ctx", None):
+        if self._ctx:
             C.llama_free(self._ctx)
             self._ctx = None
-        if getattr(self, "_model", None):
+        if self._model:
             C.llama_model_free(self._model)
             self._model = None
         self._kv = []
@@ -368,6 +376,8 @@ class GrammarConstraint:
     over the whole vocabulary), ``accept`` advances the state. A token must be
     allowed before it is accepted: llama.cpp aborts the process on a refused one.
     """
+
+    _smpl = None  # the native sampler, None until made (``close`` after a failed init)
 
     def __init__(self, C, vocab, n_vocab: int, grammar: str, not_text: np.ndarray | None = None):
         self._C = C
@@ -409,7 +419,7 @@ class GrammarConstraint:
         self._C.llama_sampler_accept(self._smpl, token_id)
 
     def close(self) -> None:
-        if getattr(self, "_smpl", None):
+        if self._smpl:
             self._C.llama_sampler_free(self._smpl)
             self._smpl = None
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InvalidModelFile, MissingExtra
-from .base import BackendOptions
+from .base import BackendOptions, Capabilities
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,10 @@ class OnnxBackend:
         self.n_ctx = min(options.n_ctx, int(ctx))
         self.n_batch = max(1, min(options.n_batch, self.n_ctx))
         self.n_threads = options.n_threads or os.cpu_count() or 1
+        self.governor = None  # onnxruntime fixes its thread pool when the session is made
+        # no grammar sampler (structured output needs llama.cpp's); the hidden state only
+        # where the converter exported it
+        self.capabilities = Capabilities(score_many=True, hidden_state=HIDDEN_OUTPUT in self._out_names)
         eos = (self.genai.get("model") or {}).get("eos_token_id")
         self._eog = self.tokenizer.eog_ids(eos if isinstance(eos, list) else [eos])
         self._kv: list[int] = []
@@ -192,11 +196,15 @@ class OnnxBackend:
         meta = {"general.architecture": str(arch), f"{arch}.context_length": str(m.get("context_length", ""))}
         if self.tokenizer.chat_template:
             meta["tokenizer.chat_template"] = self.tokenizer.chat_template
-        if self.tokenizer.bos_text:
-            meta["thinkling.bos_text"] = self.tokenizer.bos_text
-        if self.tokenizer.eos_text:
-            meta["thinkling.eos_text"] = self.tokenizer.eos_text
         return meta
+
+    @property
+    def bos_text(self) -> str:
+        return self.tokenizer.bos_text or ""
+
+    @property
+    def eos_text(self) -> str:
+        return self.tokenizer.eos_text or ""
 
     def chat_template(self) -> str | None:
         return self.tokenizer.chat_template

@@ -61,9 +61,8 @@ class ThinkingController:
         self.speed = Speed()
         self.set_profile(profile or find_profile(ref.path))
         self.draft_costs = DraftCosts()  # speculative decoding's measured costs on this model
-        meta = backend.metadata()
-        self.bos_token = meta.get("thinkling.bos_text", "")
-        self.eos_token = self.format.eos or meta.get("thinkling.eos_text", "")
+        self.bos_token = backend.bos_text
+        self.eos_token = self.format.eos or backend.eos_text
 
     def set_profile(self, profile: ThinkingProfile | None) -> None:
         """Use ``profile`` for ``auto`` (None: the family's default mode). The measured
@@ -77,7 +76,7 @@ class ThinkingController:
         """The GBNF grammar of the request's response format (None: free text)."""
         if req.response_format is None or not req.response_format.constrained:
             return None
-        if not hasattr(self.backend, "constraint"):
+        if not self.backend.capabilities.grammar:
             raise InvalidRequest(f"structured output needs llama.cpp's grammar sampler; the {self.backend.name} "
                                  "backend has none (serve a GGUF model)", param="response_format")
         return grammar_for(req.response_format)
