@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from distill import card, evaluate, retention, teach, trainer
+from distill import build, card, evaluate, retention, teach, trainer
 from distill.tasks import cli as tasks_cli
 from distill.tasks.base import TaskError
 
@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.register(sub)  # evaluate
     card.register(sub)  # card
     trainer.register(sub)  # train
+    build.register(sub)  # build
     args = parser.parse_args(argv)
     try:
         args.func(args)

@@ -10,7 +10,7 @@ Loading imports torch and transformers (dev-time only); the table itself does no
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -34,6 +34,7 @@ class Recipe:
     name: str
     base_name: str  # written into the adapter's config (the runtime's name of the base)
     load_base: Callable[[], tuple]  # () -> (model in fp32, tokenizer)
+    convert_source: Callable[[], Path]  # the base as the converter merges the adapter into it
     chat_format: str  # a key of distill.formats.FORMATS; the data must be rendered in it
     lora_r: int = 16
     lora_alpha: int = 16
@@ -50,7 +51,7 @@ class Recipe:
     # bf16 autocast on a CPU that multiplies bf16 natively (the old loop's VM: ~2x faster
     # for Gemma's layers); never for the tiny llama's 128-wide ones; on CUDA always on
     bf16_on_cpu: bool = True
-    eval_max_tokens: dict[str, int] = field(default_factory=lambda: {"direct": 8, "think": 160, "post": 160})
+    eval_max_tokens: int = 256  # per generation in the build's evaluation
 
     def format(self):
         """The ``ChatFormat`` the recipe's data is rendered in (chat template, thinkling.json)."""
@@ -117,14 +118,15 @@ def smollm2_gguf() -> Path:
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
     # The committed gemma-arith adapter's settings (docs/distill.md has its history).
-    Recipe("gemma-3-270m", "gemma-3-270m", lambda: load_gguf(gemma_gguf()), "gemma"),
-    Recipe("smollm2-135m", "smollm2-135m", lambda: load_gguf(smollm2_gguf()), "chatml"),
+    Recipe("gemma-3-270m", "gemma-3-270m", lambda: load_gguf(gemma_gguf()), gemma_gguf, "gemma"),
+    Recipe("smollm2-135m", "smollm2-135m", lambda: load_gguf(smollm2_gguf()), smollm2_gguf, "chatml"),
     # The tiny llama trained from scratch: its adapter also trains the embedding and head
     # whole, since the base never saw <think>, <|think|> or <|post|>.
-    Recipe("arith-student", "../base", lambda: load_hf_folder(ARTIFACTS / "arith-student" / "base"), "arith",
+    Recipe("arith-student", "../base", lambda: load_hf_folder(ARTIFACTS / "arith-student" / "base"),
+           lambda: ARTIFACTS / "arith-student" / "base", "arith",
            lora_r=64, lora_alpha=64, modules_to_save=("embed_tokens", "lm_head"), lr=2e-3, batch_size=32,
            warmup=100, weight_decay=0.01, max_length=256, steps=11000, save_every=500, bf16_on_cpu=False,
-           eval_max_tokens={"direct": 8, "think": 96, "post": 96}),
+           eval_max_tokens=160),
 )}
 
 

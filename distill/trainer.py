@@ -97,8 +97,8 @@ def read_rows(data: Path) -> list[dict]:
     return rows
 
 
-def encode_rows(rows: list[dict], tok, max_length: int):
-    """A ``datasets.Dataset`` of ``input_ids`` and ``completion_mask`` (TRL's pre-tokenized form).
+def encode_rows(rows: list[dict], tok, max_length: int, source: Path = Path("train.jsonl")):
+    """(``datasets.Dataset`` of ``input_ids`` and ``completion_mask``, rows dropped): TRL's pre-tokenized form.
 
     Prompt and completion are tokenized apart, without added special tokens (the
     prompt carries its own ``<bos>`` where the format has one), which is how the
@@ -118,6 +118,8 @@ def encode_rows(rows: list[dict], tok, max_length: int):
         masks.append([0] * len(p) + [1] * len(c))
     if dropped:
         log.warning("%d of %d rows are longer than %d tokens and were dropped", dropped, len(rows), max_length)
+    if not ids:
+        raise DataError(source, f"every row is longer than the recipe's {max_length} tokens")
     return Dataset.from_dict({"input_ids": ids, "completion_mask": masks}), dropped
 
 
@@ -229,7 +231,7 @@ def sft_config(recipe: Recipe, opts: TrainOptions, checkpoints: Path):
         lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr_rate": 0.05},
         adam_beta2=0.98, max_grad_norm=1.0, optim="adamw_torch",
         # bf16 autocast over fp32 weights (on a CPU transformers wants use_cpu for it)
-        bf16=cuda or (recipe.bf16_on_cpu and cpu_has_bf16()), use_cpu=not cuda, gradient_checkpointing=False,
+        bf16=cuda or (recipe.bf16_on_cpu and cpu_has_bf16()), use_cpu=not cuda, activation_checkpointing=False,
         completion_only_loss=True, max_length=None, packing=False,
         train_sampling_strategy="group_by_length",  # short direct answers are not padded to chains
         save_strategy="steps", save_steps=opts.save_every, save_total_limit=2,
@@ -305,7 +307,7 @@ def train(recipe_name: str, data: Path, out: Path, opts: TrainOptions = TrainOpt
     start = time.time()
     base, tok = recipe.load_base()
     load_s = time.time() - start
-    dataset, dropped = encode_rows(rows, tok, recipe.max_length)
+    dataset, dropped = encode_rows(rows, tok, recipe.max_length, Path(data))
     torch.manual_seed(opts.seed)
     model = peft_model(base, recipe, opts.init_adapter)
     trainer_cls = make_trainer_class()

@@ -88,7 +88,10 @@ def test_a_second_phase_starts_from_the_saved_adapter(tmp_path):
     from peft import LoraConfig, get_peft_model
     from safetensors.torch import load_file, save_file
 
-    from distill.gemma_train import LORA_TARGETS, load_adapter_weights
+    from distill.recipes import ATTENTION_MLP
+    from distill.trainer import load_adapter_weights
+
+    LORA_TARGETS = list(ATTENTION_MLP)
 
     cfg = transformers.Gemma3TextConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                         num_attention_heads=2, num_key_value_heads=1, head_dim=16)
