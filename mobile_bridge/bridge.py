@@ -21,6 +21,7 @@ from typing import Any, Callable
 from runtime import __version__ as runtime_version
 from runtime import models
 from runtime.api import chat_request
+from runtime.api.limits import check_load
 from runtime.engine import THREAD_POLICIES, Engine, EngineConfig
 from runtime.hardware import device_facts
 from runtime.modelinfo import check_gguf
@@ -58,17 +59,13 @@ class LoadOptions:
         if model is not None and (not isinstance(model, str) or len(model) > 4096):
             raise BridgeError("invalid_request", "model must be a name or a path", param="model")
 
-        def integer(key: str, lo: int, hi: int, default: int | None) -> int | None:
-            v = obj.get(key)
-            if v is None:
-                return default
-            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-                raise BridgeError("invalid_request", f"{key} must be an integer in [{lo}, {hi}]", param=key)
-            return v
+        def integer(key: str, default: int | None, name: str | None = None) -> int | None:
+            v = obj.get(key)  # bounds: the engine-load table, InvalidRequest as at every edge
+            return default if v is None else check_load(name or key, v, key)
 
         d = cls()
         affinity = obj.get("cpu_affinity")
-        threads = integer("threads", 1, 256, None)
+        threads = integer("threads", None, "n_threads")
         if affinity == "big":
             affinity = cores.big_cores()  # None on uniform cores: nothing to pin
             if affinity and threads is None:
@@ -86,9 +83,8 @@ class LoadOptions:
         if thread_policy not in THREAD_POLICIES:
             raise BridgeError("invalid_request", f"thread_policy must be one of {THREAD_POLICIES}",
                               param="thread_policy")
-        return cls(model=model or None, threads=threads, thread_policy=thread_policy, n_ctx=integer("n_ctx", 64, 131072, d.n_ctx),
-                   n_batch=integer("n_batch", 1, 8192, d.n_batch),
-                   queue_size=integer("queue_size", 1, 64, d.queue_size),
+        return cls(model=model or None, threads=threads, thread_policy=thread_policy, n_ctx=integer("n_ctx", d.n_ctx),
+                   n_batch=integer("n_batch", d.n_batch), queue_size=integer("queue_size", d.queue_size),
                    cpu_affinity=tuple(sorted(set(affinity))) if affinity else None, speculative=speculative)
 
     def engine_config(self) -> EngineConfig:

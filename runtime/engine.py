@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from . import models
-from .api.limits import LIMITS, MAX_DEADLINE_MS, SAMPLING, Limit, bad
+from .api.limits import LIMITS, MAX_DEADLINE_MS, SAMPLING, Limit, bad, check_load
 from .backends import BackendOptions, open_backend
 from .backends.base import Backend
 from .errors import EngineBusy, EngineClosed, InvalidRequest
@@ -134,6 +134,10 @@ class Handle:
 
 
 def _check_config(config: EngineConfig) -> None:
+    for name in ("n_ctx", "n_batch", "queue_size"):
+        check_load(name, getattr(config, name))
+    if config.n_threads is not None:
+        check_load("n_threads", config.n_threads)
     if config.speculative not in SPECULATIVE_MODES:
         raise InvalidRequest(f"speculative must be one of {SPECULATIVE_MODES}", param="speculative")
     if config.thread_policy not in THREAD_POLICIES:

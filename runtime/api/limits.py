@@ -1,9 +1,15 @@
-"""The request limits table: every bound a request field has, written once.
+"""The limits tables: every bound a request field, or an engine-load option, has, written once.
 
-The stdlib request mapping (``runtime.api.requests``) checks bodies against it,
-the HTTP schema (``runtime.server.schemas``) builds its pydantic bounds from it
-(so OpenAPI shows them), and the engine checks runtime requests against the same
-rows (``runtime.engine.validate_request``).
+``LIMITS`` (requests): the stdlib request mapping (``runtime.api.requests``)
+checks bodies against it, the HTTP schema (``runtime.server.schemas``) builds
+its pydantic bounds from it (so OpenAPI shows them), and the engine checks
+runtime requests against the same rows (``runtime.engine.validate_request``).
+
+``LOAD_LIMITS`` (loading a model): ``EngineConfig`` (``runtime.engine``), the
+server's settings (``runtime.server.settings``) and the bridge's ``load_model``
+(``mobile_bridge.bridge.LoadOptions``) check their options against it, each
+under its own field name, so an out-of-range value is the same
+``InvalidRequest`` at every edge.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from ..errors import InvalidRequest
 from ..types import DEFAULT_MAX_TOKENS
 
 __all__ = ["DEFAULT_MAX_TOKENS", "MAX_TOKENS_CAP", "ROLES", "MAX_STOPS", "MAX_STOP_CHARS", "MAX_DEADLINE_MS", "Limit",
-           "LIMITS", "COMPLETION_LIMITS", "SAMPLING", "bad"]
+           "LIMITS", "COMPLETION_LIMITS", "SAMPLING", "LOAD_LIMITS", "check_load", "bad"]
 MAX_TOKENS_CAP = 2048  # larger asks are clamped (the server's max_tokens_cap)
 ROLES = ("system", "developer", "user", "assistant")  # "developer" is treated as "system"
 MAX_STOPS, MAX_STOP_CHARS = 8, 256
@@ -70,6 +76,22 @@ COMPLETION_LIMITS: dict[str, Limit] = {
     "best_of": Limit("int", 1, 1),
 }
 SAMPLING = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "frequency_penalty", "presence_penalty")
+
+# Engine-load options, by EngineConfig's names (the server and the bridge say ``threads``
+# for ``n_threads``). Below 64 tokens no chat template fits; the highs only refuse absurd
+# values (a model's own context length caps n_ctx further at load).
+LOAD_LIMITS: dict[str, Limit] = {
+    "n_ctx": Limit("int", 64, 1 << 20),
+    "n_threads": Limit("int", 1, 1024),
+    "n_batch": Limit("int", 1, 1 << 16),
+    "queue_size": Limit("int", 1, 1024),
+}
+
+
+def check_load(name: str, value: Any, param: str | None = None) -> Any:
+    """``value`` if it fits ``LOAD_LIMITS[name]``, else ``InvalidRequest`` naming ``param``
+    (the edge's own field name; default ``name``)."""
+    return LOAD_LIMITS[name].check(param or name, value)
 
 
 def bad(param: str, message: str) -> InvalidRequest:

@@ -14,7 +14,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (BaseSettings, JsonConfigSettingsSource, NoDecode, SettingsConfigDict,
                                TomlConfigSettingsSource)
 
-from ..api.limits import DEFAULT_MAX_TOKENS, MAX_TOKENS_CAP
+from ..api.limits import DEFAULT_MAX_TOKENS, MAX_TOKENS_CAP, check_load
 from ..api.requests import RequestDefaults
 from ..types import THINK_MODES
 
@@ -54,7 +54,7 @@ class ServerSettings(BaseSettings):
     port: int = Field(8080, ge=0, le=65535, description="TCP port (0: pick a free one)")
     api_key: SecretStr | None = Field(None, description="require 'Authorization: Bearer <key>'")
     insecure: bool = Field(False, description="allow a non-loopback bind without an API key")
-    queue_size: int = Field(8, ge=1, le=1024, description="requests waiting beyond the running one; past it: 429")
+    queue_size: int = Field(8, description="requests waiting beyond the running one; past it: 429")
     max_tokens_cap: int = Field(MAX_TOKENS_CAP, ge=1,
                                 description="upper bound on a request's max_tokens (larger is clamped)")
     default_max_tokens: int = Field(DEFAULT_MAX_TOKENS, ge=1,
@@ -65,12 +65,12 @@ class ServerSettings(BaseSettings):
                            "requests only) or off")
     request_timeout_s: float | None = Field(
         300.0, gt=0, description="wall-clock budget per request from arrival (queue included); None: unlimited")
-    n_ctx: int = Field(4096, ge=64, description="context window in tokens")
-    threads: int | None = Field(None, ge=1, description="CPU threads for llama.cpp (default: physical cores)")
+    n_ctx: int = Field(4096, description="context window in tokens")
+    threads: int | None = Field(None, description="CPU threads for llama.cpp (default: physical cores)")
     thread_policy: Literal["fixed", "adaptive"] = Field(
         "fixed", description="fixed: always threads; adaptive: decode on 1..threads by measured speed, stepping "
                              "down when another process takes a core (runtime/threads.py)")
-    n_batch: int = Field(512, ge=1, description="prompt evaluation batch size")
+    n_batch: int = Field(512, description="prompt evaluation batch size")
     mmap: bool = Field(False, description="map the model file instead of reading it (shares pages, loads faster); "
                                           "rewriting a mapped file in place crashes the server (SIGBUS)")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="largest accepted request body; past it: 413")
@@ -88,6 +88,14 @@ class ServerSettings(BaseSettings):
     keep_alive_s: float = Field(5.0, gt=0, description="an idle keep-alive connection is closed after this (uvicorn)")
 
     _split = field_validator("cors_origins", "allowed_hosts", mode="before")(_split_list)
+
+    @field_validator("n_ctx", "threads", "n_batch", "queue_size")
+    @classmethod
+    def _load_bounds(cls, v, info):
+        # the engine-load table (runtime.api.limits.LOAD_LIMITS): InvalidRequest, as at every edge
+        if v is None:
+            return v
+        return check_load("n_threads" if info.field_name == "threads" else info.field_name, v, info.field_name)
 
     @field_validator("default_think")
     @classmethod
