@@ -5,13 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runtime.files import atomic_path, write_text_atomic
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+__all__ = ["save_figure", "write_text_atomic"]
 
 
 def save_figure(fig, out: str | Path) -> None:
@@ -19,7 +15,6 @@ def save_figure(fig, out: str | Path) -> None:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    tmp = Path(out).with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
-    tmp.replace(out)

@@ -23,6 +23,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from runtime.files import write_bytes_atomic
+
 from .manifest import sha256_file
 
 if TYPE_CHECKING:
@@ -125,9 +127,7 @@ def install_profile(recipe: StudentRecipe, target_dir: Path) -> None:
     data = recipe.profile.read_bytes()
     if dest.is_file() and dest.read_bytes() == data:
         return
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, dest)
+    write_bytes_atomic(dest, data)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import json
 import random
 
 from bench.modes import TASKS_DIR
+from runtime.files import write_text_atomic
 
 from .problems import sample_split_problem
 
@@ -34,9 +35,7 @@ def make(per_op: int = 50, seed_calib: int = 101, seed_test: int = 202) -> None:
                 rows.append({"question": q, "answer": p.value, "check": "number", "group": f"{n_ops} ops",
                              "n_ops": n_ops})
                 k += 1
-        tmp = TASKS_DIR / f".{name}.jsonl.tmp"
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        tmp.replace(TASKS_DIR / f"{name}.jsonl")
+        write_text_atomic(TASKS_DIR / f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
 
 
 if __name__ == "__main__":

@@ -10,11 +10,12 @@ numpy reference forward ``convert()`` computes for all its outputs.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from runtime.files import write_text_atomic
 
 
 def load_merged(src: str | Path, lora: str | Path | None = None):
@@ -74,6 +75,4 @@ def check_staged(files: dict[str, Path], entries: Sequence[dict], tokens: Sequen
         mpath = folder / "manifest.json"  # the copy the runtime reads
         local = json.loads(mpath.read_text())
         local["files"][0]["parity"] = e["parity"]
-        tmp = mpath.with_name(".manifest.json.tmp")
-        tmp.write_text(json.dumps(local, indent=2) + "\n")
-        os.replace(tmp, mpath)
+        write_text_atomic(mpath, json.dumps(local, indent=2) + "\n")
