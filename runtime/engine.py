@@ -52,8 +52,8 @@ class EngineConfig:
     cpu_affinity: tuple[int, ...] | None = None
     speculative: str = "off"  # default for requests that do not say: "ngram" or "off" (runtime.speculative)
     # "fixed": always n_threads; "adaptive": between 1 and n_threads by measured decode speed
-    # (runtime.threads: steps down when another process takes a core). Opt-in everywhere:
-    # the collapse it guards against did not reproduce on the Intel VM where it was built.
+    # (runtime.threads: steps down when another process takes a core). Opt-in everywhere until
+    # measured where the collapse it guards against happens (docs/runtime.md, "Adaptive threads").
     thread_policy: str = "fixed"
     use_mmap: bool = True  # False: read the weights into memory (immune to the file changing)
 

@@ -85,8 +85,8 @@ class NgramDrafter:
 
     How many tokens to guess is a small cost model, because on a large
     vocabulary scoring is not free: each extra position of a pass computes the
-    full output head (Gemma 3 270M on 2 cores: ~23 ms for one token, ~+8 ms per
-    extra position). With ``p`` the measured chance that a guessed position is
+    full output head (what that costs on Gemma 3 270M: docs/runtime.md,
+    "Speculative decoding"). With ``p`` the measured chance that a guessed position is
     kept and ``c`` an extra position's measured cost relative to a one-token
     pass, a guess of ``k`` tokens yields ``(1 - p**(k+1)) / (1 - p)`` tokens
     for ``1 + c*k`` passes' time; the drafter guesses the ``k`` (0 = none) with
@@ -132,9 +132,8 @@ class NgramDrafter:
         """False once guessing passes have measurably produced tokens slower than plain ones.
 
         The cost model sees only the backend's pass times; on a tiny model the
-        per-token work around them dominates (the 0.9M-parameter student spends
-        ~0.2 ms of its ~0.35 ms per token outside llama.cpp), which only an
-        end-to-end measurement catches."""
+        per-token work around them (sampling, detokenizing, the loop) can dominate,
+        which only an end-to-end measurement catches (docs/runtime.md)."""
         plain, guess = self.costs.per_token_s.get("plain"), self.costs.per_token_s.get("guess")
         return plain is None or guess is None or guess < plain
 
