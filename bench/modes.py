@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
-from runtime.thinking import decision_dict
+from runtime.thinking import ThinkingProfile, decision_dict
 
 from .files import save_figure, write_text_atomic
 from .stats import percentile
@@ -32,6 +32,7 @@ class RunOptions:
     limit: int | None = None  # use only N tasks (stratified by group)
     repeats: int = 5  # paired runs per query and mode; latency is the per-query median
     url: str | None = None  # a running ``thinkling serve``: every query goes over HTTP (bench modes)
+    profile: str | None = None  # a thinking profile to use instead of the one beside the model (in process)
 
 
 @dataclass
@@ -325,10 +326,14 @@ def bench_modes(model: str, tasks: str, opts: RunOptions | None = None, json_out
     if opts.url:
         from .runners.endpoint import EndpointEngine
 
+        if opts.profile:
+            raise ValueError("--profile applies in process; over HTTP the server's profile decides")
         opened = EndpointEngine(opts.url, model)
     else:
         opened = Engine(model, EngineConfig(n_ctx=1024, n_threads=opts.threads, queue_size=1))
     with opened as engine:
+        if opts.profile:
+            engine.set_profile(ThinkingProfile.load(opts.profile))
         run_query(engine, rows_in[0], "off", 8)  # warm-up
         runs, unstable = run_modes(engine, rows_in, ("off", "on", "post", "auto"), opts.max_tokens, opts.repeats)
         # over HTTP the profile is the server's; its choices are in each response's decision
@@ -352,7 +357,9 @@ def bench_modes(model: str, tasks: str, opts: RunOptions | None = None, json_out
         "groups": groups,
         "auto_answered_directly": _direct_share(runs["auto"]),
         "profile": None if profile is None else {"threshold": profile.threshold, "skip_below": profile.skip_below,
-                                                 "fitted_on": profile.fitted_on},
+                                                 "fitted_on": profile.fitted_on, "features": profile.features,
+                                                 "signals": {k: v for k, v in profile.signals.items()
+                                                             if k in ("auroc", "chosen", "candidates")}},
         "per_query": {m: [asdict(o) for o in runs[m]] for m in runs},
     }
     if all("n_ops" in t for t in rows_in):  # the key earlier records had (distill/card.py reads it)

@@ -21,6 +21,8 @@ def register(sub) -> None:
                    help="runs per query and mode (paired, rotated order); latency is the per-query median")
     p.add_argument("--url", default=None,
                    help="a running thinkling serve (http://127.0.0.1:8080): every query goes over HTTP")
+    p.add_argument("--profile", default=None,
+                   help="thinking profile JSON for auto (in process; default: the one beside the model)")
     p.add_argument("--json", dest="json_out", default=None)
     p.add_argument("--plot", default=None)
     p.set_defaults(func=_cli)
@@ -30,7 +32,7 @@ def _cli(args: argparse.Namespace) -> int:
     if args.plot:  # fail before the benchmark, not after it
         require("bench modes --plot", "bench", "matplotlib")
     opts = RunOptions(max_tokens=args.max_tokens, threads=args.threads, limit=args.limit,
-                      repeats=max(1, args.repeats), url=args.url)
+                      repeats=max(1, args.repeats), url=args.url, profile=args.profile)
     r = bench_modes(args.model, args.tasks, opts, args.json_out, args.plot)
     print(table(r["rows"]))
     print(group_lines(r["groups"]))

@@ -52,7 +52,12 @@ def data(args: argparse.Namespace) -> None:
 def export(args: argparse.Namespace) -> None:
     from bench.files import write_text_atomic
 
-    rows = export_rows(args.task, args.split, args.n, args.seed)
+    rows = []
+    for name in (t.strip() for t in args.task.split(",") if t.strip()):
+        for row in export_rows(name, args.split, args.n, args.seed):
+            if args.group == "task":  # one table row per skill in bench modes (the level stays in the id)
+                row["group"] = name if args.split != "test-unseen" else f"{name} (unseen)"
+            rows.append(row)
     write_text_atomic(args.out, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
     print(f"{len(rows)} rows -> {args.out}", file=sys.stderr)
 
@@ -82,7 +87,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=data)
 
     p = sub.add_parser("export", help="write a bench task file (question, answer, check, group, metadata)")
-    p.add_argument("--task", required=True)
+    p.add_argument("--task", required=True, help="comma-separated task names; N rows of each")
+    p.add_argument("--group", choices=("level", "task"), default="level",
+                   help="the rows' group: task/level (default) or the task alone (a table row per skill)")
     p.add_argument("--split", default="test", help="calib, test (gsm_symbolic also test-unseen)")
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
