@@ -88,7 +88,7 @@ class GenerationRequest:
     # In-process callers only (``thinkling calibrate``): the first chunk carries the final
     # hidden state of the last prompt token (``Chunk.hidden``). No edge sets it.
     hidden_state: bool = False
-    # Set by the engine on submission; used for TTFT and deadlines.
+    # Set by the engine on its copy of the request at submission; used for TTFT and deadlines.
     submitted_at: float = field(default_factory=time.perf_counter)
 
 
@@ -208,7 +208,10 @@ def decision_dict(decision: Decision | None) -> dict | None:
 class Chunk:
     """One streamed piece. ``text`` is the answer delta, ``reasoning`` the
     reasoning delta (either may be empty). The last chunk carries
-    ``finish_reason`` and ``timings``."""
+    ``finish_reason`` and ``timings``.
+
+    One writer each: ``runtime.generate`` creates it; the thinking controller adds
+    ``decision`` and the engine its queue/load timings on a copy (``dataclasses.replace``)."""
 
     text: str = ""
     reasoning: str = ""
