@@ -159,7 +159,13 @@ def make_trainer_class():
     from trl import SFTTrainer
 
     class StudentTrainer(SFTTrainer):
-        head_at_completion_only = True
+        def __init__(self, *args, head_at_completion_only: bool = True, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.head_at_completion_only = head_at_completion_only
+            if head_at_completion_only:
+                add_completion_loss(self.model.get_base_model())
+                # our loss is one micro-batch's mean: the Trainer divides it by the accumulation steps
+                self.loss_is_scaled_for_ga = False
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if not self.head_at_completion_only or return_outputs:
@@ -310,11 +316,8 @@ def train(recipe_name: str, data: Path, out: Path, opts: TrainOptions = TrainOpt
     dataset, dropped = encode_rows(rows, tok, recipe.max_length, Path(data))
     torch.manual_seed(opts.seed)
     model = peft_model(base, recipe, opts.init_adapter)
-    trainer_cls = make_trainer_class()
-    trainer_cls.head_at_completion_only = opts.head_at_completion_only
-    trainer = trainer_cls(model=model, args=sft_config(recipe, opts, checkpoints), train_dataset=dataset,
-                          processing_class=tok)
-    add_completion_loss(trainer.model.get_base_model())
+    trainer = make_trainer_class()(model=model, args=sft_config(recipe, opts, checkpoints), train_dataset=dataset,
+                                   processing_class=tok, head_at_completion_only=opts.head_at_completion_only)
     t0 = time.time()
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     train_s = time.time() - t0
