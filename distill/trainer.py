@@ -322,7 +322,6 @@ def train(recipe_name: str, data: Path, out: Path, opts: TrainOptions = TrainOpt
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     train_s = time.time() - t0
     model.eval()
-    save_adapter(model, recipe, out / "adapter")
     trainable, total = model.get_nb_trainable_parameters()
     report = {
         "recipe": recipe.name, "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items()},
@@ -333,7 +332,9 @@ def train(recipe_name: str, data: Path, out: Path, opts: TrainOptions = TrainOpt
         "base_load_seconds": round(load_s, 1), "train_seconds_this_run": round(train_s, 1),
         "log": trainer.state.log_history,
     }
-    write_text_atomic(out / "train_report.json", json.dumps(report, indent=2) + "\n")
+    if trainer.is_world_process_zero():  # under `accelerate launch`, one process writes
+        save_adapter(model, recipe, out / "adapter")
+        write_text_atomic(out / "train_report.json", json.dumps(report, indent=2) + "\n")
     log.info("trained %s to step %d in %.0fs; adapter in %s", recipe.name, trainer.state.global_step, train_s,
              out / "adapter")
     return report
