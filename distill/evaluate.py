@@ -175,6 +175,22 @@ def format_summary(rec: dict) -> str:
     return "\n".join(lines)
 
 
+def records_from_modes(result: Mapping, rows: list[dict]) -> dict:
+    """The records of a ``bench modes`` result (its per-query outcomes, in ``rows``' order):
+    the same tables as ``evaluate`` without running the model a second time."""
+    from bench.modes import Outcome
+
+    modes = tuple(m for m in MODES if m in result["per_query"])
+    outcomes = {m: [Outcome(**o) for o in result["per_query"][m]] for m in modes}
+    if any(len(v) != len(rows) for v in outcomes.values()):
+        raise ValueError(f"the bench modes result has {len(next(iter(outcomes.values())))} queries per mode, "
+                         f"the task set {len(rows)}")
+    per_query = [_query_record(row, {m: outcomes[m][i] for m in modes}) for i, row in enumerate(rows)]
+    rec = {"kind": RECORD_KIND, "model": result["model"], "tasks": [result["tasks"]], "n": len(rows),
+           "modes": list(modes), "decoding": "greedy", "from_bench_modes": result.get("via", "")}
+    return {**rec, **aggregate(per_query, modes), "per_query": per_query}
+
+
 def register(sub) -> None:
     """``python -m distill evaluate``."""
     p = sub.add_parser("evaluate", help="accuracy per skill, group and mode through the runtime",
@@ -192,6 +208,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--modes", default=",".join(MODES), help="comma-separated: off, on, post, auto")
     p.add_argument("--max-tokens", type=int, default=256)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--from-modes", default=None, metavar="FILE",
+                   help="build the records from a bench modes JSON on --tasks instead of running the model")
 
 
 def _cli(args: argparse.Namespace) -> int:
@@ -202,7 +220,11 @@ def _cli(args: argparse.Namespace) -> int:
         if bad or not modes:
             raise ValueError(f"--modes: unknown mode(s) {', '.join(bad) or '(none)'} (off, on, post, auto)")
         opts = EvalOptions(modes=modes, max_tokens=args.max_tokens, limit=args.limit, threads=args.threads)
-        rec = evaluate(args.model, [t for t in args.tasks.split(",") if t], opts)
+        specs = [t for t in args.tasks.split(",") if t]
+        if args.from_modes:
+            rec = records_from_modes(json.loads(Path(args.from_modes).read_text()), load_mix(specs))
+        else:
+            rec = evaluate(args.model, specs, opts)
         write_records(rec, args.out)
     except (ThinklingError, ValueError, OSError) as e:  # the edge: one line, no traceback
         print(f"python -m distill evaluate: error: {e}", file=sys.stderr)
