@@ -75,6 +75,9 @@ FORMATS: dict[str, ThinkingFormat] = {
     "fewshot-cot": ThinkingFormat(
         family="fewshot-cot", modes=("off", "on"), default_mode="off",
         fewshot={"off": _DIRECT_EXAMPLES, "on": _COT_EXAMPLES},
+        # the reply opens the reasoning block itself: a base model then reasons, instead of
+        # weighing whether to (its first token after "Assistant:" is otherwise a near tie)
+        prompt_suffix={"on": " <think>"}, start_in_reasoning={"on": True},
     ),
 }
 # Names a model's thinkling.json may still carry.
