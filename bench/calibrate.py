@@ -218,10 +218,10 @@ def fit_cascade(samples: list[Sample], opts: CalibrateOptions):
     k = max(2, min(opts.hidden_components, len(samples) // 4))
     measured: dict = {"on_accuracy": on_acc, "off_accuracy": float(y.mean()), "hidden_components": k,
                       "folds": opts.folds, "auroc": {}, "candidates": {}}
-    best_name, best_point = None, None
+    best_name, best = None, None  # best: (key, gate curve, point, gate scores, probe scores)
     for name in signals.available(hidden, opts.signals):
         gate, scores = signals.held_out_scores(fit_logistic, predict, feats, hidden, y, name, opts.folds, k)
-        _, point = _cascade(name, gate, scores, samples, on_acc, tol)
+        gate_curve, point = _cascade(name, gate, scores, samples, on_acc, tol)
         gate_sig = "+".join(signals.CANDIDATES[name][0])
         if gate_sig:
             measured["auroc"][gate_sig] = signals.auroc(gate, y)
@@ -229,15 +229,14 @@ def fit_cascade(samples: list[Sample], opts: CalibrateOptions):
         measured["candidates"][name] = point
         ok = point["accuracy"] >= on_acc - tol
         key = (ok, -point["mean_latency_ms"], point["accuracy"])
-        if best_point is None or key > best_point[0]:
-            best_name, best_point = name, (key, point)
+        if best is None or key > best[0]:
+            best_name, best = name, (key, gate_curve, point, gate, scores)
     measured["chosen"] = best_name
     if best_name is None:
         raise ValueError(f"no candidate signal set to fit among {opts.signals} (the hidden state could not be read)")
     fitted = signals.refit(fit_logistic, feats, hidden, y, best_name, k)
     after_prefill = "hidden" in signals.CANDIDATES[best_name][0]
-    gate, scores = signals.held_out_scores(fit_logistic, predict, feats, hidden, y, best_name, opts.folds, k)
-    gate_curve, chosen = _cascade(best_name, gate, scores, samples, on_acc, tol)
+    _, gate_curve, chosen, gate, scores = best  # the held-out scores of the loop, not a second fit
     curve = sweep(scores, samples, gate < chosen["skip_below"], after_prefill)
     return fitted, chosen, gate_curve, curve, measured
 
