@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.ggufheader import read_header
+from thinkling.runtime.ggufheader import read_header
 
 
 def weights_bytes_per_token(path: str | Path) -> int | None:

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
-from runtime.extras import require
-from runtime.generate import join_stream
-from runtime.thinking.profile import ThinkingProfile, probe_signals, profile_path
+from thinkling.runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
+from thinkling.runtime.extras import require
+from thinkling.runtime.generate import join_stream
+from thinkling.runtime.thinking.profile import ThinkingProfile, probe_signals, profile_path
 
 from . import signals
 from .files import save_figure, write_text_atomic

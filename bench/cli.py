@@ -10,14 +10,14 @@ import argparse
 import logging
 import sys
 
-from runtime.cli import register_subcommands
-from runtime.errors import ThinklingError
-from runtime.extras import missing_extra
+from thinkling.runtime.cli import register_subcommands
+from thinkling.runtime.errors import ThinklingError
+from thinkling.runtime.extras import missing_extra
 
-# subcommand modules; each has register(subparsers). "bench.modes_cli" is the
+# subcommand modules; each has register(subparsers). "thinkling.bench.modes_cli" is the
 # thinking-controller's `bench modes`; it is skipped until it exists.
-SUBCOMMANDS = ["bench.latency_cli", "bench.modes_cli", "bench.speculative", "bench.contend", "bench.soak_cli",
-               "bench.http_cost", "bench.tasks_cli", "bench.state_cost"]
+SUBCOMMANDS = ["thinkling.bench.latency_cli", "thinkling.bench.modes_cli", "thinkling.bench.speculative", "thinkling.bench.contend", "thinkling.bench.soak_cli",
+               "thinkling.bench.http_cost", "thinkling.bench.tasks_cli", "thinkling.bench.state_cost"]
 
 
 def build_parser() -> argparse.ArgumentParser:

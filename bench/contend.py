@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
+from thinkling.runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
 
 from . import fingerprint as fp
 from .files import write_text_atomic

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runtime.files import atomic_path, write_text_atomic
+from thinkling.runtime.files import atomic_path, write_text_atomic
 
 __all__ = ["save_figure", "write_text_atomic"]
 

@@ -16,7 +16,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from runtime.hardware import device_facts
+from thinkling.runtime.hardware import device_facts
 
 # ISA features that change which llama.cpp kernels run (x86 and ARM spellings).
 _ISA_PATTERN = re.compile(
@@ -107,7 +107,7 @@ def _git_commit() -> str | None:
 
 def llama_build() -> str | None:
     try:
-        from runtime.backends.llama_cpp import build_info
+        from thinkling.runtime.backends.llama_cpp import build_info
         return build_info()
     except ImportError:
         return None
@@ -115,7 +115,7 @@ def llama_build() -> str | None:
 
 def machine_fingerprint() -> dict:
     """Everything about this machine and software stack, without the model."""
-    import runtime
+    import thinkling
 
     facts = device_facts()
     try:
@@ -137,7 +137,7 @@ def machine_fingerprint() -> dict:
         "kernel": platform.release(),
         "python_impl": platform.python_implementation(),
         "llama_cpp": llama_build(),
-        "thinkling": runtime.__version__,
+        "thinkling": thinkling.__version__,
         "git_commit": _git_commit(),
     }
 

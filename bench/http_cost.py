@@ -28,9 +28,9 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from runtime.engine import Engine, EngineConfig
-from runtime.hardware import cpu_model
-from runtime.types import GenerationRequest, Message, SamplingParams
+from thinkling.runtime.engine import Engine, EngineConfig
+from thinkling.runtime.hardware import cpu_model
+from thinkling.runtime.types import GenerationRequest, Message, SamplingParams
 
 from .local_server import free_port, wait_healthy
 from .stats import percentile
@@ -115,7 +115,7 @@ def summary(xs: list[float]) -> dict:
 
 
 def _start_server(args: HttpCostOptions, port: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "runtime.cli", "serve", "--port", str(port), "--ctx", str(args.ctx),
+    cmd = [sys.executable, "-m", "thinkling.runtime.cli", "serve", "--port", str(port), "--ctx", str(args.ctx),
            "--queue-size", "2", "--log-level", "warning"]
     if args.threads:
         cmd += ["--threads", str(args.threads)]

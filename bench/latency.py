@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
-from runtime.errors import ContextLengthExceeded
+from thinkling.runtime.errors import ContextLengthExceeded
 
 from . import fingerprint as fp
 from .bandwidth import decode_share, read_bandwidth_gb_s, weights_bytes_per_token

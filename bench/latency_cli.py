@@ -5,9 +5,9 @@ from __future__ import annotations
 import shlex
 import sys
 
-from runtime.extras import require
-from runtime.speculative import SPECULATIVE_MODES
-from runtime.types import THINK_MODES
+from thinkling.runtime.extras import require
+from thinkling.runtime.speculative import SPECULATIVE_MODES
+from thinkling.runtime.types import THINK_MODES
 
 from .latency import LatencyConfig, run_latency
 

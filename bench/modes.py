@@ -15,8 +15,8 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
-from runtime.thinking import ThinkingProfile, decision_dict
+from thinkling.runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
+from thinkling.runtime.thinking import ThinkingProfile, decision_dict
 
 from .files import save_figure, write_text_atomic
 from .stats import percentile

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from runtime.extras import require
+from thinkling.runtime.extras import require
 
 from .modes import RunOptions, bench_modes, table
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 
-from runtime.engine import EngineConfig
-from runtime.hardware import physical_cores
+from thinkling.runtime.engine import EngineConfig
+from thinkling.runtime.hardware import physical_cores
 
 PROFILE_NAMES = ("laptop", "phone")
 

@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.types import GenerationRequest, Message, SamplingParams
+from thinkling.runtime.types import GenerationRequest, Message, SamplingParams
 
 BUILTIN = Path(__file__).with_name("prompts.json")
 _KEYS = {"name", "description", "messages", "text", "prompt", "max_tokens", "verdict"}

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.thinking.profile import HIDDEN_PREFIX, PROBE_FEATURES, TEXT_FEATURES, Projection
+from thinkling.runtime.thinking.profile import HIDDEN_PREFIX, PROBE_FEATURES, TEXT_FEATURES, Projection
 
 # gate signals -> probe-stage signals; "none": no gate, every query is probed
 CANDIDATES = {

@@ -158,7 +158,7 @@ def send(client: httpx.Client, base: str, shot: Shot, phase: str, t0: float, tim
 def start_server(opts: SoakOptions, log_path: Path) -> tuple[str, subprocess.Popen]:
     """``thinkling serve`` on a free loopback port; returns once /health answers 200."""
     port = free_port()
-    cmd = [sys.executable, "-m", "runtime.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+    cmd = [sys.executable, "-m", "thinkling.runtime.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
            "--queue-size", "4", "--max-tokens-cap", "64", "--default-max-tokens", "16", "--log-level", "warning",
            *(["--model", opts.model] if opts.model else []), *opts.server_args]
     env = {k: v for k, v in os.environ.items() if not k.startswith("THINKLING_") or k == "THINKLING_HOME"}

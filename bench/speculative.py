@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
-from runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
+from thinkling.runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
 
 from . import fingerprint as fp
 from .modes import load_tasks

@@ -14,7 +14,7 @@ import json
 import statistics
 import time
 
-from runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
+from thinkling.runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
 
 from .files import write_text_atomic
 from .stats import percentile

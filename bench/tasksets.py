@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import parse_qsl
 
-from runtime.errors import ThinklingError
+from thinkling.runtime.errors import ThinklingError
 
 from .files import write_text_atomic
 

@@ -23,12 +23,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runtime.files import write_bytes_atomic
+from thinkling.runtime.files import write_bytes_atomic
 
 from .manifest import sha256_file
 
 if TYPE_CHECKING:
-    from runtime.models import AssemblyRequest
+    from thinkling.runtime.models import AssemblyRequest
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def assemble_student(recipe: StudentRecipe, base_gguf: Path, target_dir: Path) -
 
 def _check_adapter(recipe: StudentRecipe) -> None:
     """``InvalidModelFile`` unless the adapter's weights are there and hash to the recorded sha256."""
-    from runtime.errors import InvalidModelFile
+    from thinkling.runtime.errors import InvalidModelFile
 
     weights = recipe.adapter / "adapter_model.safetensors"
     if not weights.is_file():
@@ -139,7 +139,7 @@ class OnnxRecipe:
     student: StudentRecipe | None = None  # the adapter to merge (and the profile to install), if any
 
     def model_path(self, target_dir: Path) -> Path:
-        from runtime.models import onnx_model_file
+        from thinkling.runtime.models import onnx_model_file
 
         return onnx_model_file(target_dir, self.name, self.quant)
 
@@ -149,7 +149,7 @@ def assemble_onnx(recipe: OnnxRecipe, base_gguf: Path, target_dir: Path) -> Path
     with ``convert()``, into a temporary folder renamed into place when complete.
     Returns the ``.onnx`` file. Needs the ``onnx`` extra (onnx, onnxruntime, tokenizers).
     """
-    from runtime.extras import require
+    from thinkling.runtime.extras import require
 
     from .pipeline import ConvertOptions
 
@@ -187,7 +187,7 @@ def assemble_registered(request: "AssemblyRequest") -> Path:
         built = assemble_onnx(OnnxRecipe(name=request.stem, quant=request.quant, student=student),
                               request.base, request.target_dir)
     elif student is None:
-        from runtime.errors import InvalidModelFile
+        from thinkling.runtime.errors import InvalidModelFile
 
         raise InvalidModelFile(str(request.base), f"{request.name}: an assembled GGUF needs an adapter")
     else:
@@ -200,7 +200,7 @@ def assemble_registered(request: "AssemblyRequest") -> Path:
 
 def _recipe_beside(request: "AssemblyRequest") -> StudentRecipe:
     """``student.json`` in the adapter folder's parent, checked against the registry row."""
-    from runtime.errors import InvalidModelFile, ModelNotFound
+    from thinkling.runtime.errors import InvalidModelFile, ModelNotFound
 
     path = request.adapter.parent / "student.json"
     if not path.is_file():

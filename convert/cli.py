@@ -38,7 +38,7 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from runtime.extras import require
+    from thinkling.runtime.extras import require
 
     if not Path(args.src).is_file():  # an HF folder; requantizing a GGUF needs only llama.cpp
         require("thinkling convert", "convert", "safetensors", "tokenizers")

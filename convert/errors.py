@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runtime.errors import ThinklingError
+from thinkling.runtime.errors import ThinklingError
 
 
 class ConversionError(ThinklingError):

@@ -92,8 +92,8 @@ class GGUFModel:
     def __init__(self, path: str | Path):
         from gguf import GGUFReader
 
-        from runtime.errors import InvalidModelFile
-        from runtime.modelinfo import check_gguf
+        from thinkling.runtime.errors import InvalidModelFile
+        from thinkling.runtime.modelinfo import check_gguf
 
         self.path = Path(path)
         try:

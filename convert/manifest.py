@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from runtime.files import write_text_atomic
+from thinkling.runtime.files import write_text_atomic
 
 SCHEMA = 1
 

@@ -60,7 +60,7 @@ def compare(test: np.ndarray, ref: np.ndarray, tokenization: bool | None = None)
 
 
 def _open(path: Path, n_ctx: int, threads: int):
-    from runtime.backends import BackendOptions, open_backend
+    from thinkling.runtime.backends import BackendOptions, open_backend
 
     return open_backend("llama_cpp", str(path), BackendOptions(n_ctx=n_ctx, n_threads=threads))
 

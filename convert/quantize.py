@@ -17,7 +17,7 @@ from pathlib import Path
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from runtime.ggufheader import read_header
+from thinkling.runtime.ggufheader import read_header
 
 from .errors import QuantizationFailed, UnknownQuant, UnsupportedSource
 from .writer import Fallback, QuantSpec
@@ -79,7 +79,7 @@ def quantize_kquant(src: Path, dst: Path, quant: QuantSpec, threads: int | None 
     sets the token-embedding/output type; ``allow_requantize`` lets a quantized
     source be dequantized and quantized again (tensors already in their target
     type are copied as they are)."""
-    from runtime.backends.llama_cpp import c_api, set_fields  # routes llama.cpp's log into Python logging
+    from thinkling.runtime.backends.llama_cpp import c_api, set_fields  # routes llama.cpp's log into Python logging
 
     C = c_api()
     params = C.llama_model_quantize_default_params()
@@ -89,7 +89,7 @@ def quantize_kquant(src: Path, dst: Path, quant: QuantSpec, threads: int | None 
         values.update(token_embedding_type=int(head), output_tensor_type=int(head))
     set_fields(params, values)
     log.info("quantizing %s -> %s (%s%s)", src.name, dst.name, quant.name, f", head {head.name}" if head else "")
-    native = logging.getLogger("runtime.llama_cpp.native")
+    native = logging.getLogger("thinkling.runtime.llama_cpp.native")
     errors = _KeepErrors()
     native.addFilter(errors)  # llama.cpp's own error line becomes the reason, not a second stderr line
     try:

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from gguf import GGMLQuantizationType as Q
 
-from runtime.errors import InvalidModelFile
-from runtime.modelinfo import check_gguf
+from thinkling.runtime.errors import InvalidModelFile
+from thinkling.runtime.modelinfo import check_gguf
 
 from .errors import CorruptFile
 from .manifest import FileEntry, Manifest, now_iso, sha256_file, tool_versions, write_json_atomic

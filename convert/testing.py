@@ -1,6 +1,6 @@
 """Random-weight Hugging Face models built with numpy alone, for tests and measurements.
 
-    python -m convert.testing OUT --preset qwen2.5-0.5b --tokenizer tests/fixtures/convert/qwen2-bpe/base
+    python -m thinkling.convert.testing OUT --preset qwen2.5-0.5b --tokenizer tests/fixtures/convert/qwen2-bpe/base
 
 writes ``config.json``, ``model.safetensors`` (bf16 or f16) and copies the
 tokenizer files of an existing model directory; the converter pads the

@@ -1,17 +1,17 @@
-"""``python -m distill <command>``: the distillation kit's commands, one module each."""
+"""``python -m thinkling.distill <command>``: the distillation kit's commands, one module each."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from distill import build, card, evaluate, retention, teach, trainer
-from distill.tasks import cli as tasks_cli
-from distill.tasks.base import TaskError
+from thinkling.distill import build, card, evaluate, retention, teach, trainer
+from thinkling.distill.tasks import cli as tasks_cli
+from thinkling.distill.tasks.base import TaskError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m distill", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m thinkling.distill", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     tasks_cli.register(sub)  # tasks, data, export
     teach.register(sub)  # teach
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except (TaskError, ValueError, OSError) as e:
-        print(f"python -m distill {args.command}: error: {e}", file=sys.stderr)
+        print(f"python -m thinkling.distill {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0
 

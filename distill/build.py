@@ -1,13 +1,13 @@
 """Build a student with one command: train -> assemble -> evaluate -> card (imports torch).
 
-    python -m distill build --recipe gemma-3-270m --data DIR --out OUTDIR \\
+    python -m thinkling.distill build --recipe gemma-3-270m --data DIR --out OUTDIR \\
         --eval-tasks test.jsonl[,more.jsonl] [--name NAME] [train flags: --steps --init-adapter ...]
 
-1. ``python -m distill train`` into OUTDIR (``adapter/``, ``train_report.json``);
+1. ``python -m thinkling.distill train`` into OUTDIR (``adapter/``, ``train_report.json``);
 2. ``student.json`` (name, base, adapter sha256, GGUF type) and the merged GGUF in
    ``OUTDIR/gguf/``, by the converter's first-use assembly (``convert.assemble``);
-3. ``python -m distill evaluate`` of that GGUF on ``--eval-tasks`` into ``OUTDIR/eval.json``;
-4. ``python -m distill card``: ``OUTDIR/MODEL_CARD.md`` from those records.
+3. ``python -m thinkling.distill evaluate`` of that GGUF on ``--eval-tasks`` into ``OUTDIR/eval.json``;
+4. ``python -m thinkling.distill card``: ``OUTDIR/MODEL_CARD.md`` from those records.
 
 Started again with the same arguments, a build continues where it stopped: training
 resumes from its latest checkpoint (or is skipped once its adapter is written), the
@@ -22,8 +22,8 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from distill import trainer
-from distill.recipes import get_recipe
+from thinkling.distill import trainer
+from thinkling.distill.recipes import get_recipe
 
 log = logging.getLogger(__name__)
 QUANT = "q8_0"
@@ -40,8 +40,8 @@ def _trained(out: Path, steps: int) -> bool:
 
 def write_student_json(out: Path, name: str, base: str) -> Path:
     """``out/student.json``: the registry row the converter assembles the student from."""
-    from bench.files import write_text_atomic
-    from convert.manifest import sha256_file
+    from thinkling.bench.files import write_text_atomic
+    from thinkling.convert.manifest import sha256_file
 
     row = {"name": name, "base": base, "adapter": "adapter",
            "adapter_sha256": sha256_file(out / "adapter" / "adapter_model.safetensors"), "quant": QUANT}
@@ -51,7 +51,7 @@ def write_student_json(out: Path, name: str, base: str) -> Path:
 
 def assemble(out: Path, name: str, recipe_name: str) -> Path:
     """The merged GGUF in ``out/gguf`` (skipped while it was merged from the same adapter)."""
-    from convert.assemble import StudentRecipe, assemble_student
+    from thinkling.convert.assemble import StudentRecipe, assemble_student
 
     recipe = get_recipe(recipe_name)
     student = StudentRecipe.load(write_student_json(out, name, recipe.base_name))
@@ -61,8 +61,8 @@ def assemble(out: Path, name: str, recipe_name: str) -> Path:
 def build(recipe_name: str, data: Path, out: Path, eval_tasks: list[str], name: str | None = None,
           opts: trainer.TrainOptions = trainer.TrainOptions(), eval_limit: int | None = None) -> Path:
     """Train, assemble, evaluate and write the card of one student; returns the card's path."""
-    from distill.card import write_card
-    from distill.evaluate import EvalOptions, evaluate, write_records
+    from thinkling.distill.card import write_card
+    from thinkling.distill.evaluate import EvalOptions, evaluate, write_records
 
     recipe = get_recipe(recipe_name)
     out = Path(out)
@@ -83,20 +83,20 @@ def build(recipe_name: str, data: Path, out: Path, eval_tasks: list[str], name: 
 
 
 def register(subparsers) -> None:
-    """Add ``build`` to ``python -m distill``'s subcommands."""
+    """Add ``build`` to ``python -m thinkling.distill``'s subcommands."""
     parser = subparsers.add_parser("build", help="train -> assemble -> evaluate -> card, resumable",
                                    description=__doc__.split("\n\n")[0])
     trainer.add_arguments(parser)
     parser.add_argument("--eval-tasks", required=True,
-                        help="task sets for the evaluation, comma-separated (python -m distill export writes them)")
+                        help="task sets for the evaluation, comma-separated (python -m thinkling.distill export writes them)")
     parser.add_argument("--eval-limit", type=int, default=None, help="use only N rows of each task set")
     parser.add_argument("--name", default=None, help="the student's name (default: the --out folder's name)")
     parser.set_defaults(func=run)
 
 
 def run(args) -> None:
-    """Run ``build`` from parsed flags (errors raise; ``python -m distill`` prints them)."""
-    from runtime.errors import ThinklingError
+    """Run ``build`` from parsed flags (errors raise; ``python -m thinkling.distill`` prints them)."""
+    from thinkling.runtime.errors import ThinklingError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:

@@ -3,7 +3,7 @@
 ``distill/build.py`` writes this card; after conversion, re-render it with the runtime's
 numbers (it goes with that build; every other student's card is ``distill.card``'s):
 
-    python -m distill.card_arith distill/artifacts/arith-student \
+    python -m thinkling.distill.card_arith distill/artifacts/arith-student \
         --modes bench/results/modes-arith-student.json
 """
 
@@ -13,9 +13,9 @@ import argparse
 import json
 from pathlib import Path
 
-from bench.files import write_text_atomic
+from thinkling.bench.files import write_text_atomic
 
-from distill.data import ADAPTER_MIX, BASE_MIX, DataStats
+from thinkling.distill.data import ADAPTER_MIX, BASE_MIX, DataStats
 
 
 def stats_dict(stats: DataStats) -> dict:
@@ -59,7 +59,7 @@ precedence, 1-4 operations, numbers 0-99, results 0..999) that answers directly,
 thinks first, or answers then explains, on request. Built by `distill/` in this
 repository with one command:
 
-    python -m distill.build --seed {cfg["seed"]} --out distill/artifacts/arith-student
+    python -m thinkling.distill.build --seed {cfg["seed"]} --out distill/artifacts/arith-student
 
 ## Files
 

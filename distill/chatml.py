@@ -12,9 +12,9 @@ post-think:  {answer}<think>{steps}</think><|im_end|>
 
 from __future__ import annotations
 
-from distill import chat
-from distill.chat import THINK_CLOSE, THINK_OPEN, ChatFormat
-from distill.gemma_chat import MODE_LINES
+from thinkling.distill import chat
+from thinkling.distill.chat import THINK_CLOSE, THINK_OPEN, ChatFormat
+from thinkling.distill.gemma_chat import MODE_LINES
 
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 

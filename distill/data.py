@@ -13,11 +13,11 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
-from distill.chat import ARITH_FORMAT, EOS, THINK_CLOSE, THINK_OPEN, ChatFormat, render_completion, split_completion
-from distill.filter import verify_completion
-from distill.noise import MISTAKES, inject
-from distill.problems import Problem, sample_split_problem
-from distill.teacher import FULLY_SPLIT, PLACE_SPLIT, Strategy, solve, steps_text, teach
+from thinkling.distill.chat import ARITH_FORMAT, EOS, THINK_CLOSE, THINK_OPEN, ChatFormat, render_completion, split_completion
+from thinkling.distill.filter import verify_completion
+from thinkling.distill.noise import MISTAKES, inject
+from thinkling.distill.problems import Problem, sample_split_problem
+from thinkling.distill.teacher import FULLY_SPLIT, PLACE_SPLIT, Strategy, solve, steps_text, teach
 
 
 @dataclass(frozen=True)

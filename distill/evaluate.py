@@ -1,6 +1,6 @@
 """One evaluator for any task mix: a student through the runtime, scored by the shared checker.
 
-    python -m distill evaluate --model skills-student \
+    python -m thinkling.distill evaluate --model skills-student \
         --tasks arith.jsonl,calendar.jsonl --out distill/artifacts/<student>/eval.json [--limit N]
 
 Every task row (``bench.tasksets``: ``question``, ``answer``, ``check``, ``group``) is
@@ -24,13 +24,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.files import write_text_atomic
-from bench.fingerprint import load_average
-from bench.modes import run_mode, take
-from bench.tasksets import load_tasks, score
-from runtime import Engine, EngineConfig
-from runtime.errors import ThinklingError
-from runtime.hardware import device_facts
+from thinkling.bench.files import write_text_atomic
+from thinkling.bench.fingerprint import load_average
+from thinkling.bench.modes import run_mode, take
+from thinkling.bench.tasksets import load_tasks, score
+from thinkling.runtime import Engine, EngineConfig
+from thinkling.runtime.errors import ThinklingError
+from thinkling.runtime.hardware import device_facts
 
 MODES = ("off", "on", "post")
 RECORD_KIND = "thinkling-eval/1"
@@ -178,7 +178,7 @@ def format_summary(rec: dict) -> str:
 def records_from_modes(result: Mapping, rows: list[dict]) -> dict:
     """The records of a ``bench modes`` result (its per-query outcomes, in ``rows``' order):
     the same tables as ``evaluate`` without running the model a second time."""
-    from bench.modes import Outcome
+    from thinkling.bench.modes import Outcome
 
     modes = tuple(m for m in MODES if m in result["per_query"])
     outcomes = {m: [Outcome(**o) for o in result["per_query"][m]] for m in modes}
@@ -192,7 +192,7 @@ def records_from_modes(result: Mapping, rows: list[dict]) -> dict:
 
 
 def register(sub) -> None:
-    """``python -m distill evaluate``."""
+    """``python -m thinkling.distill evaluate``."""
     p = sub.add_parser("evaluate", help="accuracy per skill, group and mode through the runtime",
                        description=__doc__.splitlines()[0])
     _arguments(p)
@@ -227,15 +227,15 @@ def _cli(args: argparse.Namespace) -> int:
             rec = evaluate(args.model, specs, opts)
         write_records(rec, args.out)
     except (ThinklingError, ValueError, OSError) as e:  # the edge: one line, no traceback
-        print(f"python -m distill evaluate: error: {e}", file=sys.stderr)
+        print(f"python -m thinkling.distill evaluate: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     print(format_summary(rec))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m distill.evaluate`` (the same as ``python -m distill evaluate``)."""
-    parser = argparse.ArgumentParser(prog="python -m distill evaluate", description=__doc__.splitlines()[0])
+    """``python -m thinkling.distill.evaluate`` (the same as ``python -m thinkling.distill evaluate``)."""
+    parser = argparse.ArgumentParser(prog="python -m thinkling.distill evaluate", description=__doc__.splitlines()[0])
     _arguments(parser)
     return _cli(parser.parse_args(argv))
 
@@ -254,7 +254,7 @@ def eval_problems(per_op: int, seed: int = 1234) -> list:
     """A fixed sample of held-out arithmetic problems: ``per_op`` for each of 1..4 operations."""
     import random
 
-    from distill.problems import sample_split_problem
+    from thinkling.distill.problems import sample_split_problem
 
     rng = random.Random(seed)
     return [sample_split_problem(rng, k, "eval") for k in (1, 2, 3, 4) for _ in range(per_op)]
@@ -264,7 +264,7 @@ def generate(model, tok, prompts: list[str], max_new_tokens: int, batch_size: in
     """Greedy completions (text up to and without ``<|end|>``), left-padded batches."""
     import torch
 
-    from distill.chat import EOS, PAD
+    from thinkling.distill.chat import EOS, PAD
 
     pad_id, eos_id = tok.token_to_id(PAD), tok.token_to_id(EOS)
     out: list[str] = []
@@ -285,7 +285,7 @@ def generate(model, tok, prompts: list[str], max_new_tokens: int, batch_size: in
 
 def accuracy_table(model, tok, problems: list, modes=("direct", "think", "post")) -> dict[str, dict[int, float]]:
     """{mode: {n_ops: accuracy}} on arithmetic problems (bare-expression questions)."""
-    from distill.chat import render_prompt, split_completion
+    from thinkling.distill.chat import render_prompt, split_completion
 
     table: dict[str, dict[int, float]] = {}
     for mode in modes:

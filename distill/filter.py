@@ -7,7 +7,7 @@ A chain passes when
   3. every result but the last is used by a later step, whole or split (nothing dangles),
   4. the last result, the stated answer and the value of the expression agree.
 
-``python -m distill.filter`` reports precision and recall on the noisy teacher's
+``python -m thinkling.distill.filter`` reports precision and recall on the noisy teacher's
 injected mistakes. Pure Python on purpose: CI runs these tests without torch.
 """
 
@@ -20,10 +20,10 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from distill.chat import split_completion
-from distill.noise import MISTAKES, noisy_chain
-from distill.problems import OPS, Problem, apply_op, in_range, sample_problem
-from distill.teacher import Step
+from thinkling.distill.chat import split_completion
+from thinkling.distill.noise import MISTAKES, noisy_chain
+from thinkling.distill.problems import OPS, Problem, apply_op, in_range, sample_problem
+from thinkling.distill.teacher import Step
 
 _STEP = re.compile(r"^(\d+) ([-+*]) (\d+) = (\d+)$")
 

@@ -17,8 +17,8 @@ for Gemma; the runtime stops there.
 
 from __future__ import annotations
 
-from distill import chat
-from distill.chat import THINK_CLOSE, THINK_OPEN, ChatFormat
+from thinkling.distill import chat
+from thinkling.distill.chat import THINK_CLOSE, THINK_OPEN, ChatFormat
 
 BOS = "<bos>"
 EOT = "<end_of_turn>"

@@ -5,7 +5,7 @@ It lives in distill/ so that distill depends on bench and never the reverse.
 Both sets come from the held-out side of distill's hash split (never trained
 on); the calibration and test sets are disjoint from each other.
 
-    python -m distill.make_tasks
+    python -m thinkling.distill.make_tasks
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import random
 
-from bench.modes import TASKS_DIR
-from runtime.files import write_text_atomic
+from thinkling.bench.modes import TASKS_DIR
+from thinkling.runtime.files import write_text_atomic
 
 from .problems import sample_split_problem
 

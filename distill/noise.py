@@ -17,9 +17,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from distill.chat import render_completion
-from distill.problems import Problem, apply_op, in_range
-from distill.teacher import Step, steps_text, teach
+from thinkling.distill.chat import render_completion
+from thinkling.distill.problems import Problem, apply_op, in_range
+from thinkling.distill.teacher import Step, steps_text, teach
 
 MISTAKES = ("wrong_intermediate", "skipped_step", "wrong_final")
 

@@ -29,7 +29,7 @@ class RecipeError(ValueError):
 
 @dataclass(frozen=True)
 class Recipe:
-    """How to LoRA-train one base model; the defaults of ``python -m distill train``."""
+    """How to LoRA-train one base model; the defaults of ``python -m thinkling.distill train``."""
 
     name: str
     base_name: str  # written into the adapter's config (the runtime's name of the base)
@@ -60,7 +60,7 @@ class Recipe:
 
 def chat_format(name: str):
     """The ``distill.chat.ChatFormat`` registered under ``name``."""
-    from distill.formats import FORMATS
+    from thinkling.distill.formats import FORMATS
 
     if name not in FORMATS:
         raise RecipeError(name, f"unknown chat format; known: {', '.join(sorted(FORMATS))}")
@@ -98,7 +98,7 @@ def load_hf_folder(folder: Path):
 
 def gemma_gguf() -> Path:
     """The embedded default's Q4_K_M GGUF (assembled from its PyPI package if needed)."""
-    from runtime.models import resolve
+    from thinkling.runtime.models import resolve
 
     return resolve("gemma-3-270m").path
 

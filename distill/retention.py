@@ -1,7 +1,7 @@
 """The base model's answers to the general prompts, and a student's retention of them.
 
-    python -m distill general --model gemma-3-270m --out distill/tasks/general_answers.jsonl
-    python -m distill retention --model skills-student
+    python -m thinkling.distill general --model gemma-3-270m --out distill/tasks/general_answers.jsonl
+    python -m thinkling.distill retention --model skills-student
 
 ``general`` runs a model greedily (``think: off``, at most 48 new tokens) on every
 prompt of ``distill/tasks/general_prompts.jsonl`` through ``runtime.Engine`` and stores
@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from bench.files import write_text_atomic
-from distill.tasks.general import ANSWERS_FILE, AnswersMissing, GeneralPrompt, load_answers, load_prompts
+from thinkling.bench.files import write_text_atomic
+from thinkling.distill.tasks.general import ANSWERS_FILE, AnswersMissing, GeneralPrompt, load_answers, load_prompts
 
 MAX_TOKENS = 48
 PREFIX_WORDS = 16
@@ -54,8 +54,8 @@ def _list_number(text: str, dot: int) -> bool:
 def greedy_answers(model: str, prompts: list[GeneralPrompt], max_tokens: int = MAX_TOKENS,
                    threads: int = 1) -> list[dict]:
     """One row per prompt: the model's greedy direct answer (``think: off``)."""
-    from runtime import Engine, EngineConfig
-    from runtime.types import GenerationRequest, Message, SamplingParams
+    from thinkling.runtime import Engine, EngineConfig
+    from thinkling.runtime.types import GenerationRequest, Message, SamplingParams
 
     rows = []
     with Engine(model, EngineConfig(n_ctx=512, n_threads=threads, queue_size=1)) as eng:
@@ -133,7 +133,7 @@ def retention(model: str, answers_path: Path = ANSWERS_FILE, split: str = "test"
 # --- CLI ---------------------------------------------------------------------------
 
 def register(sub) -> None:
-    """Add ``general`` and ``retention`` to ``python -m distill``'s subcommands."""
+    """Add ``general`` and ``retention`` to ``python -m thinkling.distill``'s subcommands."""
     g = sub.add_parser("general", help="store a base model's greedy answers to the general prompts")
     g.add_argument("--model", default="gemma-3-270m")
     g.add_argument("--out", type=Path, default=ANSWERS_FILE)
@@ -150,7 +150,7 @@ def register(sub) -> None:
 
 
 def _run_general(args: argparse.Namespace) -> None:
-    from runtime.errors import ThinklingError
+    from thinkling.runtime.errors import ThinklingError
 
     try:
         rows = write_answers(args.model, args.out, args.max_tokens, args.threads)
@@ -161,7 +161,7 @@ def _run_general(args: argparse.Namespace) -> None:
 
 
 def _run_retention(args: argparse.Namespace) -> None:
-    from runtime.errors import ThinklingError
+    from thinkling.runtime.errors import ThinklingError
 
     try:
         result = retention(args.model, args.answers, args.split, args.threads)
@@ -173,5 +173,5 @@ def _run_retention(args: argparse.Namespace) -> None:
 
 
 def _fail(cmd: str, message: str) -> NoReturn:
-    print(f"python -m distill {cmd}: error: {message}", file=sys.stderr)
+    print(f"python -m thinkling.distill {cmd}: error: {message}", file=sys.stderr)
     raise SystemExit(2)

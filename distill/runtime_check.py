@@ -1,6 +1,6 @@
 """Record the student's accuracy through the runtime on a small fixed sample (no torch).
 
-    python -m distill.runtime_check --model arith-student
+    python -m thinkling.distill.runtime_check --model arith-student
 
 Runs every 5th task of ``bench/tasks/arith-test.jsonl`` greedily in the ``off`` and
 ``on`` modes through the one evaluator (``distill.evaluate``) and writes
@@ -16,10 +16,10 @@ import datetime
 import json
 from pathlib import Path
 
-from bench.files import write_text_atomic
-from bench.tasksets import load_tasks
-from distill.evaluate import EvalOptions, evaluate_rows
-from runtime import models
+from thinkling.bench.files import write_text_atomic
+from thinkling.bench.tasksets import load_tasks
+from thinkling.distill.evaluate import EvalOptions, evaluate_rows
+from thinkling.runtime import models
 
 EVERY = 5
 MODES = ("off", "on")
@@ -34,7 +34,7 @@ def record(model: str = "arith-student", tasks: str = "arith-test", max_tokens: 
     out = {
         "note": (f"greedy accuracy of {path.name} through the runtime on every {EVERY}th task of "
                  f"bench/tasks/{tasks}.jsonl; recorded {datetime.date.today()} by "
-                 "python -m distill.runtime_check"),
+                 "python -m thinkling.distill.runtime_check"),
         "accuracy": {m: rec["overall"]["modes"][m]["accuracy"] for m in MODES},
         "tasks": sample,
     }

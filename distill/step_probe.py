@@ -1,6 +1,6 @@
 """Where a student's chains break: teacher-forced step accuracy by kind of step (no torch).
 
-    python -m distill.step_probe --model gemma-3-270m-arith --path place --chains 400
+    python -m thinkling.distill.step_probe --model gemma-3-270m-arith --path place --chains 400
 
 For held-out problems of 2-4 operations, the teacher's chain on ``--path`` is given
 line by line; at each line the student sees the earlier (right) lines and the
@@ -20,17 +20,17 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from bench.files import write_text_atomic
-from distill.chat import THINK_OPEN
-from distill.gemma_chat import render_prompt
-from distill.problems import sample_split_problem
-from distill.teacher import FULLY_SPLIT, PLACE_SPLIT, Step, solve
-from runtime import models
-from runtime.backends.base import BackendOptions
-from runtime.backends.llama_cpp import open_backend
-from runtime.errors import ThinklingError
-from runtime.generate import GenerationPlan, stream_generate
-from runtime.types import SamplingParams
+from thinkling.bench.files import write_text_atomic
+from thinkling.distill.chat import THINK_OPEN
+from thinkling.distill.gemma_chat import render_prompt
+from thinkling.distill.problems import sample_split_problem
+from thinkling.distill.teacher import FULLY_SPLIT, PLACE_SPLIT, Step, solve
+from thinkling.runtime import models
+from thinkling.runtime.backends.base import BackendOptions
+from thinkling.runtime.backends.llama_cpp import open_backend
+from thinkling.runtime.errors import ThinklingError
+from thinkling.runtime.generate import GenerationPlan, stream_generate
+from thinkling.runtime.types import SamplingParams
 
 PATHS = {"split": FULLY_SPLIT, "place": PLACE_SPLIT}
 

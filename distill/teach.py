@@ -1,6 +1,6 @@
 """A teacher over any OpenAI-compatible chat endpoint: problems in, verified chains out.
 
-    python -m distill teach --endpoint http://127.0.0.1:8000/v1 --model Qwen/Qwen3-8B \\
+    python -m thinkling.distill teach --endpoint http://127.0.0.1:8000/v1 --model Qwen/Qwen3-8B \\
         --task arithmetic --split train --n-problems 500 --n 4 --out build/teach/arith.jsonl
 
 Each problem of ``--task`` is asked ``--n`` times (separate requests, sampled at
@@ -29,9 +29,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
-from bench.files import write_text_atomic
-from distill.tasks import Chain, Problem, Task, TaskError, get_task
-from distill.tasks.dataset import reason_kind
+from thinkling.bench.files import write_text_atomic
+from thinkling.distill.tasks import Chain, Problem, Task, TaskError, get_task
+from thinkling.distill.tasks.dataset import reason_kind
 
 log = logging.getLogger(__name__)
 
@@ -357,13 +357,13 @@ def teach(cfg: TeachConfig) -> RunStats:
 # --- CLI ---------------------------------------------------------------------------
 
 def register(sub) -> None:
-    """Add ``teach`` to ``python -m distill``'s subcommands."""
+    """Add ``teach`` to ``python -m thinkling.distill``'s subcommands."""
     p = sub.add_parser("teach", help="ask a teacher over an OpenAI-compatible endpoint for verified chains",
                        description=__doc__.split("\n\n")[0])
     d = TeachConfig("", "", "", Path())
     p.add_argument("--endpoint", required=True, help="base URL of the OpenAI API, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--model", required=True, help="the model name the endpoint serves")
-    p.add_argument("--task", required=True, help="a task of `python -m distill tasks`")
+    p.add_argument("--task", required=True, help="a task of `python -m thinkling.distill tasks`")
     p.add_argument("--out", required=True, type=Path, help="chains JSONL (appended; resumed when it exists)")
     p.add_argument("--split", default=d.split)
     p.add_argument("--n-problems", type=int, default=d.n_problems)
@@ -399,12 +399,12 @@ def run_cli(args: argparse.Namespace) -> None:
         _fail(str(e))
     print(json.dumps(stats.to_dict(), indent=1))
     if stats.errors:
-        print(f"python -m distill teach: {sum(stats.errors.values())} requests failed after retries "
+        print(f"python -m thinkling.distill teach: {sum(stats.errors.values())} requests failed after retries "
               f"({', '.join(f'{k}: {v}' for k, v in stats.errors.items())}); run again to ask them",
               file=sys.stderr)
         raise SystemExit(1)
 
 
 def _fail(message: str) -> NoReturn:
-    print(f"python -m distill teach: error: {message}", file=sys.stderr)
+    print(f"python -m thinkling.distill teach: error: {message}", file=sys.stderr)
     raise SystemExit(2)

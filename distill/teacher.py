@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from distill.chat import render_completion
-from distill.problems import Problem, apply_op, in_range
+from thinkling.distill.chat import render_completion
+from thinkling.distill.problems import Problem, apply_op, in_range
 
 MAX_PATHS = 5
 MIN_PATHS = 3

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from distill.chat import BOS, CHAT_TEMPLATE, EOS, PAD, SPECIAL_TOKENS
+from thinkling.distill.chat import BOS, CHAT_TEMPLATE, EOS, PAD, SPECIAL_TOKENS
 
 # " +" etc. are single pre-tokens under the GPT-2 regex; merging them shortens steps.
 MERGES = (("Ġ", "+"), ("Ġ", "-"), ("Ġ", "*"), ("Ġ", "="))

@@ -1,12 +1,12 @@
 """The distill trainer: LoRA on a recipe's base with TRL's ``SFTTrainer`` (imports torch).
 
-    python -m distill train --recipe gemma-3-270m --data DIR --out OUTDIR \\
+    python -m thinkling.distill train --recipe gemma-3-270m --data DIR --out OUTDIR \\
         [--steps N --batch-size B --lr LR --init-adapter PATH --resume]
 
 ``DIR/train.jsonl`` holds rows ``{"prompt", "completion", ...}`` already rendered in
-the recipe's chat format (``python -m distill data`` writes them). TRL owns the
+the recipe's chat format (``python -m thinkling.distill data`` writes them). TRL owns the
 batching, the warm-up + cosine schedule, checkpoints and resume, bf16 autocast and
-devices (CUDA when present; several GPUs through ``accelerate launch -m distill train``).
+devices (CUDA when present; several GPUs through ``accelerate launch -m thinkling.distill train``).
 What is ours is one loss (``completion_loss``):
 
 - the loss is taken on completion tokens only (TRL's ``completion_mask``), and every
@@ -34,7 +34,7 @@ import types
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from distill.recipes import Recipe, get_recipe
+from thinkling.distill.recipes import Recipe, get_recipe
 
 log = logging.getLogger(__name__)
 IGNORE = -100
@@ -78,7 +78,7 @@ def read_rows(data: Path) -> list[dict]:
     """The rows of ``data/train.jsonl`` (or of ``data`` itself if it is a file)."""
     path = data / "train.jsonl" if data.is_dir() else data
     if not path.is_file():
-        raise DataError(path, "no such file (write it with `python -m distill data ... --out DIR`)")
+        raise DataError(path, "no such file (write it with `python -m thinkling.distill data ... --out DIR`)")
     rows = []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
@@ -298,7 +298,7 @@ def train(recipe_name: str, data: Path, out: Path, opts: TrainOptions = TrainOpt
     """
     import torch
 
-    from bench.files import write_text_atomic
+    from thinkling.bench.files import write_text_atomic
 
     recipe = get_recipe(recipe_name)
     recipe.format()  # an unknown chat format fails before the base is loaded
@@ -341,7 +341,7 @@ def train(recipe_name: str, data: Path, out: Path, opts: TrainOptions = TrainOpt
 
 
 def add_arguments(parser) -> None:
-    """The ``train`` subcommand's flags (also used by ``python -m distill build``)."""
+    """The ``train`` subcommand's flags (also used by ``python -m thinkling.distill build``)."""
     parser.add_argument("--recipe", required=True, help="base model recipe (distill/recipes.py)")
     parser.add_argument("--data", required=True, type=Path, help="folder with train.jsonl (or the file)")
     parser.add_argument("--out", required=True, type=Path, help="run folder: checkpoints/, adapter/, report")
@@ -373,7 +373,7 @@ def run(args) -> None:
 
 
 def register(subparsers) -> None:
-    """Add ``train`` to ``python -m distill``'s subcommands."""
+    """Add ``train`` to ``python -m thinkling.distill``'s subcommands."""
     parser = subparsers.add_parser("train", help="LoRA-train a recipe's base on a data folder (TRL)",
                                    description=__doc__.split("\n\n")[0])
     add_arguments(parser)
@@ -381,18 +381,18 @@ def register(subparsers) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m distill.trainer``: the same as ``python -m distill train``."""
+    """``python -m thinkling.distill.trainer``: the same as ``python -m thinkling.distill train``."""
     import argparse
     import sys
 
-    parser = argparse.ArgumentParser(prog="python -m distill train", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m thinkling.distill train", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
         run(args)
     except ValueError as e:  # DataError, CheckpointError, RecipeError: one line, no traceback
-        print(f"python -m distill train: error: {e}", file=sys.stderr)
+        print(f"python -m thinkling.distill train: error: {e}", file=sys.stderr)
         return 2
     return 0
 

@@ -18,14 +18,14 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-from runtime import __version__ as runtime_version
-from runtime import models
-from runtime.api import chat_request
-from runtime.api.limits import check_load
-from runtime.engine import THREAD_POLICIES, Engine, EngineConfig
-from runtime.hardware import device_facts
-from runtime.modelinfo import check_gguf
-from runtime.speculative import SPECULATIVE_MODES
+from thinkling.runtime import __version__ as runtime_version
+from thinkling.runtime import models
+from thinkling.runtime.api import chat_request
+from thinkling.runtime.api.limits import check_load
+from thinkling.runtime.engine import THREAD_POLICIES, Engine, EngineConfig
+from thinkling.runtime.hardware import device_facts
+from thinkling.runtime.modelinfo import check_gguf
+from thinkling.runtime.speculative import SPECULATIVE_MODES
 
 from . import cores
 from .events import TERMINAL, Record, RequestTable

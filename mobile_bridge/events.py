@@ -21,9 +21,9 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from runtime.engine import Handle
-from runtime.thinking import Decision, decision_dict
-from runtime.types import Chunk, Timings
+from thinkling.runtime.engine import Handle
+from thinkling.runtime.thinking import Decision, decision_dict
+from thinkling.runtime.types import Chunk, Timings
 
 TERMINAL = frozenset({"done", "error", "cancelled"})
 DELTAS = frozenset({"reasoning", "answer"})

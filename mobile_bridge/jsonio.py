@@ -13,10 +13,10 @@ import json
 import logging
 from typing import Any, Callable
 
-from runtime.api.errors import CODES
-from runtime.api.errors import fields as error_shape
-from runtime.api.errors import error_fields as runtime_error_fields
-from runtime.errors import ThinklingError
+from thinkling.runtime.api.errors import CODES
+from thinkling.runtime.api.errors import fields as error_shape
+from thinkling.runtime.api.errors import error_fields as runtime_error_fields
+from thinkling.runtime.errors import ThinklingError
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Public entry points::
 
-    from runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
+    from thinkling.runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
     with Engine("gemma-3-270m") as engine:
         for chunk in engine.stream(GenerationRequest(messages=[Message("user", "Hi")])):
             print(chunk.text, end="")

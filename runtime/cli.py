@@ -22,7 +22,7 @@ EXIT_CODES = {"model_not_found": 3, "invalid_model_file": 4, "context_length_exc
               "invalid_request": 2, "cancelled": 130, "busy": 6, "missing_extra": 7}
 
 # the runtime's own subcommand modules; each has register(subparsers)
-_OWN = ["runtime.cli_ask", "runtime.server.cli"]
+_OWN = ["thinkling.runtime.cli_ask", "thinkling.runtime.server.cli"]
 PLUGIN_GROUP = "thinkling.commands"  # entry points: "<name> = <module>:register"
 
 

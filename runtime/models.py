@@ -31,8 +31,8 @@ from .registry import TABLE, StudentRow, check_references, load_table
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "gemma-3-270m"
-# the folder holding the top-level packages (the checkout, or site-packages for a wheel):
-# the table's paths are relative to it
+# the folder holding thinkling's subpackage folders (the checkout, or site-packages/thinkling
+# for a wheel): the table's paths are relative to it
 _INSTALL_ROOT = Path(__file__).resolve().parent.parent
 ASSEMBLER_GROUP = "thinkling.assemblers"  # entry points: "<row kind> = <module>:<function>"
 

@@ -2,8 +2,8 @@
 
 The table is package data of ``runtime`` so that every install, editable or wheel,
 carries it beside the code that reads it, with nothing to discover; its paths are
-relative to the folder holding the top-level packages (the checkout, or
-site-packages for a wheel), where ``distill``'s shipped artifacts also land. JSON,
+relative to the folder holding thinkling's subpackage folders (the checkout, or
+site-packages/thinkling for a wheel), where ``distill``'s shipped artifacts also land. JSON,
 not TOML, because ``tomllib`` needs Python 3.11 and the runtime supports 3.10.
 
 A row is either a shipped file (``kind: "file"``) or a student assembled on first

@@ -67,10 +67,10 @@ def greedy_run(backend, prompt_tokens: list[int], max_new: int) -> dict:
 
 
 def collect_model(name: str, max_new: int, prompts: list[str]) -> dict:
-    from runtime.backends import BackendOptions, open_backend
-    from runtime.models import resolve
-    from runtime.prompts import render_chat
-    from runtime.types import Message
+    from thinkling.runtime.backends import BackendOptions, open_backend
+    from thinkling.runtime.models import resolve
+    from thinkling.runtime.prompts import render_chat
+    from thinkling.runtime.types import Message
 
     ref = resolve(name)
     backend = open_backend(ref.backend, str(ref.path), BackendOptions(n_ctx=512, n_threads=1))
@@ -104,7 +104,7 @@ def think_format_ok(mode: str, text: str, reasoning: str, order: list[str]) -> b
 
 
 def collect_think(name: str) -> list[dict]:
-    from runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
+    from thinkling.runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
 
     rows = []
     with Engine(name, EngineConfig(n_ctx=256, n_threads=1, queue_size=2)) as eng:
@@ -134,7 +134,7 @@ def versions() -> dict:
         except ImportError:
             out[mod] = None
     try:
-        from runtime.backends.llama_cpp import build_info
+        from thinkling.runtime.backends.llama_cpp import build_info
         out["llama_build"] = build_info()
     except Exception as e:  # informative only
         out["llama_build"] = f"unavailable: {e}"

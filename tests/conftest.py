@@ -10,7 +10,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def default_model_path():
-    from runtime import models
+    from thinkling.runtime import models
 
     return models.resolve(models.DEFAULT_MODEL).path
 
@@ -18,7 +18,7 @@ def default_model_path():
 @pytest.fixture(scope="session")
 def engine():
     """The embedded default model, loaded once for the whole session."""
-    from runtime import Engine, EngineConfig
+    from thinkling.runtime import Engine, EngineConfig
 
     eng = Engine("gemma-3-270m", EngineConfig(n_ctx=1024, n_threads=int(os.environ.get("THINKLING_TEST_THREADS", "2")),
                                                queue_size=4))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.backends.base import Capabilities
+from thinkling.runtime.backends.base import Capabilities
 
 SPECIALS = ["<|bos|>", "<|end|>", "<|user|>", "<|assistant|>", "<|direct|>", "<|think|>", "<|post|>",
             "<think>", "</think>"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.fingerprint import isa_emulation
+from thinkling.bench.fingerprint import isa_emulation
 
 _spec = importlib.util.spec_from_file_location(
     "arm64_compare", Path(__file__).resolve().parent.parent / "scripts" / "arm64_compare.py")
@@ -91,7 +91,7 @@ def test_the_emulated_label_survives_the_printed_table():
     import io
     import json
 
-    from bench.report import markdown_summary, print_report
+    from thinkling.bench.report import markdown_summary, print_report
 
     path = Path(__file__).resolve().parent.parent / "bench" / "results" / "arm64" / "latency-aarch64-emulated.json"
     record = json.loads(path.read_text())

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from scripted_backend import ScriptedManyBackend
 
-from runtime.speculative import SpeculativeConfig
-from runtime.steppers import PlainStepper, SpeculativeStepper, pick_stepper
-from runtime.types import Timings
+from thinkling.runtime.speculative import SpeculativeConfig
+from thinkling.runtime.steppers import PlainStepper, SpeculativeStepper, pick_stepper
+from thinkling.runtime.types import Timings
 
 RUNTIME = Path(__file__).resolve().parents[1] / "runtime"
 

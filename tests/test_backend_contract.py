@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import pytest
 
-from runtime import ContextLengthExceeded, Engine, EngineConfig, GenerationRequest, SamplingParams
-from runtime.generate import join_stream
+from thinkling.runtime import ContextLengthExceeded, Engine, EngineConfig, GenerationRequest, SamplingParams
+from thinkling.runtime.generate import join_stream
 
 GREEDY = SamplingParams(temperature=0.0)
 PROMPT = "The three primary colors are"

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from bench.cli import main
+from thinkling.bench.cli import main
 
 pytest.importorskip("matplotlib")
 

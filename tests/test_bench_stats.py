@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from bench.stats import check_p95, percentile, ratio_of_medians, summarize, verdict
+from thinkling.bench.stats import check_p95, percentile, ratio_of_medians, summarize, verdict
 
 
 def test_percentile_linear_interpolation_by_hand():

@@ -10,13 +10,13 @@ import json
 import httpx
 import pytest
 
-from bench.fingerprint import isa_flags
-from bench.latency import summarize_profile
-from bench.profiles import laptop_profile, phone_profile, resolve_profiles
-from bench.prompts import PromptFileError, load_cases, parse_cases
-from bench.report import markdown_summary, render_plain, write_csv
-from bench.runners.base import Sample, StreamClock
-from bench.runners.endpoint import EndpointError, EndpointRunner
+from thinkling.bench.fingerprint import isa_flags
+from thinkling.bench.latency import summarize_profile
+from thinkling.bench.profiles import laptop_profile, phone_profile, resolve_profiles
+from thinkling.bench.prompts import PromptFileError, load_cases, parse_cases
+from thinkling.bench.report import markdown_summary, render_plain, write_csv
+from thinkling.bench.runners.base import Sample, StreamClock
+from thinkling.bench.runners.endpoint import EndpointError, EndpointRunner
 
 
 # --- prompts ------------------------------------------------------------------
@@ -216,7 +216,7 @@ def test_report_csv_markdown_and_plot(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "s.csv")))
     assert len(rows) == 12 and rows[0]["runner"] == "thinkling"
     pytest.importorskip("matplotlib")
-    from bench.plot import plot_latency
+    from thinkling.bench.plot import plot_latency
 
     plot_latency(record, tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -230,16 +230,16 @@ def test_report_csv_markdown_and_plot(tmp_path):
     (["latency", "--endpoint", "http://x", "--baseline"], 2, "cannot be combined"),
 ])
 def test_cli_errors(argv, code, fragment, capsys):
-    from bench.cli import main
+    from thinkling.bench.cli import main
 
     assert main(argv) == code
     assert fragment in capsys.readouterr().err
 
 
 def test_cli_registers_latency_and_leaves_room_for_others():
-    from bench.cli import SUBCOMMANDS, build_parser
+    from thinkling.bench.cli import SUBCOMMANDS, build_parser
 
-    assert "bench.latency_cli" in SUBCOMMANDS
+    assert "thinkling.bench.latency_cli" in SUBCOMMANDS
     args = build_parser().parse_args(["latency", "--profile", "phone", "--target-ms", "150"])
     assert (args.profile, args.target_ms, args.runs, args.warmup) == ("phone", 150.0, 20, 2)
 
@@ -247,7 +247,7 @@ def test_cli_registers_latency_and_leaves_room_for_others():
 # --- built-in sets and classes that do not fit the context ---------------------
 
 def test_builtin_arith_set_by_name():
-    from bench.prompts import builtin_sets
+    from thinkling.bench.prompts import builtin_sets
 
     assert {"default", "arith"} <= set(builtin_sets())
     cases = load_cases("arith")
@@ -255,8 +255,8 @@ def test_builtin_arith_set_by_name():
 
 
 def test_a_class_that_does_not_fit_is_skipped_not_fatal():
-    from bench.latency import _timed, _warm
-    from runtime.errors import ContextLengthExceeded
+    from thinkling.bench.latency import _timed, _warm
+    from thinkling.runtime.errors import ContextLengthExceeded
 
     class Runner:
         name = "thinkling"
@@ -287,8 +287,8 @@ def test_a_class_that_does_not_fit_is_skipped_not_fatal():
 
 
 def test_memory_wall_numbers(tmp_path, default_model_path):
-    from bench.bandwidth import decode_share, read_bandwidth_gb_s, weights_bytes_per_token
-    from runtime.ggufheader import read_header
+    from thinkling.bench.bandwidth import decode_share, read_bandwidth_gb_s, weights_bytes_per_token
+    from thinkling.runtime.ggufheader import read_header
 
     size = default_model_path.stat().st_size
     per_token = weights_bytes_per_token(default_model_path)
@@ -312,8 +312,8 @@ def test_report_prints_the_memory_wall(tmp_path):
 
 def test_endpoint_engine_rebuilds_chunks_decision_and_tokens():
     """bench modes --url reads text, reasoning, the decision and the token count from SSE."""
-    from bench.modes import run_query
-    from bench.runners.endpoint import EndpointEngine
+    from thinkling.bench.modes import run_query
+    from thinkling.bench.runners.endpoint import EndpointEngine
 
     events = [
         {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]},
@@ -338,16 +338,16 @@ def test_endpoint_engine_rebuilds_chunks_decision_and_tokens():
 
 
 def test_endpoint_engine_error_status_is_an_endpoint_error():
-    from bench.runners.endpoint import EndpointEngine
+    from thinkling.bench.runners.endpoint import EndpointEngine
 
     eng = EndpointEngine("http://test", transport=httpx.MockTransport(lambda r: httpx.Response(400, text="bad")))
-    from runtime import GenerationRequest, Message
+    from thinkling.runtime import GenerationRequest, Message
     with pytest.raises(EndpointError, match="400"):
         list(eng.stream(GenerationRequest(messages=[Message("user", "x")])))
 
 
 def test_take_is_stratified_by_depth():
-    from bench.modes import take
+    from thinkling.bench.modes import take
 
     rows = [{"q": i, "n_ops": 1 + i // 10} for i in range(40)]
     picked = take(rows, 8)

@@ -10,7 +10,7 @@ import pytest
 
 
 def run(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "runtime.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "thinkling.runtime.cli", *args], capture_output=True, text=True,
                           timeout=timeout)
 
 
@@ -104,12 +104,12 @@ _WITHOUT = ("import sys\nfor m in {mods!r}: sys.modules[m] = None\n"
 
 
 @pytest.mark.parametrize("mods,cli,argv,extra", [
-    (["fastapi", "uvicorn", "pydantic", "pydantic_settings"], "runtime.cli", ["serve"], "serve"),
-    (["onnxruntime", "onnx"], "runtime.cli", ["ask", "1 + 1", "--model", "arith-student-onnx"], "onnx"),
-    (["safetensors"], "runtime.cli", ["convert", "x", "--out", "y"], "convert"),
-    (["matplotlib"], "bench.cli", ["latency", "--model", "arith-student", "--runs", "1", "--plot", "p.png"],
+    (["fastapi", "uvicorn", "pydantic", "pydantic_settings"], "thinkling.runtime.cli", ["serve"], "serve"),
+    (["onnxruntime", "onnx"], "thinkling.runtime.cli", ["ask", "1 + 1", "--model", "arith-student-onnx"], "onnx"),
+    (["safetensors"], "thinkling.runtime.cli", ["convert", "x", "--out", "y"], "convert"),
+    (["matplotlib"], "thinkling.bench.cli", ["latency", "--model", "arith-student", "--runs", "1", "--plot", "p.png"],
      "bench"),
-    (["matplotlib"], "bench.cli", ["modes", "--model", "arith-student", "--tasks", "arith-test", "--plot",
+    (["matplotlib"], "thinkling.bench.cli", ["modes", "--model", "arith-student", "--tasks", "arith-test", "--plot",
                                    "p.png"], "bench"),
 ])
 def test_a_missing_extra_is_one_line_naming_it(tmp_path, mods, cli, argv, extra):

@@ -27,7 +27,7 @@ from typing import Callable
 
 import pytest
 
-import mobile_bridge as mb
+import thinkling.mobile_bridge as mb
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "gemma-3-270m"
@@ -177,11 +177,11 @@ def _with(body, **extra):
 def test_http_schema_bounds_come_from_the_limits_table():
     """The HTTP layer's pydantic bounds (what OpenAPI shows and pydantic checks) are
     the runtime's table, row for row, so the server and the bridge cannot drift."""
-    pytest.importorskip("runtime.server.schemas", reason="the HTTP layer (pydantic) is not importable")
+    pytest.importorskip("thinkling.runtime.server.schemas", reason="the HTTP layer (pydantic) is not importable")
     import annotated_types as at
 
-    from runtime.api.limits import COMPLETION_LIMITS, LIMITS
-    from runtime.server.schemas import ChatCompletionRequest, CompletionRequest
+    from thinkling.runtime.api.limits import COMPLETION_LIMITS, LIMITS
+    from thinkling.runtime.server.schemas import ChatCompletionRequest, CompletionRequest
 
     for model, table in ((ChatCompletionRequest, LIMITS), (CompletionRequest, COMPLETION_LIMITS)):
         for name, lim in table.items():
@@ -295,13 +295,13 @@ class Http:
 
 @pytest.fixture(scope="module")
 def http(tmp_path_factory):
-    pytest.importorskip("runtime.server.app", reason="the HTTP server (runtime/server) is not importable")
+    pytest.importorskip("thinkling.runtime.server.app", reason="the HTTP server (runtime/server) is not importable")
     import httpx
 
     port = _free_port()
     log = tmp_path_factory.mktemp("contract") / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("THINKLING_") or k == "THINKLING_HOME"}
-    cmd = [sys.executable, "-m", "runtime.cli", "serve", "--port", str(port), "--ctx", str(LOAD["n_ctx"]),
+    cmd = [sys.executable, "-m", "thinkling.runtime.cli", "serve", "--port", str(port), "--ctx", str(LOAD["n_ctx"]),
            "--threads", str(LOAD["threads"]), "--queue-size", str(LOAD["queue_size"])]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convert.parity import compare, gguf_logits
-from convert.pipeline import ConvertOptions, convert
-from runtime.backends import BackendOptions, open_backend
+from thinkling.convert.parity import compare, gguf_logits
+from thinkling.convert.pipeline import ConvertOptions, convert
+from thinkling.runtime.backends import BackendOptions, open_backend
 
 FIXTURES = Path(__file__).parent / "fixtures" / "convert"
 NAMES = ["llama-spm", "qwen2-bpe", "qwen3-bpe", "gemma3-spm"]
@@ -91,8 +91,8 @@ def test_quantized_within_kl(converted, fx):
 
 
 def test_manifest_records_files_hashes_and_fallbacks(converted):
-    from convert.manifest import sha256_file
-    from runtime.models import read_manifest
+    from thinkling.convert.manifest import sha256_file
+    from thinkling.runtime.models import read_manifest
 
     out, manifest = converted("llama-spm")
     data = json.loads((out / "manifest.json").read_text())
@@ -171,7 +171,7 @@ def test_check_writes_parity_into_manifest(tmp_path):
 
 
 def test_kquants_on_a_wide_model_have_no_fallbacks(tmp_path):
-    from convert.testing import SMALL_QWEN2, make_random_qwen2
+    from thinkling.convert.testing import SMALL_QWEN2, make_random_qwen2
 
     src = make_random_qwen2(tmp_path / "src", SMALL_QWEN2, FIXTURES / "qwen2-bpe" / "base")
     m = convert(src, tmp_path / "out",

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convert import errors as E
-from convert.pipeline import ConvertOptions, convert
+from thinkling.convert import errors as E
+from thinkling.convert.pipeline import ConvertOptions, convert
 
 FIXTURES = Path(__file__).parent / "fixtures" / "convert"
 
@@ -148,7 +148,7 @@ def test_unknown_output_type(tmp_path):
 
 
 def test_failure_while_writing_leaves_out_as_it_was(tmp_path, monkeypatch):
-    import convert.writer as writer
+    import thinkling.convert.writer as writer
 
     out = tmp_path / "out"
     out.mkdir()
@@ -170,7 +170,7 @@ def test_failure_while_writing_leaves_out_as_it_was(tmp_path, monkeypatch):
 
 
 def test_failure_in_kquant_leaves_nothing(tmp_path, monkeypatch):
-    import convert.pipeline as pipeline
+    import thinkling.convert.pipeline as pipeline
 
     def failing(src, dst, quant, threads=None, head=None):
         dst.write_bytes(b"GGUF half")
@@ -183,7 +183,7 @@ def test_failure_in_kquant_leaves_nothing(tmp_path, monkeypatch):
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "runtime.cli", "convert", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "thinkling.runtime.cli", "convert", *args], capture_output=True, text=True,
                           timeout=300)
 
 

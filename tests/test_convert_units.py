@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convert.archs import ARCHS, EMBED, GLOBAL_TENSORS, HEAD, dims_from_config, spec_for
-from convert.errors import UnsupportedTokenizer
-from convert.lora import merge_lora
-from convert.plan import permute_rope
-from convert.weights import open_weights
+from thinkling.convert.archs import ARCHS, EMBED, GLOBAL_TENSORS, HEAD, dims_from_config, spec_for
+from thinkling.convert.errors import UnsupportedTokenizer
+from thinkling.convert.lora import merge_lora
+from thinkling.convert.plan import permute_rope
+from thinkling.convert.weights import open_weights
 
 FIXTURES = Path(__file__).parent / "fixtures" / "convert"
 NAMES = ["llama-spm", "qwen2-bpe", "qwen3-bpe", "gemma3-spm"]
@@ -59,8 +59,8 @@ def test_scales_follow_rslora_rank_and_alpha_patterns():
 
 
 def test_tied_embeddings_follow_peft_merge_semantics():
-    from convert.lora import merge_lora
-    from convert.source import load_tensor
+    from thinkling.convert.lora import merge_lora
+    from thinkling.convert.source import load_tensor
 
     # qwen2: tied, LoRA on lm_head -> the shared matrix moves, the model stays tied
     w = open_weights(FIXTURES / "qwen2-bpe/base", FIXTURES / "qwen2-bpe/adapter")
@@ -118,7 +118,7 @@ def test_tables_use_llama_cpp_tensor_names():
 
 # --- readers ----------------------------------------------------------------------
 def test_safetensors_reader_widens_bf16_and_f16(tmp_path):
-    from convert.source import load_tensor, read_header
+    from thinkling.convert.source import load_tensor, read_header
 
     values = np.array([1.0, -2.5, 0.15625, 384.0], dtype=np.float32)  # exact in bf16 and f16
     bf16 = (values.view(np.uint32) >> 16).astype("<u2").tobytes()
@@ -134,7 +134,7 @@ def test_safetensors_reader_widens_bf16_and_f16(tmp_path):
 
 
 def test_sentencepiece_reader():
-    from convert.spm import MODEL_BPE, read_model
+    from thinkling.convert.spm import MODEL_BPE, read_model
 
     llama = read_model(FIXTURES / "llama-spm/base/tokenizer.model")
     assert len(llama.pieces) == 400 and llama.model_type == MODEL_BPE and llama.byte_fallback
@@ -147,7 +147,7 @@ def test_sentencepiece_reader():
 
 
 def test_pre_tokenizer_is_identified_by_regex():
-    from convert.vocab import _bpe_vocab, _pre_regex, PRE_TOKENIZERS
+    from thinkling.convert.vocab import _bpe_vocab, _pre_regex, PRE_TOKENIZERS
 
     for fx, pre in (("qwen2-bpe", "qwen2"), ("qwen3-bpe", "gpt-2")):
         tj = json.loads((FIXTURES / fx / "base/tokenizer.json").read_text())
@@ -162,7 +162,7 @@ def test_pre_tokenizer_is_identified_by_regex():
 # --- the reference itself ----------------------------------------------------------
 @pytest.mark.parametrize("fx", NAMES)
 def test_numpy_reference_matches_transformers(fx):
-    from convert.reference import reference_logits
+    from thinkling.convert.reference import reference_logits
 
     w = open_weights(FIXTURES / fx / "base", FIXTURES / fx / "adapter")
     dims = dims_from_config(w.model.config, spec_for(w.model.config), w.shape(EMBED)[0])

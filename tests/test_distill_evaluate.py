@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.tasksets import load_tasks, score
-from distill import card
-from distill.evaluate import EvalOptions, evaluate, records_from_answers
+from thinkling.bench.tasksets import load_tasks, score
+from thinkling.distill import card
+from thinkling.distill.evaluate import EvalOptions, evaluate, records_from_answers
 
 ROOT = Path(__file__).resolve().parent.parent
 GGUF = ROOT / "distill" / "artifacts" / "arith-student" / "gguf" / "arith-student-q8_0.gguf"
@@ -103,13 +103,13 @@ def _records_folder(tmp_path: Path) -> Path:
     for q in rec["per_query"]:  # a measured record also has tokens and latency per query
         for m, o in q["modes"].items():
             o.update(tokens=3 if m == "off" else 40, latency_ms=100.0 if m == "off" else 900.0)
-    from distill.evaluate import aggregate
+    from thinkling.distill.evaluate import aggregate
 
     rec.update(aggregate(rec["per_query"], ("off", "on", "post")))
     (tmp_path / "eval.json").write_text(json.dumps(rec))
     data = tmp_path / "data"
     data.mkdir()
-    (data / "stats.json").write_text(json.dumps(  # the shape python -m distill data writes
+    (data / "stats.json").write_text(json.dumps(  # the shape python -m thinkling.distill data writes
         {"spec": {"chat": "gemma", "k": 3, "mistake_rate": 0.15}, "rows": 17,
          "tasks": {"calendar": {"problems": 5, "written": 10, "kept": 9, "injected": 1, "caught": 1, "missed": 0,
                                 "false_rejections": 0, "precision": 1.0, "recall": 1.0,
@@ -118,7 +118,7 @@ def _records_folder(tmp_path: Path) -> Path:
         {"recipe": "gemma-3-270m", "global_step": 1234, "train_seconds_this_run": 3600.5, "data": str(data),
          "options": {"lr": 0.0005, "batch_size": 16},
          "log": [{"step": 10, "loss": 0.9}, {"step": 1234, "train_loss": 0.21}]}))
-    (tmp_path / "retention.json").write_text(json.dumps(  # python -m distill retention --json
+    (tmp_path / "retention.json").write_text(json.dumps(  # python -m thinkling.distill retention --json
         {"model": "skills-student", "base_model": "gemma-3-270m", "split": "test", "max_tokens": 48,
          "n": 40, "exact": 0.625, "prefix": 0.7, "prefix_share": 0.8125}))
     return tmp_path
@@ -165,23 +165,23 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def test_bad_task_file_is_one_error_line_from_the_cli(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "2 + 2", "answer": "4"}\n{"question": "3 + 3"}\n')
-    r = _cli("-m", "distill", "evaluate", "--model", "arith-student", "--tasks", str(bad), "--out",
+    r = _cli("-m", "thinkling.distill", "evaluate", "--model", "arith-student", "--tasks", str(bad), "--out",
              str(tmp_path / "out.json"))
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
-    assert r.stderr.strip() == f'python -m distill evaluate: error: tasks file {bad} line 2: missing "answer"'
+    assert r.stderr.strip() == f'python -m thinkling.distill evaluate: error: tasks file {bad} line 2: missing "answer"'
     assert not (tmp_path / "out.json").exists()
-    r = _cli("-m", "distill", "evaluate", "--model", "no-such-student", "--tasks", "arith-test", "--out",
+    r = _cli("-m", "thinkling.distill", "evaluate", "--model", "no-such-student", "--tasks", "arith-test", "--out",
              str(tmp_path / "out.json"))
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
-    assert r.stderr.startswith("python -m distill evaluate: error: model not found: 'no-such-student'")
-    r = _cli("-m", "distill", "card", "--student", str(tmp_path))
+    assert r.stderr.startswith("python -m thinkling.distill evaluate: error: model not found: 'no-such-student'")
+    r = _cli("-m", "thinkling.distill", "card", "--student", str(tmp_path))
     assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    assert r.stderr.startswith(f"python -m distill card: error: {tmp_path / 'eval.json'}: missing"), r.stderr
+    assert r.stderr.startswith(f"python -m thinkling.distill card: error: {tmp_path / 'eval.json'}: missing"), r.stderr
 
 
 @needs_student
 def test_card_from_the_evaluators_own_records(records, tmp_path):
-    from distill.evaluate import write_records
+    from thinkling.distill.evaluate import write_records
 
     _, rec = records
     write_records(rec, tmp_path / "eval.json")
@@ -210,7 +210,7 @@ def test_seen_and_unseen_files_of_one_task_stand_side_by_side(tmp_path):
 
 @needs_student
 def test_runtime_check_records_through_the_evaluator(monkeypatch):
-    import distill.runtime_check as rc
+    import thinkling.distill.runtime_check as rc
 
     written = {}
     monkeypatch.setattr(rc, "write_text_atomic", lambda path, text: written.update({str(path): json.loads(text)}))

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from distill.data import GEMMA_MIX, make_dataset
-from distill.filter import verify_completion
-from distill.gemma_chat import CHAT_TEMPLATE, EOT, GEMMA_FORMAT, MODES, render_completion, render_prompt, split_completion
-from distill.chat import render_completion as arith_completion
-from distill.problems import parse_problem
-from runtime.prompts import render_chat
-from runtime.thinking.formats import FORMATS
-from runtime.types import Message
+from thinkling.distill.data import GEMMA_MIX, make_dataset
+from thinkling.distill.filter import verify_completion
+from thinkling.distill.gemma_chat import CHAT_TEMPLATE, EOT, GEMMA_FORMAT, MODES, render_completion, render_prompt, split_completion
+from thinkling.distill.chat import render_completion as arith_completion
+from thinkling.distill.problems import parse_problem
+from thinkling.runtime.prompts import render_chat
+from thinkling.runtime.thinking.formats import FORMATS
+from thinkling.runtime.types import Message
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -66,7 +66,7 @@ def test_chains_mostly_take_the_fully_split_path():
 def test_polish_mix_shifts_toward_one_operation_direct_answers():
     from collections import Counter
 
-    from distill.data import GEMMA_POLISH_MIX, MIXES
+    from thinkling.distill.data import GEMMA_POLISH_MIX, MIXES
 
     assert MIXES["gemma"] is GEMMA_MIX and MIXES["gemma-polish"] is GEMMA_POLISH_MIX
     base, _ = make_dataset(1, GEMMA_MIX, 2000, GEMMA_FORMAT)
@@ -88,8 +88,8 @@ def test_a_second_phase_starts_from_the_saved_adapter(tmp_path):
     from peft import LoraConfig, get_peft_model
     from safetensors.torch import load_file, save_file
 
-    from distill.recipes import ATTENTION_MLP
-    from distill.trainer import load_adapter_weights
+    from thinkling.distill.recipes import ATTENTION_MLP
+    from thinkling.distill.trainer import load_adapter_weights
 
     LORA_TARGETS = list(ATTENTION_MLP)
 
@@ -138,7 +138,7 @@ def test_a_second_phase_starts_from_the_saved_adapter(tmp_path):
 
 
 def test_steps_mix_drills_filtered_chain_steps_as_direct_questions():
-    from distill.data import GEMMA_STEPS_MIX, MIXES
+    from thinkling.distill.data import GEMMA_STEPS_MIX, MIXES
 
     assert MIXES["gemma-steps"] is GEMMA_STEPS_MIX
     examples, _ = make_dataset(2, GEMMA_STEPS_MIX, 1500, GEMMA_FORMAT)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from distill.retention import agreement, greedy_answers, train_answer
-from distill.tasks import TaskError
-from distill.tasks.general import (ANSWERS_FILE, AnswersMissing, GeneralTask, load_answers, load_prompts,
+from thinkling.distill.retention import agreement, greedy_answers, train_answer
+from thinkling.distill.tasks import TaskError
+from thinkling.distill.tasks.general import (ANSWERS_FILE, AnswersMissing, GeneralTask, load_answers, load_prompts,
                                    prompts_of)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -85,7 +85,7 @@ def test_the_general_task_samples_stored_answers_and_has_no_chains(tmp_path):
 
 
 def test_missing_answers_name_the_command(tmp_path):
-    with pytest.raises(AnswersMissing, match="python -m distill general"):
+    with pytest.raises(AnswersMissing, match="python -m thinkling.distill general"):
         GeneralTask(answers=tmp_path / "none.jsonl").sample("train", 3, 0)
     with pytest.raises(AnswersMissing, match="has no answer for"):
         GeneralTask(answers=_answers_file(tmp_path, ["g001"])).sample("train", 180, 0)
@@ -113,11 +113,11 @@ def test_the_stored_answers_are_the_base_models_greedy_answers():
 
 
 def test_retention_cli_errors_are_one_line(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "distill", "retention", "--model", "gemma-3-270m",
+    r = subprocess.run([sys.executable, "-m", "thinkling.distill", "retention", "--model", "gemma-3-270m",
                         "--answers", str(tmp_path / "none.jsonl")], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert r.stderr.strip().startswith("python -m distill retention: error:")
-    assert "python -m distill general" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "distill", "retention", "--model", "no-such-model",
+    assert r.stderr.strip().startswith("python -m thinkling.distill retention: error:")
+    assert "python -m thinkling.distill general" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "thinkling.distill", "retention", "--model", "no-such-model",
                         "--answers", str(ANSWERS_FILE)], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "no-such-model" in r.stderr

@@ -25,7 +25,7 @@ def test_artifacts_are_complete_and_small():
     for name in ("adapter_config.json", "adapter_model.safetensors"):
         assert (ART / "adapter" / name).is_file(), name
     assert (ART / "MODEL_CARD.md").is_file()
-    from distill.chat import THINKLING_JSON
+    from thinkling.distill.chat import THINKLING_JSON
 
     assert json.loads((ART / "thinkling.json").read_text()) == THINKLING_JSON
     total = sum(p.stat().st_size for p in ART.rglob("*") if p.is_file())
@@ -47,7 +47,7 @@ def test_base_and_adapter_load_and_merge_with_plain_hf():
 
 @pytest.mark.slow
 def test_student_reproduces_the_recorded_accuracy():
-    from distill.evaluate import accuracy_table, eval_problems, load_student
+    from thinkling.distill.evaluate import accuracy_table, eval_problems, load_student
 
     check = json.loads((ART / "build_report.json").read_text())["check_sample"]
     model, tok = load_student(ART / "base", ART / "adapter")

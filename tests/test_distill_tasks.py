@@ -10,11 +10,11 @@ import sys
 
 import pytest
 
-from distill.chat import ARITH_FORMAT
-from distill.data import ADAPTER_MIX, BASE_MIX, GEMMA_MIX, GEMMA_POLISH_MIX, make_dataset
-from distill.gemma_chat import GEMMA_FORMAT
-from distill.tasks import TASKS, Chain, TaskError, get_task
-from distill.tasks.dataset import DataSpec, make_data
+from thinkling.distill.chat import ARITH_FORMAT
+from thinkling.distill.data import ADAPTER_MIX, BASE_MIX, GEMMA_MIX, GEMMA_POLISH_MIX, make_dataset
+from thinkling.distill.gemma_chat import GEMMA_FORMAT
+from thinkling.distill.tasks import TASKS, Chain, TaskError, get_task
+from thinkling.distill.tasks.dataset import DataSpec, make_data
 
 pytest.importorskip("reasoning_gym")
 
@@ -162,7 +162,7 @@ def test_make_data_takes_teacher_chains_and_direct_only_tasks(tmp_path):
     assert s.false_rejections == 1  # the teacher's bad chain met the filter
     assert {r["path"] for r in out} == {"teacher", "spell"}
     assert [r["id"] for r in out if r["path"] == "teacher"] == [problems[1].id]  # first of its problem
-    general = pytest.importorskip("distill.tasks.general")
+    general = pytest.importorskip("thinkling.distill.tasks.general")
     try:
         rows_g, _ = make_data(DataSpec(("general",), per_task=5, seed=0))
     except general.AnswersMissing:
@@ -171,7 +171,7 @@ def test_make_data_takes_teacher_chains_and_direct_only_tasks(tmp_path):
 
 
 def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "distill", *args], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "thinkling.distill", *args], capture_output=True, text=True, cwd=cwd)
 
 
 def test_data_command_writes_jsonl_and_stats(tmp_path):

@@ -1,4 +1,4 @@
-"""``python -m distill teach`` against a real OpenAI-compatible endpoint: ``thinkling
+"""``python -m thinkling.distill teach`` against a real OpenAI-compatible endpoint: ``thinkling
 serve`` on loopback with the registered ``arith-student`` standing in as the teacher
 (it writes ``<think>`` arithmetic chains; the server returns them as
 ``reasoning_content``), asked through the official ``openai`` client.
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.local_server import free_port, wait_healthy
-from distill.tasks import Chain, get_task
-from distill.teach import (TeachConfig, TeachError, judge, load_done, make_row, parse_reply, stats_path,
+from thinkling.bench.local_server import free_port, wait_healthy
+from thinkling.distill.tasks import Chain, get_task
+from thinkling.distill.teach import (TeachConfig, TeachError, judge, load_done, make_row, parse_reply, stats_path,
                            teach)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -123,7 +123,7 @@ def test_a_broken_line_inside_or_a_foreign_file_is_an_error(tmp_path):
 def serve_teacher(log: Path, queue_size: int = 8):
     """``thinkling serve --model arith-student`` on a free loopback port; yields its /v1 URL."""
     port = free_port()
-    cmd = [sys.executable, "-m", "runtime.cli", "serve", "--model", "arith-student", "--port", str(port),
+    cmd = [sys.executable, "-m", "thinkling.runtime.cli", "serve", "--model", "arith-student", "--port", str(port),
            "--ctx", "512", "--threads", THREADS, "--queue-size", str(queue_size)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("THINKLING_") or k == "THINKLING_HOME"}
     with open(log, "wb") as f:
@@ -147,7 +147,7 @@ def endpoint(tmp_path_factory):
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "distill", "teach", *args]
+    return [sys.executable, "-m", "thinkling.distill", "teach", *args]
 
 
 def _keys(out: Path) -> list[tuple[str, int]]:
@@ -238,7 +238,7 @@ def test_an_unreachable_endpoint_is_one_error_line_after_bounded_retries(tmp_pat
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     errors = [ln for ln in r.stderr.splitlines() if "error" in ln.lower()]
-    want = f"python -m distill teach: error: endpoint unreachable: {url} after 2 retries"
+    want = f"python -m thinkling.distill teach: error: endpoint unreachable: {url} after 2 retries"
     assert len(errors) == 1 and errors[0].startswith(want)
     assert r.stderr.count("Retrying request") == 2  # the client's backoff, bounded by --retries
 
@@ -247,11 +247,11 @@ def test_bad_arguments_are_one_line(tmp_path):
     r = subprocess.run(_cli("--endpoint", "http://127.0.0.1:9/v1", "--model", "m", "--task", "no-such-task",
                             "--out", str(tmp_path / "c.jsonl")), cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert r.stderr.strip().splitlines()[-1].startswith("python -m distill teach: error: unknown task 'no-such-task'")
+    assert r.stderr.strip().splitlines()[-1].startswith("python -m thinkling.distill teach: error: unknown task 'no-such-task'")
 
 
 def test_kept_teacher_chains_are_read_by_problem_for_distill_data(tmp_path):
-    from distill.teach import load_teacher_chains
+    from thinkling.distill.teach import load_teacher_chains
 
     task = get_task(TASK)
     p, q = task.sample("train", 2, 0)

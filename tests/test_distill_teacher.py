@@ -7,16 +7,16 @@ import random
 
 import pytest
 
-from distill.chat import (
+from thinkling.distill.chat import (
     CHAT_TEMPLATE, MODE_TOKENS, SPECIAL_TOKENS, THINKLING_JSON, render_prompt, split_completion,
 )
-from distill.data import ADAPTER_MIX, BASE_MIX, make_dataset
-from distill.filter import filter_report, parse_steps, verify_completion, verify_steps
-from distill.noise import MISTAKES, inject
-from distill.problems import (
+from thinkling.distill.data import ADAPTER_MIX, BASE_MIX, make_dataset
+from thinkling.distill.filter import filter_report, parse_steps, verify_completion, verify_steps
+from thinkling.distill.noise import MISTAKES, inject
+from thinkling.distill.problems import (
     Problem, apply_op, canonical_partials, is_valid, parse_problem, sample_problem, split_of,
 )
-from distill.teacher import MAX_PATHS, MIN_PATHS, PLACE_SPLIT, Step, solve, steps_text, teach
+from thinkling.distill.teacher import MAX_PATHS, MIN_PATHS, PLACE_SPLIT, Step, solve, steps_text, teach
 
 
 def _problems(n_per_op: int = 300, seed: int = 0) -> list[Problem]:
@@ -117,7 +117,7 @@ def test_place_path_keeps_three_digit_numbers_out_of_sums_and_differences():
 
 
 def test_step_kinds_name_what_a_step_asks():
-    from distill.step_probe import step_kind
+    from thinkling.distill.step_probe import step_kind
 
     kinds = {t: step_kind(Step(*t)) for t in [
         (7, "*", 40, 280), (400, "+", 44, 444), (400, "+", 110, 510), (100, "-", 16, 84),
@@ -130,7 +130,7 @@ def test_step_kinds_name_what_a_step_asks():
 
 
 def test_step_probe_cli_names_an_unknown_model_without_a_traceback():
-    from distill.step_probe import main
+    from thinkling.distill.step_probe import main
 
     with pytest.raises(SystemExit) as e:
         main(["--model", "no-such-student", "--chains", "1"])
@@ -229,7 +229,7 @@ def test_chat_template_renders_the_prompt():
 
 def test_tokenizer_files_round_trip(tmp_path):
     tokenizers = pytest.importorskip("tokenizers", reason="the tokenizer is built with HF tokenizers")
-    from distill.tokenizer import build_tokenizer, save_tokenizer
+    from thinkling.distill.tokenizer import build_tokenizer, save_tokenizer
 
     save_tokenizer(build_tokenizer(), tmp_path)
     tok = tokenizers.Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
@@ -258,7 +258,7 @@ def test_model_card_status_needs_the_targets_through_the_runtime_too():
     import json
     from pathlib import Path
 
-    from distill import card
+    from thinkling.distill import card
 
     root = Path(__file__).resolve().parent.parent
     report = json.loads((root / "distill/artifacts/arith-student/build_report.json").read_text())

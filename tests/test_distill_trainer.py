@@ -1,6 +1,6 @@
 """The distill trainer (TRL's SFTTrainer + our loss) on the tiny llama student, end to end.
 
-Data comes from ``python -m distill data`` (two reasoning-gym tasks in the tiny
+Data comes from ``python -m thinkling.distill data`` (two reasoning-gym tasks in the tiny
 student's chat format); training runs a few real optimizer steps on a CPU.
 """
 
@@ -18,7 +18,7 @@ pytest.importorskip("torch", reason="needs the [distill] extra")
 pytest.importorskip("trl", reason="needs the [distill] extra")
 pytest.importorskip("reasoning_gym", reason="needs reasoning-gym (the bench extra)")
 
-from distill.trainer import IGNORE, CheckpointError, DataError, TrainOptions, train  # noqa: E402
+from thinkling.distill.trainer import IGNORE, CheckpointError, DataError, TrainOptions, train  # noqa: E402
 
 RECIPE = "arith-student"  # the 0.92M-parameter llama: seconds per step on a CPU
 OPTS = TrainOptions(steps=12, batch_size=8, lr=2e-3, warmup=0, save_every=6, log_every=1, threads=1)
@@ -26,7 +26,7 @@ OPTS = TrainOptions(steps=12, batch_size=8, lr=2e-3, warmup=0, save_every=6, log
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
-    from distill.__main__ import main
+    from thinkling.distill.__main__ import main
 
     out = tmp_path_factory.mktemp("data")
     assert main(["data", "--task", "basic_arithmetic,calendar", "--per-task", "40", "--chat", "arith",
@@ -57,7 +57,7 @@ def test_smoke_build_saves_an_adapter_and_the_loss_goes_down(run, data_dir):
         assert (adapter / name).is_file(), name
     config = json.loads((adapter / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "../base" and config["r"] == 64
-    from distill.chat import THINKLING_JSON
+    from thinkling.distill.chat import THINKLING_JSON
 
     assert json.loads((adapter / "thinkling.json").read_text()) == THINKLING_JSON
 
@@ -67,7 +67,7 @@ def test_saved_adapter_loads_on_the_base_and_changes_its_output(run):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from distill.recipes import ARTIFACTS
+    from thinkling.distill.recipes import ARTIFACTS
 
     out, _ = run
     base = AutoModelForCausalLM.from_pretrained(ARTIFACTS / "arith-student" / "base")
@@ -91,8 +91,8 @@ def test_resume_continues_the_step_count(run, data_dir):
 
 def test_prompt_tokens_carry_no_loss(data_dir):
     """TRL builds the labels from our completion mask: -100 over the prompt, the ids after it."""
-    from distill.recipes import get_recipe
-    from distill.trainer import encode_rows, make_trainer_class, peft_model, read_rows, sft_config
+    from thinkling.distill.recipes import get_recipe
+    from thinkling.distill.trainer import encode_rows, make_trainer_class, peft_model, read_rows, sft_config
 
     recipe = get_recipe(RECIPE)
     base, tok = recipe.load_base()
@@ -111,8 +111,8 @@ def test_completion_loss_is_the_per_example_mean_of_full_logits():
     """The head-at-completion-positions loss against the model's full logits, computed independently."""
     import torch
 
-    from distill.recipes import get_recipe
-    from distill.trainer import add_completion_loss
+    from thinkling.distill.recipes import get_recipe
+    from thinkling.distill.trainer import add_completion_loss
 
     base, _ = get_recipe(RECIPE).load_base()
     add_completion_loss(base)
@@ -136,10 +136,10 @@ def test_bad_input_is_one_line_not_a_traceback(tmp_path):
     with pytest.raises(DataError):
         train(RECIPE, tmp_path, tmp_path / "out", OPTS)
     (tmp_path / "train.jsonl").write_text('{"prompt": "x"}\n')
-    proc = subprocess.run([sys.executable, "-m", "distill", "train", "--recipe", RECIPE, "--data", str(tmp_path),
+    proc = subprocess.run([sys.executable, "-m", "thinkling.distill", "train", "--recipe", RECIPE, "--data", str(tmp_path),
                            "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "train.jsonl:1" in proc.stderr, proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "distill", "train", "--recipe", "nope", "--data", str(tmp_path),
+    proc = subprocess.run([sys.executable, "-m", "thinkling.distill", "train", "--recipe", "nope", "--data", str(tmp_path),
                            "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "unknown; known: arith-student" in proc.stderr

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from runtime import (ContextLengthExceeded, Engine, EngineBusy, EngineConfig, GenerationRequest,
+from thinkling.runtime import (ContextLengthExceeded, Engine, EngineBusy, EngineConfig, GenerationRequest,
                      InvalidModelFile, InvalidRequest, Message, ModelNotFound, SamplingParams)
 
 GREEDY = SamplingParams(temperature=0.0)
@@ -159,7 +159,7 @@ def test_garbage_file_is_invalid_model_file(tmp_path):
 def test_adaptive_threads_change_the_count_not_the_tokens(engine):
     """The governor switches llama.cpp's thread count mid-generation (its first trial comes
     after one 8-token window); greedy tokens stay those of the fixed-count engine."""
-    from runtime import Engine, EngineConfig
+    from thinkling.runtime import Engine, EngineConfig
 
     prompt = req("The history of the printing press", max_tokens=40)
     engine.reset_cache()
@@ -173,7 +173,7 @@ def test_adaptive_threads_change_the_count_not_the_tokens(engine):
 
 
 def test_unknown_thread_policy_is_refused():
-    from runtime import Engine, EngineConfig
+    from thinkling.runtime import Engine, EngineConfig
 
     with pytest.raises(InvalidRequest) as exc:
         Engine("gemma-3-270m", EngineConfig(thread_policy="turbo"))

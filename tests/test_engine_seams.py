@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from runtime import Engine, EngineClosed, EngineConfig, GenerationRequest, Message, SamplingParams
-from runtime.models import ModelRef
-from runtime.thinking import ThinkingProfile
+from thinkling.runtime import Engine, EngineClosed, EngineConfig, GenerationRequest, Message, SamplingParams
+from thinkling.runtime.models import ModelRef
+from thinkling.runtime.thinking import ThinkingProfile
 from scripted_backend import ScriptedBackend
 
 REF = ModelRef(name="scripted", path=Path("/nonexistent/scripted.gguf"), backend="scripted",

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-import mobile_bridge as mb
+import thinkling.mobile_bridge as mb
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "convert"
 
 
 def _convert(src, out: Path, *extra: str, preexec=None) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "runtime.cli", "convert", str(src), "--out", str(out), *extra]
+    cmd = [sys.executable, "-m", "thinkling.runtime.cli", "convert", str(src), "--out", str(out), *extra]
     return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=preexec)
 

@@ -1,11 +1,11 @@
-"""runtime.files: a file is written whole or not at all."""
+"""thinkling.runtime.files: a file is written whole or not at all."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.files import write_text_atomic as bench_write
-from runtime.files import atomic_path, write_bytes_atomic, write_text_atomic
+from thinkling.bench.files import write_text_atomic as bench_write
+from thinkling.runtime.files import atomic_path, write_bytes_atomic, write_text_atomic
 
 
 def test_writes_replace_the_file_and_leave_no_temporary(tmp_path):

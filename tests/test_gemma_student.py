@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams, models
+from thinkling.runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams, models
 
 RECIPE = Path(__file__).resolve().parent.parent / "distill" / "artifacts" / "gemma-arith" / "student.json"
 STEP = re.compile(r"^\d+ [-+*] \d+ = \d+$")
@@ -67,7 +67,7 @@ def test_greedy_is_deterministic(student):
 
 def test_step_probe_teacher_forces_real_chains():
     # a real, short run through llama.cpp: every step of 3 held-out chains is asked and counted
-    from distill.step_probe import format_table, probe
+    from thinkling.distill.step_probe import format_table, probe
 
     rec = probe("gemma-3-270m-arith", "place", chains=3, seed=1, threads=2)
     assert rec["chains"] == 3 and rec["steps"] == sum(r["steps"] for r in rec["by_kind"].values()) >= 6

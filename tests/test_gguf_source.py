@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convert.errors import AdapterMismatch, ConversionError, CorruptFile
-from convert.gguf_source import GGUFModel
-from convert.parity import compare, gguf_logits
-from convert.pipeline import ConvertOptions, convert
-from convert.source import HFModel
+from thinkling.convert.errors import AdapterMismatch, ConversionError, CorruptFile
+from thinkling.convert.gguf_source import GGUFModel
+from thinkling.convert.parity import compare, gguf_logits
+from thinkling.convert.pipeline import ConvertOptions, convert
+from thinkling.convert.source import HFModel
 
 FIXTURES = Path(__file__).parent / "fixtures" / "convert"
 FX = FIXTURES / "gemma3-spm"
@@ -50,7 +50,7 @@ def test_other_architectures_come_back_too(fx, tmp_path):
 
 
 def test_config_gives_the_same_dimensions(f32_base):
-    from convert.archs import dims_from_config, spec_for
+    from thinkling.convert.archs import dims_from_config, spec_for
 
     hf_cfg = json.loads((FX / "base" / "config.json").read_text())
     gg = GGUFModel(f32_base)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from gguf import GGUFReader, GGUFValueType
 
-from runtime import models
-from runtime.ggufheader import read_header
+from thinkling.runtime import models
+from thinkling.runtime.ggufheader import read_header
 
 SHIPPED = ["gemma-3-270m", "arith-student"]
 

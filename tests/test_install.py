@@ -85,17 +85,61 @@ def test_wheel_ships_the_registered_students(wheel):
                 "distill/artifacts/gemma-arith/adapter/adapter_model.safetensors",
                 "distill/artifacts/gemma-arith/adapter/adapter_config.json",
                 "convert/assemble.py", "bench/tasks/arith-test.jsonl", "runtime/server/app.py"):
-        assert rel in names, rel
+        assert f"thinkling/{rel}" in names, rel
     # the arith-student's training weights and the f16 GGUF stay in the repository; the only
     # safetensors shipped are the adapters of registered students (runtime/registry.json),
     # each assembled with its base on first use, and every one committed here ships
-    from runtime.registry import load_table
+    from thinkling.runtime.registry import load_table
 
     adapters = {f"{row.adapter}/adapter_model.safetensors" for row in load_table() if row.adapter}
     built = {a for a in adapters if (ROOT / a).is_file()}
-    assert "runtime/registry.json" in names
+    assert "thinkling/runtime/registry.json" in names
     assert "distill/artifacts/gemma-arith/adapter/adapter_model.safetensors" in built
-    assert {n for n in names if n.endswith(".safetensors") or n.endswith("-f16.gguf")} == built
+    assert {n for n in names if n.endswith(".safetensors") or n.endswith("-f16.gguf")} == {
+        f"thinkling/{a}" for a in built}
+
+
+def test_wheel_installs_one_import_name(wheel):
+    """The project's code is importable under `thinkling` only: no generic top-level names
+    (`runtime`, `bench`, `convert` are other projects on PyPI) land in site-packages."""
+    import zipfile
+
+    zf = zipfile.ZipFile(wheel)
+    names = zf.namelist()
+    (top_level,) = [n for n in names if n.endswith(".dist-info/top_level.txt")]
+    assert zf.read(top_level).decode().split() == ["thinkling"]
+    assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {"thinkling"}
+
+
+def test_every_package_folder_is_listed_under_thinkling():
+    """pyproject.toml names the packages one by one (a package-dir mapping cannot discover
+    them): a new subpackage folder that is not listed would be missing from the wheel."""
+    import tomllib
+
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(cfg["packages"])
+    on_disk = {"thinkling"}
+    for top in ("runtime", "convert", "bench", "distill", "mobile_bridge"):
+        assert cfg["package-dir"][f"thinkling.{top}"] == top
+        on_disk |= {"thinkling." + ".".join(p.parent.relative_to(ROOT).parts)
+                    for p in (ROOT / top).rglob("__init__.py")}
+    assert listed == on_disk
+
+
+def test_source_imports_the_project_under_one_name():
+    """Every import of the project's own code goes through `thinkling.`: an import of a bare
+    `runtime` would load a second copy of the module from a checkout, and fail from a wheel."""
+    import ast
+
+    bare = ("runtime", "convert", "bench", "distill", "mobile_bridge")
+    offenders = []
+    for top in (*bare, "tests", "thinkling", "scripts"):
+        for path in (ROOT / top).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+                offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in bare]
+    assert offenders == []
 
 
 def test_core_install_runs_without_any_extra(wheel, home, tmp_path):
@@ -103,7 +147,7 @@ def test_core_install_runs_without_any_extra(wheel, home, tmp_path):
     env = _env(home)
     cwd = tmp_path  # outside the checkout: nothing can be imported from the source tree
 
-    where = _run([bin_ / "python", "-c", "import runtime, fastapi"], cwd, env=env, check=False)
+    where = _run([bin_ / "python", "-c", "import thinkling.runtime, fastapi"], cwd, env=env, check=False)
     assert where.returncode != 0 and "No module named 'fastapi'" in where.stderr  # really core-only
 
     models = _run([bin_ / "thinkling", "models"], cwd, env=env)
@@ -125,12 +169,19 @@ def test_core_install_runs_without_any_extra(wheel, home, tmp_path):
     assert json.loads(gemma.stdout)["text"].strip().isdigit(), gemma.stdout
 
     bridge = _run([bin_ / "python", "-c",
-                   "import json, mobile_bridge as mb\n"
+                   "import json, thinkling.mobile_bridge as mb\n"
                    "print(mb.load_model(json.dumps({'v': 1, 'model': 'arith-student', 'n_ctx': 256})))\n"
                    "print(mb.complete(json.dumps({'v': 1, 'messages': [{'role': 'user', 'content': '3 + 4'}],"
                    " 'think': 'on', 'temperature': 0})))\n"], cwd, env=env)
     loaded, reply = (json.loads(line) for line in bridge.stdout.splitlines()[-2:])
     assert "error" not in loaded and reply["text"].strip() == "7", bridge.stdout
+
+    # the README's Python example, as written there, from the wheel's one import name
+    readme = (ROOT / "README.md").read_text()
+    example = readme.split("From Python:\n\n```python\n", 1)[1].split("```", 1)[0]
+    assert example.startswith("from thinkling import Engine")
+    ran = _run([bin_ / "python", "-c", example], cwd, env=env)
+    assert "total_ms" in ran.stdout, ran.stdout
 
     # a feature whose extra is missing: one line naming the extra, never a traceback
     for cmd, extra in (([bin_ / "thinkling", "serve"], "serve"),

@@ -19,7 +19,7 @@ import pytest
 
 import llama_cpp.llama_cpp as C  # noqa: N812
 
-from runtime.backends import llama_cpp as lc
+from thinkling.runtime.backends import llama_cpp as lc
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,11 +8,11 @@ import pytest
 from scripted_backend import ScriptedBackend
 from test_engine_seams import REF
 
-from mobile_bridge.bridge import LoadOptions
-from runtime import Engine, EngineConfig
-from runtime.api.limits import LOAD_LIMITS
-from runtime.errors import InvalidRequest
-from runtime.server.settings import ServerSettings
+from thinkling.mobile_bridge.bridge import LoadOptions
+from thinkling.runtime import Engine, EngineConfig
+from thinkling.runtime.api.limits import LOAD_LIMITS
+from thinkling.runtime.errors import InvalidRequest
+from thinkling.runtime.server.settings import ServerSettings
 
 # (engine name, the server's and the bridge's name)
 FIELDS = [("n_ctx", "n_ctx"), ("n_threads", "threads"), ("n_batch", "n_batch"), ("queue_size", "queue_size")]

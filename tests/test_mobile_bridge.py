@@ -11,11 +11,11 @@ import time
 
 import pytest
 
-import mobile_bridge as mb
-from mobile_bridge.events import Record, RequestTable
-from mobile_bridge.cores import big_cores
-from runtime.engine import Handle
-from runtime.types import Chunk, GenerationRequest, Timings
+import thinkling.mobile_bridge as mb
+from thinkling.mobile_bridge.events import Record, RequestTable
+from thinkling.mobile_bridge.cores import big_cores
+from thinkling.runtime.engine import Handle
+from thinkling.runtime.types import Chunk, GenerationRequest, Timings
 
 LOAD = {"model": "gemma-3-270m", "n_ctx": 512, "threads": 2, "queue_size": 2}
 TERMINAL = {"done", "error", "cancelled"}

@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-import mobile_bridge as mb
-from mobile_bridge.bridge import LOAD_KEYS
-from mobile_bridge.jsonio import CODES
-from runtime.api.limits import LIMITS as NUMBERS
+import thinkling.mobile_bridge as mb
+from thinkling.mobile_bridge.bridge import LOAD_KEYS
+from thinkling.mobile_bridge.jsonio import CODES
+from thinkling.runtime.api.limits import LIMITS as NUMBERS
 
 LOAD = {"model": "gemma-3-270m", "n_ctx": 512, "threads": 2, "queue_size": 2}
 FIELDS = ["messages", "model", "stop", "think", "stream", "stream_options", "logit_bias", "tools", "functions",

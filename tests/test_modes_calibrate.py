@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from bench.calibrate import Sample, choose_cascade, choose_threshold, fit_logistic, sweep
-from bench import modes
-from bench.modes import Outcome, median_outcome, oracle, paired_difference, random_gating, summarize
-from bench.tasksets import score
+from thinkling.bench.calibrate import Sample, choose_cascade, choose_threshold, fit_logistic, sweep
+from thinkling.bench import modes
+from thinkling.bench.modes import Outcome, median_outcome, oracle, paired_difference, random_gating, summarize
+from thinkling.bench.tasksets import score
 
 
 def outcome(mode, correct, ms, tokens=1, thought=False):
@@ -118,7 +118,7 @@ def test_pareto_plot_labels_do_not_collide(monkeypatch, tmp_path):
     pytest.importorskip("matplotlib")
     from matplotlib.text import Text
 
-    from bench import modes
+    from thinkling.bench import modes
 
     def row(mode, ms, acc, simulated=False):
         return {"mode": mode, "mean_latency_ms": ms, "accuracy": acc, **({"simulated": True} if simulated else {})}

@@ -142,7 +142,7 @@ def test_format_schema_and_json(client):
 
 
 def _manifest_entry(name: str) -> tuple[dict, dict]:
-    from runtime import models
+    from thinkling.runtime import models
 
     ref = models.resolve(name)
     return ref.manifest, ref.file_entry

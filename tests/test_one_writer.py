@@ -7,8 +7,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
-from runtime.models import ModelRef
+from thinkling.runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
+from thinkling.runtime.models import ModelRef
 from scripted_backend import ScriptedBackend
 
 REF = ModelRef(name="scripted", path=Path("/nonexistent/scripted.gguf"), backend="scripted",

@@ -14,12 +14,12 @@ pytest.importorskip("onnxruntime", reason="onnxruntime not installed (the onnx e
 pytest.importorskip("onnx", reason="onnx not installed (the onnx extra)")
 pytest.importorskip("tokenizers", reason="tokenizers not installed (the onnx extra)")
 
-from convert.errors import UnsupportedArchitecture  # noqa: E402
-from convert.onnx.export import OnnxOptions, export_onnx  # noqa: E402
-from convert.onnx.parity import compare_logits, load_merged, onnx_logits  # noqa: E402
-from runtime import (Engine, EngineConfig, GenerationRequest,  # noqa: E402
+from thinkling.convert.errors import UnsupportedArchitecture  # noqa: E402
+from thinkling.convert.onnx.export import OnnxOptions, export_onnx  # noqa: E402
+from thinkling.convert.onnx.parity import compare_logits, load_merged, onnx_logits  # noqa: E402
+from thinkling.runtime import (Engine, EngineConfig, GenerationRequest,  # noqa: E402
                      InvalidModelFile, SamplingParams)
-from runtime.backends import BackendOptions, open_backend  # noqa: E402
+from thinkling.runtime.backends import BackendOptions, open_backend  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures" / "convert"
 GREEDY = SamplingParams(temperature=0.0)
@@ -257,7 +257,7 @@ def test_concurrent_submissions_are_serialised(onnx_engine):
 
 def test_external_data_past_the_threshold(tmp_path, monkeypatch):
     """Weights past the protobuf limit go to <file>.data; the folder still loads and matches."""
-    import convert.onnx.export as ox
+    import thinkling.convert.onnx.export as ox
 
     monkeypatch.setattr(ox, "EXTERNAL_DATA_BYTES", 0)  # the fixture is tiny: force the big-model path
     w, cfg = load_merged(FIXTURES / "llama-spm" / "base", FIXTURES / "llama-spm" / "adapter")
@@ -273,7 +273,7 @@ def test_external_data_past_the_threshold(tmp_path, monkeypatch):
 
 
 def test_truncated_external_data_is_invalid_model_file(tmp_path, monkeypatch):
-    import convert.onnx.export as ox
+    import thinkling.convert.onnx.export as ox
 
     monkeypatch.setattr(ox, "EXTERNAL_DATA_BYTES", 0)
     w, cfg = load_merged(FIXTURES / "llama-spm" / "base")
@@ -290,7 +290,7 @@ def _cli(*args):
     import subprocess
     import sys
 
-    return subprocess.run([sys.executable, "-m", "runtime.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "thinkling.runtime.cli", *args], capture_output=True, text=True,
                           timeout=300)
 
 
@@ -321,9 +321,9 @@ def test_cli_convert_unsupported_architecture_is_one_line(tmp_path):
 
 
 def test_int4_on_a_well_conditioned_model_in_the_same_table_as_gguf(tmp_path, monkeypatch):
-    import convert.pipeline as pipeline
-    from convert.pipeline import ConvertOptions, convert
-    from convert.testing import SMALL_QWEN2, make_random_qwen2
+    import thinkling.convert.pipeline as pipeline
+    from thinkling.convert.pipeline import ConvertOptions, convert
+    from thinkling.convert.testing import SMALL_QWEN2, make_random_qwen2
 
     calls = []
     reference = pipeline.reference_logits
@@ -343,8 +343,8 @@ def test_int4_on_a_well_conditioned_model_in_the_same_table_as_gguf(tmp_path, mo
 def test_failure_after_the_onnx_export_leaves_out_untouched(tmp_path, monkeypatch, existing):
     """ONNX folders are staged with the GGUF files and renamed only after every check:
     a failure in the last check leaves --out as it was (absent, or with its old files)."""
-    import convert.onnx.parity as onnx_parity
-    from convert.pipeline import ConvertOptions, convert
+    import thinkling.convert.onnx.parity as onnx_parity
+    from thinkling.convert.pipeline import ConvertOptions, convert
 
     fx = FIXTURES / "llama-spm"
     out = tmp_path / "out"

@@ -15,10 +15,10 @@ pytest.importorskip("onnxruntime", reason="onnxruntime not installed (the onnx e
 pytest.importorskip("onnx", reason="onnx not installed (the onnx extra)")
 pytest.importorskip("tokenizers", reason="tokenizers not installed (the onnx extra)")
 
-from convert.onnx.export import OnnxOptions, export_onnx  # noqa: E402
-from convert.onnx.parity import compare_logits, load_merged, onnx_logits  # noqa: E402
-from convert.pipeline import ConvertOptions, convert  # noqa: E402
-from runtime.backends import BackendOptions, open_backend  # noqa: E402
+from thinkling.convert.onnx.export import OnnxOptions, export_onnx  # noqa: E402
+from thinkling.convert.onnx.parity import compare_logits, load_merged, onnx_logits  # noqa: E402
+from thinkling.convert.pipeline import ConvertOptions, convert  # noqa: E402
+from thinkling.runtime.backends import BackendOptions, open_backend  # noqa: E402
 
 FX = Path(__file__).parent / "fixtures" / "convert" / "gemma3-spm"
 WINDOW = 8
@@ -104,8 +104,8 @@ def test_from_a_gguf_source_with_rebuilt_tokenizer(tmp_path):
 
 def test_rebuilt_tokenizer_matches_llama_cpp(tmp_path):
     """The tokenizer.json rebuilt from a GGUF vocabulary tokenizes like llama.cpp on that GGUF."""
-    from convert.onnx.tokenizer import build_tokenizer
-    from convert.weights import open_weights
+    from thinkling.convert.onnx.tokenizer import build_tokenizer
+    from thinkling.convert.weights import open_weights
 
     gg = convert(FX / "base", tmp_path, options=ConvertOptions(gguf="f16", name="g", threads=1))
     gguf = tmp_path / gg.files[0].path

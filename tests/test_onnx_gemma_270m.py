@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("onnxruntime", reason="onnxruntime not installed (the onnx extra)")
 
-from runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams, models  # noqa: E402
+from thinkling.runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams, models  # noqa: E402
 
 NAME = "gemma-3-270m-onnx-int4"
 GREEDY = SamplingParams(temperature=0.0)
@@ -54,7 +54,7 @@ def test_registered_and_served_by_onnx(onnx_engine):
 
 def test_tokenizes_like_llama_cpp(onnx_engine):
     """The tokenizer.json rebuilt from the GGUF vocabulary gives llama.cpp's ids on the real vocabulary."""
-    from runtime.backends import BackendOptions, open_backend
+    from thinkling.runtime.backends import BackendOptions, open_backend
 
     texts = ["The capital of France is", "def f(x):\n    return x * 2\n\n\n", "café naïve — 你好 🙂 ∑ x²",
              "<start_of_turn>user\nWhat is 12 + 7?<end_of_turn>\n<start_of_turn>model\n", "  two  spaces\t\ttabs",
@@ -95,7 +95,7 @@ def test_student_twin_answers_like_the_gguf_student(mode):
     int4 is weight-only 4-bit on top of the dequantized Q4_K_M base (Q8_0 for the GGUF student), so
     answers drift where the student is unsure; measured agreement is in docs/onnx.md. A broken
     graph or tokenizer agrees on next to nothing (and answers ~0% right)."""
-    from bench.modes import load_tasks, run_mode, take
+    from thinkling.bench.modes import load_tasks, run_mode, take
 
     tasks = take(load_tasks("arith-test"), AGREE_LIMIT)
     runs = {}

@@ -12,11 +12,11 @@ import pytest
 
 pytest.importorskip("onnxruntime", reason="onnxruntime not installed (the onnx extra)")
 
-from distill.chat import render_prompt, split_completion  # noqa: E402
-from distill.problems import sample_split_problem  # noqa: E402
-from runtime.backends import BackendOptions, open_backend  # noqa: E402
-from runtime.generate import GenerationPlan, join_stream, stream_generate  # noqa: E402
-from runtime.types import SamplingParams  # noqa: E402
+from thinkling.distill.chat import render_prompt, split_completion  # noqa: E402
+from thinkling.distill.problems import sample_split_problem  # noqa: E402
+from thinkling.runtime.backends import BackendOptions, open_backend  # noqa: E402
+from thinkling.runtime.generate import GenerationPlan, join_stream, stream_generate  # noqa: E402
+from thinkling.runtime.types import SamplingParams  # noqa: E402
 
 ART = Path(__file__).resolve().parents[1] / "distill" / "artifacts" / "arith-student"
 GGUF_F16 = ART / "gguf" / "arith-student-f16.gguf"

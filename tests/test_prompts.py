@@ -1,8 +1,8 @@
 import pytest
 
-from runtime.errors import InvalidRequest
-from runtime.prompts import render_chat
-from runtime.types import Message
+from thinkling.runtime.errors import InvalidRequest
+from thinkling.runtime.prompts import render_chat
+from thinkling.runtime.types import Message
 
 
 def test_fallback_format_and_stop():

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from runtime import models
-from runtime.cli import main as thinkling
-from runtime.errors import InvalidModelFile, MissingExtra, ModelNotFound
-from runtime.registry import TABLE, RegistryRowError, StudentRow, load_table
+from thinkling.runtime import models
+from thinkling.runtime.cli import main as thinkling
+from thinkling.runtime.errors import InvalidModelFile, MissingExtra, ModelNotFound
+from thinkling.runtime.registry import TABLE, RegistryRowError, StudentRow, load_table
 
 ROOT = Path(__file__).resolve().parent.parent
 SKILLS_ADAPTER = ROOT / "distill" / "artifacts" / "skills-gemma" / "adapter"
@@ -105,7 +105,7 @@ def test_missing_assembler_entry_point_is_missing_extra(monkeypatch):
         models._load_assembler("assembled")
 
 
-_UPWARD = ("convert", "bench", "distill", "mobile_bridge")
+_UPWARD = ("thinkling.convert", "thinkling.bench", "thinkling.distill", "thinkling.mobile_bridge")
 
 
 def test_runtime_source_imports_nothing_above_it():
@@ -114,7 +114,8 @@ def test_runtime_source_imports_nothing_above_it():
         for node in ast.walk(ast.parse(path.read_text())):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
-            offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in _UPWARD]
+            offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names
+                           if any(n == u or n.startswith(u + ".") for u in _UPWARD)]
     assert offenders == []
 
 
@@ -127,11 +128,11 @@ def test_first_use_assembly_goes_through_the_entry_point(tmp_path, default_model
     (tmp_path / "models" / default_model_path.name).symlink_to(default_model_path)
     script = (
         "import json, sys\n"
-        "import runtime, runtime.models as m, runtime.engine\n"
+        "import thinkling.runtime, thinkling.runtime.models as m, thinkling.runtime.engine\n"
         "m.list_refs(); m.resolve('arith-student'); m.resolve('gemma-3-270m')\n"
-        "before = sorted(k for k in sys.modules if k.split('.')[0] == 'convert')\n"
+        "before = sorted(k for k in sys.modules if k.startswith('thinkling.convert'))\n"
         "ref = m.resolve('gemma-3-270m-arith')\n"
-        "print(json.dumps({'before': before, 'after': 'convert.assemble' in sys.modules,\n"
+        "print(json.dumps({'before': before, 'after': 'thinkling.convert.assemble' in sys.modules,\n"
         "                  'path': str(ref.path), 'backend': ref.backend,\n"
         "                  'lora': (ref.manifest or {}).get('source', {}).get('lora') is not None}))\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"THINKLING_HOME": str(tmp_path)}

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from convert import errors as E
-from convert.pipeline import ConvertOptions, convert
-from convert.quantize import tensor_types
+from thinkling.convert import errors as E
+from thinkling.convert.pipeline import ConvertOptions, convert
+from thinkling.convert.quantize import tensor_types
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDENT = ROOT / "distill/artifacts/arith-student/gguf/arith-student-q8_0.gguf"
@@ -56,7 +56,7 @@ def test_a_smaller_head_changes_only_the_head(source, tmp_path):
     assert manifest["files"][0]["sha256"] and (out / "thinkling.json").is_file()
     assert not list(out.glob(".*partial"))
     # the runtime opens it through the manifest
-    from runtime import models
+    from thinkling.runtime import models
     ref = models.resolve(str(out / entry.path))
     assert ref.backend == "llama_cpp" and ref.file_entry["quant"] == "q8_0"
 
@@ -100,7 +100,7 @@ def test_head_type_on_a_direct_output_of_the_hf_path_is_refused(tmp_path):
 
 def test_cli_requantizes_and_errors_in_one_line(source, tmp_path):
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "runtime.cli", "convert", *map(str, args)], cwd=ROOT,
+        return subprocess.run([sys.executable, "-m", "thinkling.runtime.cli", "convert", *map(str, args)], cwd=ROOT,
                               capture_output=True, text=True, timeout=300)
 
     ok = run(source, "--out", tmp_path / "out", "--gguf", "q8_0", "--head-type", "q5_0", "--check")

@@ -79,7 +79,7 @@ def _clean_env() -> dict:
 def start_server(log: Path, *args: str, env: dict | None = None) -> Server:
     """``thinkling serve`` on a free port; returns once /health says ok."""
     port = free_port()
-    cmd = [sys.executable, "-m", "runtime.cli", "serve", "--port", str(port), "--ctx", "1024",
+    cmd = [sys.executable, "-m", "thinkling.runtime.cli", "serve", "--port", str(port), "--ctx", "1024",
            "--threads", THREADS, *args]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env or _clean_env())
@@ -403,7 +403,7 @@ def test_metrics(server):
 # --- startup policy -------------------------------------------------------------------
 
 def test_refuses_exposed_bind_without_key():
-    r = subprocess.run([sys.executable, "-m", "runtime.cli", "serve", "--host", "0.0.0.0", "--port",
+    r = subprocess.run([sys.executable, "-m", "thinkling.runtime.cli", "serve", "--host", "0.0.0.0", "--port",
                         str(free_port())], cwd=REPO, env=_clean_env(), capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "refusing to listen on 0.0.0.0" in r.stderr and "--insecure" in r.stderr
 

@@ -15,13 +15,13 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from runtime.api import chat_request, completion_request
-from runtime.engine import Engine, EngineConfig
-from runtime.models import ModelRef
-from runtime.server import create_app, load_settings
-from runtime.server.schemas import ChatCompletionRequest, CompletionRequest
-from runtime.server.settings import ServerSettings, is_loopback
-from runtime.types import Chunk, Timings
+from thinkling.runtime.api import chat_request, completion_request
+from thinkling.runtime.engine import Engine, EngineConfig
+from thinkling.runtime.models import ModelRef
+from thinkling.runtime.server import create_app, load_settings
+from thinkling.runtime.server.schemas import ChatCompletionRequest, CompletionRequest
+from thinkling.runtime.server.settings import ServerSettings, is_loopback
+from thinkling.runtime.types import Chunk, Timings
 from scripted_backend import ScriptedBackend
 
 REF = ModelRef(name="scripted", path=Path("/nonexistent/scripted.gguf"), backend="scripted",
@@ -263,7 +263,7 @@ def test_host_header_allowlist_on_loopback():
 
 
 def test_timings_zero_safe():
-    from runtime.api import timings_dict, usage_dict
+    from thinkling.runtime.api import timings_dict, usage_dict
 
     t = timings_dict(Timings())
     assert t["prompt_per_second"] is None and t["predicted_per_second"] is None

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.soak import Result
-from bench.soak_report import agreement, contention_check, rss_check
-from bench.soak_traffic import Mix, draw, fixed_corpus, mutated
+from thinkling.bench.soak import Result
+from thinkling.bench.soak_report import agreement, contention_check, rss_check
+from thinkling.bench.soak_traffic import Mix, draw, fixed_corpus, mutated
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -84,7 +84,7 @@ def test_agreement_matches_statuses_and_totals():
 def test_a_60_second_soak_of_the_real_server(tmp_path):
     """The CI soak: `bench soak --duration 60` on the embedded default must pass."""
     out, png = tmp_path / "soak.json", tmp_path / "soak.png"
-    cmd = [sys.executable, "-m", "bench.cli", "soak", "--duration", "60", "--clients", "3", "--seed", "7",
+    cmd = [sys.executable, "-m", "thinkling.bench.cli", "soak", "--duration", "60", "--clients", "3", "--seed", "7",
            "--server-arg=--threads=2", "--server-log", str(tmp_path / "server.log"), "--json", str(out),
            "--png", str(png)]
     run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -100,7 +100,7 @@ def test_a_60_second_soak_of_the_real_server(tmp_path):
 
 @pytest.mark.parametrize("url", ["http://10.0.0.1:8080", "http://example.com"])
 def test_soak_refuses_a_server_that_is_not_on_loopback(url):
-    run = subprocess.run([sys.executable, "-m", "bench.cli", "soak", "--url", url, "--duration", "1"], cwd=REPO,
+    run = subprocess.run([sys.executable, "-m", "thinkling.bench.cli", "soak", "--url", url, "--duration", "1"], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "loopback" in run.stderr and "Traceback" not in run.stderr
 
@@ -109,7 +109,7 @@ def test_the_hostile_corpus_gets_4xx_and_leaves_the_server_healthy(tmp_path):
     """Every body of the fixed corpus, once, against the real server: a 4xx each, never a 5xx."""
     import httpx
 
-    from bench.soak import send
+    from thinkling.bench.soak import send
     from tests.test_server import start_server, stop_server
 
     srv = start_server(tmp_path / "server.log", "--model", "arith-student", "--max-body-bytes", "65536")

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.generate import GenerationPlan, ReasoningMarkup, join_stream, stream_generate
-from runtime.models import ModelRef
-from runtime.speculative import NgramDrafter, SpeculativeConfig
-from runtime.thinking import ThinkingController, ThinkingProfile
-from runtime.types import GenerationRequest, Message, SamplingParams
+from thinkling.runtime.generate import GenerationPlan, ReasoningMarkup, join_stream, stream_generate
+from thinkling.runtime.models import ModelRef
+from thinkling.runtime.speculative import NgramDrafter, SpeculativeConfig
+from thinkling.runtime.thinking import ThinkingController, ThinkingProfile
+from thinkling.runtime.types import GenerationRequest, Message, SamplingParams
 from scripted_backend import ScriptedBackend, ScriptedManyBackend
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,7 +161,7 @@ CHAINS = ["37 + 48 - 9", "What is 6 * 7 + 15?", "88 - 23 + 41 - 7", "5 * 9 - 12 
 @pytest.fixture(scope="module", params=[STUDENT, "arith-student-onnx"])
 def student(request):
     """The student on llama.cpp and on onnxruntime (both backends have eval_many)."""
-    from runtime import Engine, EngineConfig
+    from thinkling.runtime import Engine, EngineConfig
 
     if request.param.endswith("onnx"):
         pytest.importorskip("onnxruntime")

@@ -17,13 +17,13 @@ import pytest
 from scripted_backend import ID, VOCAB, ScriptedBackend
 from test_thinking import PROFILE, REF
 
-from runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
-from runtime.backends.base import Capabilities
-from runtime.errors import InvalidRequest
-from runtime.generate import join_stream
-from runtime.structured import check_schema, grammar_for, response_format_from
-from runtime.thinking import ThinkingController
-from runtime.types import ResponseFormat
+from thinkling.runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams
+from thinkling.runtime.backends.base import Capabilities
+from thinkling.runtime.errors import InvalidRequest
+from thinkling.runtime.generate import join_stream
+from thinkling.runtime.structured import check_schema, grammar_for, response_format_from
+from thinkling.runtime.thinking import ThinkingController
+from thinkling.runtime.types import ResponseFormat
 
 # --- the schema gate ------------------------------------------------------------
 
@@ -273,7 +273,7 @@ class MergedCloseBackend(ScriptedBackend):
 
 
 def test_a_closing_token_that_carries_answer_text_is_cut_at_the_tag():
-    from runtime.generate import GenerationPlan, ReasoningMarkup, stream_generate
+    from thinkling.runtime.generate import GenerationPlan, ReasoningMarkup, stream_generate
 
     b = MergedCloseBackend()
     g = WordGrammarOver(b.VOCAB, ["7"])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams, models
+from thinkling.runtime import Engine, EngineConfig, GenerationRequest, Message, SamplingParams, models
 
 ART = Path(__file__).resolve().parent.parent / "distill" / "artifacts" / "arith-student" / "gguf"
 CHECK = ART / "runtime_check_sample.json"
@@ -89,9 +89,9 @@ def test_auto_cascade_with_the_committed_profile(student):
 def test_calibrate_and_bench_modes_command_lines_on_the_student(tmp_path, capsys):
     """`thinkling calibrate` then `bench modes` on a few tasks: the files they
     write and what they print (structure only; timings are not asserted)."""
-    from bench.cli import main as bench_main
-    from runtime.cli import main as thinkling_main
-    from runtime.thinking import ThinkingProfile
+    from thinkling.bench.cli import main as bench_main
+    from thinkling.runtime.cli import main as thinkling_main
+    from thinkling.runtime.thinking import ThinkingProfile
 
     prof_path, modes_json = tmp_path / "profile.json", tmp_path / "modes.json"
     assert thinkling_main(["calibrate", "--model", "arith-student", "--tasks", "arith-calib", "--limit", "12",

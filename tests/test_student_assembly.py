@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from convert.assemble import StudentRecipe, assemble_student
-from convert.errors import AdapterMismatch
-from convert.manifest import sha256_file
-from convert.pipeline import ConvertOptions, convert
-from runtime.errors import InvalidModelFile
+from thinkling.convert.assemble import StudentRecipe, assemble_student
+from thinkling.convert.errors import AdapterMismatch
+from thinkling.convert.manifest import sha256_file
+from thinkling.convert.pipeline import ConvertOptions, convert
+from thinkling.runtime.errors import InvalidModelFile
 
 FIXTURES = Path(__file__).parent / "fixtures" / "convert"
 
@@ -70,10 +70,10 @@ def test_adapter_for_another_model_is_refused_and_leaves_nothing(base, tmp_path)
 
 
 def test_listing_models_never_assembles_the_student(tmp_path, monkeypatch):
-    from runtime import models
+    from thinkling.runtime import models
 
     monkeypatch.setenv("THINKLING_HOME", str(tmp_path))
-    monkeypatch.setattr("convert.assemble.assemble_student",
+    monkeypatch.setattr("thinkling.convert.assemble.assemble_student",
                         lambda *a, **k: pytest.fail("listing must not assemble"))
     rows = {name: path for name, _, path in models.list_refs()}
     assert "gemma-3-270m-arith" in rows and rows["gemma-3-270m-arith"] is None
@@ -83,7 +83,7 @@ def test_listing_models_never_assembles_the_student(tmp_path, monkeypatch):
 
 def _request(tmp_path: Path, recipe: StudentRecipe, base: Path, backend: str = "llama_cpp", quant: str = "q8_0",
              stem: str = "tiny-student", base_name: str = "unused"):
-    from runtime.models import AssemblyRequest, onnx_model_file
+    from thinkling.runtime.models import AssemblyRequest, onnx_model_file
 
     target = tmp_path / "home" / "models" / "tiny"
     model_file = target / f"{stem}-{quant}.gguf" if backend == "llama_cpp" else onnx_model_file(target, stem, quant)
@@ -105,8 +105,8 @@ def test_registered_row_assembles_through_the_entry_point(base, tmp_path):
 
 
 def test_registered_row_needs_its_recipe_and_its_base(base, tmp_path):
-    from convert.assemble import assemble_registered
-    from runtime.errors import ModelNotFound
+    from thinkling.convert.assemble import assemble_registered
+    from thinkling.runtime.errors import ModelNotFound
 
     recipe = _recipe(tmp_path, FIXTURES / "gemma3-spm" / "adapter")
     with pytest.raises(InvalidModelFile, match="trained on 'unused'"):
@@ -119,7 +119,7 @@ def test_registered_row_needs_its_recipe_and_its_base(base, tmp_path):
 
 def test_registered_onnx_row_converts_the_adapter_merged_base(base, tmp_path):
     pytest.importorskip("onnxruntime")
-    from convert.assemble import assemble_registered
+    from thinkling.convert.assemble import assemble_registered
 
     recipe = _recipe(tmp_path, FIXTURES / "gemma3-spm" / "adapter")
     request = _request(tmp_path, recipe, base, backend="onnx", quant="fp32")

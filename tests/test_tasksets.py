@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.tasksets import TaskSetError, load_tasks, score, write_tasks
+from thinkling.bench.tasksets import TaskSetError, load_tasks, score, write_tasks
 
 ROOT = Path(__file__).resolve().parent.parent
 CALENDAR = "rg:calendar_arithmetic?seed={seed}&n={n}&tasks=weekday_offset,count_days"
@@ -159,9 +159,9 @@ def test_missing_and_empty_files(tmp_path):
 
 
 @pytest.mark.parametrize("argv", [
-    ["-m", "bench.cli", "modes", "--model", "arith-student", "--repeats", "1", "--tasks"],
-    ["-m", "runtime.cli", "calibrate", "--model", "arith-student", "--repeats", "1", "--tasks"],
-    ["-m", "bench.cli", "tasks", "make", "--out", "never.jsonl"],
+    ["-m", "thinkling.bench.cli", "modes", "--model", "arith-student", "--repeats", "1", "--tasks"],
+    ["-m", "thinkling.runtime.cli", "calibrate", "--model", "arith-student", "--repeats", "1", "--tasks"],
+    ["-m", "thinkling.bench.cli", "tasks", "make", "--out", "never.jsonl"],
 ])
 def test_the_command_lines_print_one_line_for_a_bad_task_file(tmp_path, argv):
     bad = tmp_path / "x.jsonl"
@@ -176,7 +176,7 @@ def test_the_command_lines_print_one_line_for_a_bad_task_file(tmp_path, argv):
 
 def test_tasks_make_freezes_a_generated_set(tmp_path, capsys):
     pytest.importorskip("reasoning_gym")
-    from bench.cli import main
+    from thinkling.bench.cli import main
 
     out = tmp_path / "cal.jsonl"
     assert main(["tasks", "make", CALENDAR.format(seed=5, n=12), "--out", str(out)]) == 0
@@ -195,8 +195,8 @@ WORDS = [  # (question, answer): direct says "monday"; reasoning says "friday"
 def _word_engine(model, config=None):
     """``Engine(model, config)`` as bench/modes.py and bench/calibrate.py call it,
     over a scripted backend that answers with weekday names."""
-    from runtime import Engine
-    from runtime.models import ModelRef
+    from thinkling.runtime import Engine
+    from thinkling.runtime.models import ModelRef
     from scripted_backend import ID, VOCAB, ScriptedBackend
 
     class WordBackend(ScriptedBackend):
@@ -220,10 +220,10 @@ def _word_engine(model, config=None):
 
 
 def test_a_word_answer_set_runs_through_bench_modes_and_calibrate(tmp_path, monkeypatch, capsys):
-    from bench import calibrate, modes
-    from bench.cli import main as bench_main
-    from runtime.cli import main as thinkling_main
-    from runtime.thinking import ThinkingProfile
+    from thinkling.bench import calibrate, modes
+    from thinkling.bench.cli import main as bench_main
+    from thinkling.runtime.cli import main as thinkling_main
+    from thinkling.runtime.thinking import ThinkingProfile
 
     tasks = tmp_path / "days.jsonl"
     write_tasks([{"question": q, "answer": a, "check": "exact", "group": "easy" if q.startswith("easy") else "hard"}
@@ -284,7 +284,7 @@ def test_recorded_bench_modes_answers_score_as_they_were_recorded():
 
 
 def test_reach_counts_what_is_within_reach_and_the_oracles_savings_apart():
-    from bench.modes import Outcome, group_table, reach
+    from thinkling.bench.modes import Outcome, group_table, reach
 
     def o(mode, correct, ms, tokens=1):
         return Outcome("q", "1", mode, "", 0, correct, ms, ms, ms, tokens, mode == "on")

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from runtime.sampling import Sampler, apply_penalties, entropy, log_softmax_at
-from runtime.textstream import Detokenizer, ReasoningSplitter, StopMatcher, split_reasoning
-from runtime.types import SamplingParams
+from thinkling.runtime.sampling import Sampler, apply_penalties, entropy, log_softmax_at
+from thinkling.runtime.textstream import Detokenizer, ReasoningSplitter, StopMatcher, split_reasoning
+from thinkling.runtime.types import SamplingParams
 
 
 def test_detokenizer_never_splits_multibyte_characters():

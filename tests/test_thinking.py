@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from runtime.generate import join_stream
-from runtime.models import ModelRef
-from runtime.thinking import ThinkingController, ThinkingProfile
-from runtime.thinking.profile import Speed
-from runtime.types import GenerationRequest, Message, SamplingParams
+from thinkling.runtime.generate import join_stream
+from thinkling.runtime.models import ModelRef
+from thinkling.runtime.thinking import ThinkingController, ThinkingProfile
+from thinkling.runtime.thinking.profile import Speed
+from thinkling.runtime.types import GenerationRequest, Message, SamplingParams
 from scripted_backend import ScriptedBackend
 
 REF = ModelRef(name="scripted", path=Path("/nonexistent/scripted.gguf"), backend="scripted",
@@ -102,7 +102,7 @@ def test_auto_stops_a_probe_that_can_no_longer_be_confident(ctl):
 def test_best_reachable_bounds_every_finished_probe():
     import random
 
-    from runtime.thinking.profile import FEATURES, probe_features, query_features
+    from thinkling.runtime.thinking.profile import FEATURES, probe_features, query_features
 
     rng = random.Random(0)
     for _ in range(3000):
@@ -206,7 +206,7 @@ def test_profile_score_is_logistic():
 def test_decision_wire_shape_keeps_its_keys_and_order():
     """The decision ships in HTTP and bridge responses: which keys appear, and in what
     order, is the shape the dicts it replaced had (tests/test_contract.py pins the rest)."""
-    from runtime.types import Decision
+    from thinkling.runtime.types import Decision
 
     gate = Decision(mode="on", requested="auto", reason="r", family="f", gate_score=0.1, skip_below=0.5,
                     stage="gate", score=0.1, threshold=0.5, features={"q": 1.0}, planned=True)

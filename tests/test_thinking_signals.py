@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import signals
-from bench.calibrate import CalibrateOptions, Sample, fit_cascade
-from runtime.generate import join_stream
-from runtime.models import ModelRef
-from runtime.thinking import Projection, ThinkingController, ThinkingProfile
-from runtime.types import GenerationRequest, Message, SamplingParams
+from thinkling.bench import signals
+from thinkling.bench.calibrate import CalibrateOptions, Sample, fit_cascade
+from thinkling.runtime.generate import join_stream
+from thinkling.runtime.models import ModelRef
+from thinkling.runtime.thinking import Projection, ThinkingController, ThinkingProfile
+from thinkling.runtime.types import GenerationRequest, Message, SamplingParams
 from scripted_backend import ScriptedBackend
 
 REF = ModelRef(name="scripted", path=Path("/nonexistent/scripted.gguf"), backend="scripted",
@@ -136,9 +136,9 @@ def test_llama_cpp_reads_the_state_of_the_last_prompt_token_only(caplog):
     full embeddings-on pass gives at that position."""
     import ctypes
 
-    from runtime import models
-    from runtime.backends.base import BackendOptions
-    from runtime.backends.llama_cpp import open_backend
+    from thinkling.runtime import models
+    from thinkling.runtime.backends.base import BackendOptions
+    from thinkling.runtime.backends.llama_cpp import open_backend
 
     path = models.resolve("arith-student").path
     b = open_backend(str(path), BackendOptions(n_ctx=256, n_threads=1))
@@ -149,7 +149,7 @@ def test_llama_cpp_reads_the_state_of_the_last_prompt_token_only(caplog):
         assert hidden.shape == (b.n_embd,) and np.isfinite(hidden).all()
         # only the last token was an output: asking for the one before it finds nothing, and
         # llama.cpp's own log says how many outputs the pass computed
-        with caplog.at_level("ERROR", logger="runtime.llama_cpp.native"):
+        with caplog.at_level("ERROR", logger="thinkling.runtime.llama_cpp.native"):
             assert not ctypes.cast(C.llama_get_embeddings_ith(b._ctx, -2), ctypes.c_void_p).value
         assert "n_outputs=1" in caplog.text
         plain = b.eval  # embeddings are off again: a decode step gives logits as before

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.threads import ThreadGovernor, ThreadPolicy
+from thinkling.runtime.threads import ThreadGovernor, ThreadPolicy
 
 
 def run(gov, cost, steps):

@@ -42,7 +42,7 @@ def _thinkling_model_params():
     """
     import llama_cpp.llama_cpp as C  # noqa: N812
 
-    from runtime.backends.llama_cpp import model_param_values, set_fields
+    from thinkling.runtime.backends.llama_cpp import model_param_values, set_fields
 
     with _PARAMS_LOCK:
         original = C.llama_model_default_params

@@ -19,7 +19,7 @@ import time
 
 import httpx
 
-from runtime.thinking import Decision
+from thinkling.runtime.thinking import Decision
 
 from ..prompts import PromptCase
 from .base import SHORT_ANSWER_TOKENS, Sample, StreamClock

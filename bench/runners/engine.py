@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runtime.engine import Engine
+from thinkling.runtime.engine import Engine
 
 from ..profiles import Profile
 from ..prompts import PromptCase

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.models import onnx_model_file
+from thinkling.runtime.models import onnx_model_file
 
 from ..manifest import sha256_file
 from ..staging import Staging

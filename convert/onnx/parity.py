@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.files import write_text_atomic
+from thinkling.runtime.files import write_text_atomic
 
 
 def load_merged(src: str | Path, lora: str | Path | None = None):
@@ -28,7 +28,7 @@ def load_merged(src: str | Path, lora: str | Path | None = None):
 
 def onnx_logits(path: str | Path, prompts: Sequence[Sequence[int]], n_threads: int = 2) -> np.ndarray:
     """Next-token logits ``[len(prompts), n_vocab]`` from the onnx backend, cold cache per prompt."""
-    from runtime.backends import BackendOptions, open_backend
+    from thinkling.runtime.backends import BackendOptions, open_backend
 
     b = open_backend("onnx", str(path), BackendOptions(n_ctx=4096, n_threads=n_threads))
     try:
@@ -43,7 +43,7 @@ def onnx_logits(path: str | Path, prompts: Sequence[Sequence[int]], n_threads: i
 
 def onnx_tokenize(path: str | Path, prompts: Sequence[str], n_threads: int = 2) -> list[list[int]]:
     """The parity prompts as the onnx backend tokenizes them (when there is no GGUF output)."""
-    from runtime.backends import BackendOptions, open_backend
+    from thinkling.runtime.backends import BackendOptions, open_backend
 
     b = open_backend("onnx", str(path), BackendOptions(n_ctx=512, n_threads=n_threads))
     try:

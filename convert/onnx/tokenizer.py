@@ -135,7 +135,7 @@ def _end_of_turn_ids(metadata: Mapping[str, object]) -> list[int]:
     """End-of-turn ids besides EOS: ``tokenizer.ggml.eot_token_id`` / ``eom_token_id`` if the GGUF
     names them, and pieces llama.cpp treats as end-of-generation by their text whatever their
     type (Gemma's ``<end_of_turn>``)."""
-    from runtime.backends.onnx_tokenizer import EOG_TEXTS
+    from thinkling.runtime.backends.onnx_tokenizer import EOG_TEXTS
 
     ids = [int(metadata[k]) for k in ("tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id")
            if metadata.get(k) is not None]

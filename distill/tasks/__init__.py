@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from distill.tasks import arithmetic, basic_arithmetic, calendar, family, general, gsm_symbolic, letter_counting
-from distill.tasks.base import Chain, Problem, Task, TaskError
+from thinkling.distill.tasks import arithmetic, basic_arithmetic, calendar, family, general, gsm_symbolic, letter_counting
+from thinkling.distill.tasks.base import Chain, Problem, Task, TaskError
 
 TASKS: dict[str, Task] = {
     "arithmetic": arithmetic.TASK,

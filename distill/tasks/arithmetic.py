@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import random
 
-from distill import problems as ap
-from distill.filter import parse_steps, verify_steps
-from distill.noise import MISTAKES, inject
-from distill.tasks.base import SPLITS, Chain, Problem, TaskError
-from distill.teacher import STRATEGIES, Strategy, solve
+from thinkling.distill import problems as ap
+from thinkling.distill.filter import parse_steps, verify_steps
+from thinkling.distill.noise import MISTAKES, inject
+from thinkling.distill.tasks.base import SPLITS, Chain, Problem, TaskError
+from thinkling.distill.teacher import STRATEGIES, Strategy, solve
 
 
 def strategy_name(s: Strategy) -> str:
@@ -83,7 +83,7 @@ class Arithmetic:
 
     def score(self, problem: Problem, answer: str) -> bool:
         """The shared ``number`` checker."""
-        from bench.tasksets import score
+        from thinkling.bench.tasksets import score
 
         return score(problem.row(), answer)
 

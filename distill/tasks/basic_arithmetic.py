@@ -18,8 +18,8 @@ import ast
 import random
 import re
 
-from distill.tasks.base import Chain, Problem
-from distill.tasks.rg import ReasoningGymTask
+from thinkling.distill.tasks.base import Chain, Problem
+from thinkling.distill.tasks.rg import ReasoningGymTask
 
 _OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 _STEP = re.compile(r"^(-?\d+) ([-+*/]) (-?\d+) = (-?\d+)$")

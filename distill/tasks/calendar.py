@@ -16,8 +16,8 @@ import random
 import re
 from datetime import date, timedelta
 
-from distill.tasks.base import Chain, Problem
-from distill.tasks.rg import ReasoningGymTask
+from thinkling.distill.tasks.base import Chain, Problem
+from thinkling.distill.tasks.rg import ReasoningGymTask
 
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _TARGET = re.compile(r"How many (\w+)s are|occurrences of (\w+) from|does (\w+) occur")

@@ -1,4 +1,4 @@
-"""``python -m distill tasks | data | export``: the task table, training data, bench task files."""
+"""``python -m thinkling.distill tasks | data | export``: the task table, training data, bench task files."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
-from distill.formats import FORMATS
-from distill.tasks.dataset import DEFAULT_MODES, DataSpec, export_rows, write_data
+from thinkling.distill.formats import FORMATS
+from thinkling.distill.tasks.dataset import DEFAULT_MODES, DataSpec, export_rows, write_data
 
 
 def parse_modes(text: str) -> dict[str, float]:
@@ -29,7 +29,7 @@ def parse_paths(text: str) -> dict[str, tuple[str, ...]]:
 
 
 def list_tasks(args: argparse.Namespace) -> None:
-    from distill.tasks import TASKS
+    from thinkling.distill.tasks import TASKS
 
     for name, task in TASKS.items():
         splits = ",".join(getattr(task, "splits", ("train", "calib", "test")))
@@ -50,7 +50,7 @@ def data(args: argparse.Namespace) -> None:
 
 
 def export(args: argparse.Namespace) -> None:
-    from bench.files import write_text_atomic
+    from thinkling.bench.files import write_text_atomic
 
     rows = []
     for name in (t.strip() for t in args.task.split(",") if t.strip()):
@@ -68,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=list_tasks)
 
     p = sub.add_parser("data", help="write filtered training data: DIR/train.jsonl and DIR/stats.json")
-    p.add_argument("--task", required=True, help="comma-separated task names (python -m distill tasks)")
+    p.add_argument("--task", required=True, help="comma-separated task names (python -m thinkling.distill tasks)")
     p.add_argument("--per-task", type=int, default=1000, help="train problems per task")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chat", choices=sorted(FORMATS), default="gemma", help="the student's chat format")
@@ -82,7 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--paths", type=parse_paths, default={},
                    help="teacher paths to keep per task, e.g. gsm_symbolic=equations,calendar=mod7+weeks")
     p.add_argument("--chains", nargs="*", default=[], metavar="FILE",
-                   help="python -m distill teach outputs: their kept chains join their problems' (same --seed)")
+                   help="python -m thinkling.distill teach outputs: their kept chains join their problems' (same --seed)")
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=data)
 

@@ -21,9 +21,9 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from distill.formats import FORMATS
-from distill.tasks import get_task
-from distill.tasks.base import Chain, Problem, Task, TaskError
+from thinkling.distill.formats import FORMATS
+from thinkling.distill.tasks import get_task
+from thinkling.distill.tasks.base import Chain, Problem, Task, TaskError
 
 _ALL_PATHS = 64  # ask a teacher for every path it has, then keep the spec's first k
 DEFAULT_MODES = {"direct": 0.3, "think": 0.55, "post": 0.15}
@@ -45,7 +45,7 @@ class DataSpec:
     truncate_rate: float = 0.04
     # per task, the teacher paths to keep (e.g. {"gsm_symbolic": ("equations",)}); others keep all
     paths: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    # ``python -m distill teach`` outputs: their kept chains join their problems' (same seed
+    # ``python -m thinkling.distill teach`` outputs: their kept chains join their problems' (same seed
     # and split as the teach run), first, as path "teacher"
     chains_files: tuple[str, ...] = ()
     split: str = "train"
@@ -143,7 +143,7 @@ def _distinct(chains: list[Chain]) -> list[Chain]:
 def _teacher_chains(spec: DataSpec, task: str) -> dict[str, list[Chain]]:
     if not spec.chains_files:
         return {}
-    from distill.teach import load_teacher_chains  # it imports this module
+    from thinkling.distill.teach import load_teacher_chains  # it imports this module
 
     return load_teacher_chains(spec.chains_files, task)
 
@@ -178,7 +178,7 @@ def make_data(spec: DataSpec) -> tuple[list[dict], dict[str, FilterStats]]:
 
 def write_data(spec: DataSpec, out: str | Path) -> dict:
     """Write ``out/train.jsonl`` and ``out/stats.json`` atomically; returns the stats."""
-    from bench.files import write_text_atomic
+    from thinkling.bench.files import write_text_atomic
 
     rows, stats = make_data(spec)
     out = Path(out)

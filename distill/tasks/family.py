@@ -15,8 +15,8 @@ import random
 import re
 from dataclasses import dataclass, field
 
-from distill.tasks.base import Chain, Problem
-from distill.tasks.rg import ReasoningGymTask
+from thinkling.distill.tasks.base import Chain, Problem
+from thinkling.distill.tasks.rg import ReasoningGymTask
 
 _MARRIED = re.compile(r"(\w+) is married to (\w+)\.")
 _CHILDREN = re.compile(r"They have (?:a child|children) called ([\w, ]+?)\.")

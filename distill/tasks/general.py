@@ -12,7 +12,7 @@ is a fixed rule on the number, so it never moves when prompts are appended: ever
 (180). Since the file lists each kind in a block, each kind is held out by a quarter.
 
 ``general_answers.jsonl`` holds the base model's answers, written by
-``python -m distill general --model gemma-3-270m``. The task has no chains: its
+``python -m thinkling.distill general --model gemma-3-270m``. The task has no chains: its
 training rows are direct answers, and ``score`` is agreement with the base answer.
 
 Pure Python: the runtime is only imported by ``distill.retention``.
@@ -25,8 +25,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.tasksets import score as check
-from distill.tasks.base import Chain, Problem, TaskError
+from thinkling.bench.tasksets import score as check
+from thinkling.distill.tasks.base import Chain, Problem, TaskError
 
 PROMPTS_FILE = Path(__file__).with_name("general_prompts.jsonl")
 ANSWERS_FILE = Path(__file__).with_name("general_answers.jsonl")
@@ -40,7 +40,7 @@ class AnswersMissing(FileNotFoundError):
     def __init__(self, path: Path, missing: list[str]):
         self.path, self.missing = path, missing
         what = "does not exist" if not path.exists() else f"has no answer for {', '.join(missing[:5])}"
-        super().__init__(f"{path} {what}; run: python -m distill general --model gemma-3-270m --out {path}")
+        super().__init__(f"{path} {what}; run: python -m thinkling.distill general --model gemma-3-270m --out {path}")
 
 
 @dataclass(frozen=True)

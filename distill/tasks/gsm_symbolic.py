@@ -20,8 +20,8 @@ import random
 import re
 from collections.abc import Iterator
 
-from distill.tasks.base import Chain, Problem
-from distill.tasks.rg import ReasoningGymTask, bucket_of, wrong_number
+from thinkling.distill.tasks.base import Chain, Problem
+from thinkling.distill.tasks.rg import ReasoningGymTask, bucket_of, wrong_number
 
 SEEN, UNSEEN = range(0, 70), range(70, 100)
 # a number ($, thousands commas, %), an operator, or a word; "shrimp/minute" and "-pound" are words

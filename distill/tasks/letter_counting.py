@@ -13,8 +13,8 @@ from __future__ import annotations
 import random
 import re
 
-from distill.tasks.base import Chain, Problem
-from distill.tasks.rg import ReasoningGymTask
+from thinkling.distill.tasks.base import Chain, Problem
+from thinkling.distill.tasks.rg import ReasoningGymTask
 
 _WORD = re.compile(r"^(\w+): (?:([\w-]+): )?(\d+)$")
 _SUM = re.compile(r"^((?:\d+ \+ )*\d+) = (\d+)$")

@@ -14,7 +14,7 @@ import random
 import re
 from collections.abc import Iterator
 
-from distill.tasks.base import SPLITS, Chain, Problem, TaskError
+from thinkling.distill.tasks.base import SPLITS, Chain, Problem, TaskError
 
 # share of the question space (per mille) that belongs to each split
 BUCKETS = {"train": (0, 800), "calib": (800, 900), "test": (900, 1000)}
@@ -100,7 +100,7 @@ class ReasoningGymTask:
 
     def score(self, problem: Problem, answer: str) -> bool:
         """The shared checker of ``bench.tasksets`` on the problem's row."""
-        from bench.tasksets import score  # imports the runtime's errors: only when scoring
+        from thinkling.bench.tasksets import score  # imports the runtime's errors: only when scoring
 
         return score(problem.row(), answer)
 

@@ -38,7 +38,7 @@ class Thinkling(context: Context) {
         // Models and caches live in app-private storage, never inside the APK.
         val home = File(context.filesDir, "thinkling").apply { mkdirs() }
         py.getModule("os")["environ"]!!.callAttr("__setitem__", "THINKLING_HOME", home.path)
-        bridge = py.getModule("mobile_bridge")
+        bridge = py.getModule("thinkling.mobile_bridge")
     }
 
     fun info(): JSONObject = call("info")

@@ -18,7 +18,7 @@ import Foundation
 public final class Thinkling {
     private let module: UnsafeMutablePointer<PyObject>
 
-    /// Start the interpreter once per process and import mobile_bridge.
+    /// Start the interpreter once per process and import thinkling.mobile_bridge.
     /// - pythonHome: the stdlib inside the app bundle (e.g. Bundle.main.path(forResource: "python", ofType: nil)).
     /// - pythonPath: folders holding thinkling's runtime/ and mobile_bridge/ and the site-packages
     ///   with numpy, gguf and llama_cpp (whose libllama must be embedded as a framework).
@@ -34,10 +34,10 @@ public final class Thinkling {
         }
         let gil = PyGILState_Ensure()
         defer { PyGILState_Release(gil) }
-        guard let m = PyImport_ImportModule("mobile_bridge") else {
+        guard let m = PyImport_ImportModule("thinkling.mobile_bridge") else {
             PyErr_Print()
             throw NSError(domain: "Thinkling", code: 1,
-                          userInfo: [NSLocalizedDescriptionKey: "cannot import mobile_bridge (see the log)"])
+                          userInfo: [NSLocalizedDescriptionKey: "cannot import thinkling.mobile_bridge (see the log)"])
         }
         module = m
     }

@@ -10,8 +10,8 @@ from .base import Backend, BackendOptions
 
 # name -> "module:factory"; the factory is ``open(path, options) -> Backend``.
 _BACKENDS: dict[str, str] = {
-    "llama_cpp": "runtime.backends.llama_cpp:open_backend",
-    "onnx": "runtime.backends.onnx:open_backend",
+    "llama_cpp": "thinkling.runtime.backends.llama_cpp:open_backend",
+    "onnx": "thinkling.runtime.backends.onnx:open_backend",
 }
 
 

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 # ggml_log_level: NONE=0, DEBUG=1, INFO=2, WARN=3, ERROR=4, CONT=5 (continues the last line)
 _GGML_LEVELS = {0: logging.CRITICAL, 1: logging.DEBUG, 2: logging.DEBUG, 3: logging.INFO,
                 4: logging.ERROR}
-_native_log = logging.getLogger("runtime.llama_cpp.native")
+_native_log = logging.getLogger("thinkling.runtime.llama_cpp.native")
 _LOG_CALLBACK = None  # module-level so ctypes keeps the callback alive
 
 
