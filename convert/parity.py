@@ -36,9 +36,13 @@ class Parity:
     kl_max: float
     near_ties: int = 0  # prompts whose reference top-2 margin is within the file's logit error
     tokenization_matches_hf: bool | None = None
+    # the last position's final-norm state against the reference's (files that export it: ONNX)
+    hidden_cosine_min: float | None = None
+    hidden_max_abs_diff: float | None = None
 
     def to_dict(self) -> dict:
-        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        d = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        return {k: v for k, v in d.items() if v is not None or not k.startswith("hidden_")}
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:

@@ -32,7 +32,7 @@ from .manifest import FileEntry, Manifest, hash_files, now_iso, sha256_file, too
 from .parity import PROMPTS, Parity, compare, gguf_logits, hf_tokenization, tokenize
 from .plan import TensorPlan, plan_tensors
 from .quantize import check_head_type, kquant_fallbacks, parse_head_type, quantize_kquant, tensor_types, type_counts
-from .reference import reference_logits
+from .reference import reference_forward
 from .source import read_json
 from .staging import Staging
 from .vocab import Vocab, load_vocab
@@ -289,7 +289,7 @@ def _check_all(prep: _Prepared, src: Path, stage: Staging, files: list[FileEntry
         log.warning("the HF tokenizer disagrees with the outputs' tokenization on some parity prompts")
     bar = _bar(1 + len(files) + len(onnx_entries), "parity", progress)
     t0 = time.perf_counter()
-    ref = reference_logits(prep.weights, prep.dims, tokens)
+    ref, ref_hidden = reference_forward(prep.weights, prep.dims, tokens)
     log.info("reference forward pass in %.1fs", time.perf_counter() - t0)
     bar.update(1)
     for entry in files:
@@ -302,7 +302,7 @@ def _check_all(prep: _Prepared, src: Path, stage: Staging, files: list[FileEntry
         from .onnx.parity import check_staged
 
         t0 = time.perf_counter()
-        check_staged(stage.tmp, onnx_entries, tokens, ref, matches, threads)
+        check_staged(stage.tmp, onnx_entries, tokens, ref, matches, threads, ref_hidden)
         log.info("parity of %d ONNX decoders in %.1fs", len(onnx_entries), time.perf_counter() - t0)
         bar.update(len(onnx_entries))
     bar.close()

@@ -4,7 +4,8 @@ It is the parity reference: written from the architectures' published
 definitions in HF's conventions (half-split RoPE, Gemma's ``1 + w`` norms and
 embedding scale applied here, not baked into weights), so a wrong permutation
 or norm offset in the GGUF writer shows up as a disagreement. Float32 like
-transformers' own fp32 forward; only the last position's logits are produced.
+transformers' own fp32 forward; only the last position's logits (and final-norm
+state) are produced.
 
 All prompts travel together: their tokens are stacked into one ``[N, hidden]``
 matrix for the projections (one matmul per weight per layer), and attention
@@ -25,6 +26,14 @@ _HEAD_CHUNK = 16384
 
 def reference_logits(weights: Mapping[str, np.ndarray], dims: Dims, prompts: Sequence[Sequence[int]]) -> np.ndarray:
     """Next-token logits ``[len(prompts), n_vocab]`` (float32) for each token-id list."""
+    return reference_forward(weights, dims, prompts)[0]
+
+
+def reference_forward(weights: Mapping[str, np.ndarray], dims: Dims,
+                      prompts: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """``(logits [len(prompts), n_vocab], hidden [len(prompts), hidden])`` of each prompt's last
+    position: ``hidden`` is the final-norm state the output head multiplies (what llama.cpp's
+    embeddings and the ONNX ``hidden_last`` output give)."""
     ids = np.concatenate([np.asarray(p, dtype=np.int64) for p in prompts])
     ends = np.cumsum([len(p) for p in prompts])
     segments = list(zip(np.concatenate([[0], ends[:-1]]), ends))  # rows of each prompt
@@ -37,7 +46,7 @@ def reference_logits(weights: Mapping[str, np.ndarray], dims: Dims, prompts: Seq
     if dims.final_logit_softcap:
         cap = dims.final_logit_softcap
         logits = np.tanh(logits / cap) * cap
-    return logits.astype(np.float32)
+    return logits.astype(np.float32), x.astype(np.float32)
 
 
 def _layer(weights: Mapping[str, np.ndarray], i: int) -> dict[str, np.ndarray]:

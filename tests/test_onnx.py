@@ -30,6 +30,7 @@ GREEDY = SamplingParams(temperature=0.0)
 # GGUF: measured ONNX int4 KL 0.051 vs Q4_K_M 0.030 there; the bound is Q4_K_M's own.
 INT4_FIXTURE_MAX_KL = 1.5
 INT4_WIDE_MAX_KL = 0.12
+INT4_WIDE_MIN_HIDDEN_COS = 0.9  # measured 0.926 there; fp32 is 1.0 to 6 digits
 
 _exports: dict[str, dict[str, Path]] = {}
 
@@ -304,6 +305,7 @@ def test_cli_convert_onnx_only_with_check(tmp_path):
     (entry,) = manifest["files"]
     assert entry["format"] == "onnx" and entry["parity"]["top1_agreement"] == 1.0
     assert entry["parity"]["tokenization_matches_hf"] is True
+    assert entry["parity"]["hidden_cosine_min"] > 0.99999 and entry["parity"]["hidden_max_abs_diff"] < 1e-3
     local = json.loads((tmp_path / "llama-spm-onnx-fp32" / "manifest.json").read_text())
     assert local["files"][0]["parity"] == entry["parity"]  # the runtime reads the folder's copy
     ask = _cli("ask", "Hello", "--raw", "--json", "--model", str(tmp_path / entry["path"]),
@@ -326,8 +328,8 @@ def test_int4_on_a_well_conditioned_model_in_the_same_table_as_gguf(tmp_path, mo
     from thinkling.convert.testing import SMALL_QWEN2, make_random_qwen2
 
     calls = []
-    reference = pipeline.reference_logits
-    monkeypatch.setattr(pipeline, "reference_logits", lambda *a: calls.append(1) or reference(*a))
+    reference = pipeline.reference_forward
+    monkeypatch.setattr(pipeline, "reference_forward", lambda *a: calls.append(1) or reference(*a))
     src = make_random_qwen2(tmp_path / "src", SMALL_QWEN2, FIXTURES / "qwen2-bpe" / "base")
     m = convert(src, tmp_path / "out",
                 options=ConvertOptions(gguf="q4_k_m", onnx="fp32,int4", check=True, name="wide", threads=2))
@@ -337,6 +339,11 @@ def test_int4_on_a_well_conditioned_model_in_the_same_table_as_gguf(tmp_path, mo
     assert rows["onnx", "fp32"]["top1_agreement"] == 1.0 and rows["onnx", "fp32"]["max_abs_diff"] < 1e-3
     assert rows["onnx", "int4"]["kl_mean"] < INT4_WIDE_MAX_KL, rows["onnx", "int4"]
     assert rows["onnx", "int4"]["tokenization_matches_hf"] is True
+    # hidden_last against the reference's final-norm state, in the same table
+    assert rows["onnx", "fp32"]["hidden_cosine_min"] > 0.99999, rows["onnx", "fp32"]
+    assert rows["onnx", "fp32"]["hidden_max_abs_diff"] < 1e-3, rows["onnx", "fp32"]
+    assert rows["onnx", "int4"]["hidden_cosine_min"] > INT4_WIDE_MIN_HIDDEN_COS, rows["onnx", "int4"]
+    assert "hidden_cosine_min" not in rows["gguf", "q4_k_m"]  # only files that export it
 
 
 @pytest.mark.parametrize("existing", [False, True])
@@ -388,8 +395,122 @@ def test_logits_to_keep_gives_the_last_rows_and_the_backend_uses_it(llama):
     full = s.run(["logits"], feed)[0]
     last2 = s.run(["logits"], {**feed, "logits_to_keep": np.array([2])})[0]
     assert full.shape[1] == len(ids) and last2.shape[1] == 2 and np.abs(full[:, -2:] - last2).max() < 1e-5
+    # hidden_last is the last position's state whatever logits_to_keep asks of the head
+    h_full = s.run(["hidden_last"], feed)[0]
+    h_last2 = s.run(["hidden_last"], {**feed, "logits_to_keep": np.array([2])})[0]
+    assert h_full.ndim == 2 and h_full.shape[0] == 1 and np.abs(h_full - h_last2).max() < 1e-5
     b = open_backend("onnx", str(llama["fp32"]), BackendOptions(n_ctx=128, n_threads=1))
     try:
         assert b._has_keep  # white-box: the flag that makes eval() ask for one row
     finally:
         b.close()
+
+
+# --- hidden_last: the final-norm state of the last position (the thinking gate's signal) ---------
+def _reference_states(fx: str, token_ids) -> np.ndarray:
+    from thinkling.convert.archs import EMBED, dims_from_config, spec_for
+    from thinkling.convert.reference import reference_forward
+
+    w, cfg = load_merged(FIXTURES / fx / "base", FIXTURES / fx / "adapter")
+    return reference_forward(w, dims_from_config(cfg, spec_for(cfg), w.shape(EMBED)[0]), token_ids)[1]
+
+
+@pytest.mark.parametrize("fx", PARITY_FIXTURES)
+def test_hidden_last_matches_the_numpy_reference(tmp_root, fx):
+    from thinkling.convert.onnx.parity import compare_hidden, onnx_outputs
+
+    path = _export(tmp_root, fx)["fp32"]
+    golden, _ = _golden(fx)
+    logits, hidden = onnx_outputs(path, golden["token_ids"])
+    ref = _reference_states(fx, golden["token_ids"])
+    assert hidden is not None and hidden.shape == ref.shape
+    h = compare_hidden(hidden, ref)
+    assert h["hidden_cosine_min"] > 0.99999 and h["hidden_max_abs_diff"] < 1e-3, h
+
+
+def test_int4_exports_hidden_last_and_the_backend_says_so(llama):
+    import onnx
+
+    model = onnx.load(str(llama["int4"]))
+    assert "hidden_last" in [o.name for o in model.graph.output]
+    b = open_backend("onnx", str(llama["int4"]), BackendOptions(n_ctx=128, n_threads=1))
+    try:
+        assert b.capabilities.hidden_state
+        _, hidden = b.eval_hidden(b.tokenize("The quick brown fox", add_special=True))
+        assert hidden is not None and hidden.shape == (64,) and np.isfinite(hidden).all()
+    finally:
+        b.close()
+
+
+def test_hidden_last_is_the_last_prompt_token_with_chunks_and_prefix_reuse(llama):
+    """Prefill in chunks of n_batch, and a re-fed suffix after truncate(), give the one-pass state."""
+    ids = _golden("llama-spm")[0]["token_ids"][-1]
+    assert len(ids) > 6
+    one = open_backend("onnx", str(llama["fp32"]), BackendOptions(n_ctx=128, n_threads=1))
+    chunked = open_backend("onnx", str(llama["fp32"]), BackendOptions(n_ctx=128, n_threads=1, n_batch=3))
+    try:
+        want = one.eval_hidden(ids)[1]
+        assert np.abs(chunked.eval_hidden(ids)[1] - want).max() < 1e-5
+        chunked.truncate(len(ids) - 2)
+        assert np.abs(chunked.eval_hidden(ids[-2:])[1] - want).max() < 1e-5
+        # the state of the last token, not of an earlier one
+        one.truncate(0)
+        assert np.abs(one.eval_hidden(ids[:-1])[1] - want).max() > 1e-3
+    finally:
+        one.close()
+        chunked.close()
+
+
+def test_a_folder_converted_before_hidden_last_loads_without_the_signal(llama, tmp_path):
+    """Folders written before the converter added the output: same logits, hidden_state false."""
+    import onnx
+
+    src = llama["fp32"].parent
+    old = tmp_path / src.name
+    old.mkdir()
+    for f in src.iterdir():
+        (old / f.name).write_bytes(f.read_bytes())
+    model = onnx.load(str(old / llama["fp32"].name))
+    outs = [o for o in model.graph.output if o.name != "hidden_last"]
+    del model.graph.output[:]
+    model.graph.output.extend(outs)
+    keep = [n for n in model.graph.node if "hidden_last" not in n.output]
+    del model.graph.node[:]
+    model.graph.node.extend(keep)  # the dangling Slice before it is pruned by onnxruntime
+    onnx.save(model, str(old / llama["fp32"].name))
+    ids = _golden("llama-spm")[0]["token_ids"][1]
+    b = open_backend("onnx", str(old / llama["fp32"].name), BackendOptions(n_ctx=128, n_threads=1))
+    new = open_backend("onnx", str(llama["fp32"]), BackendOptions(n_ctx=128, n_threads=1))
+    try:
+        assert not b.capabilities.hidden_state and new.capabilities.hidden_state
+        logits, hidden = b.eval_hidden(ids)
+        assert hidden is None
+        assert np.abs(logits - new.eval_hidden(ids)[0]).max() < 1e-5
+    finally:
+        b.close()
+        new.close()
+
+
+def test_hidden_last_equals_llama_cpp_eval_hidden_on_the_same_model(tmp_path):
+    """The same merged weights as an F32 GGUF: llama.cpp's embeddings of the last token and the
+    ONNX output agree (llama.cpp's own rounding: measured max |diff| 5e-4..4e-3 on the fixtures)."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed")
+    from thinkling.convert.pipeline import ConvertOptions, convert
+
+    fx = FIXTURES / "gemma3-spm"
+    m = convert(fx / "base", tmp_path / "out", lora=fx / "adapter",
+                options=ConvertOptions(gguf="f32", onnx="fp32", check=False, threads=2))
+    paths = {f.format: tmp_path / "out" / f.path for f in m.files}
+    g = open_backend("llama_cpp", str(paths["gguf"]), BackendOptions(n_ctx=256, n_threads=1))
+    o = open_backend("onnx", str(paths["onnx"]), BackendOptions(n_ctx=256, n_threads=1))
+    try:
+        for prompt in _golden("gemma3-spm")[0]["prompts"][:3]:
+            ids = g.tokenize(prompt, add_special=True)
+            g.truncate(0)
+            o.truncate(0)
+            hg, ho = g.eval_hidden(ids)[1], o.eval_hidden(ids)[1]
+            cos = float(hg @ ho / np.linalg.norm(hg) / np.linalg.norm(ho))
+            assert cos > 0.9999 and np.abs(hg - ho).max() < 2e-2, (prompt, cos)
+    finally:
+        g.close()
+        o.close()

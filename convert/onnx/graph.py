@@ -9,6 +9,7 @@ Inputs / outputs (the names ONNX Runtime GenAI expects, ``genai_config.json``):
     logits_to_keep             int64 [1]  optional (default 0: every position; k: the last k)
     ->
     logits                     f32   [batch, seq or k, vocab]
+    hidden_last                f32   [batch, hidden]  the last position's state after the final norm
     present.{i}.key            f32   [batch, n_kv_heads, past + seq, head_dim]  (and .value)
 
 Two attention lowerings share everything else:
@@ -73,6 +74,9 @@ PAST_KEY, PAST_VALUE = "past_key_values.{i}.key", "past_key_values.{i}.value"
 PRESENT_KEY, PRESENT_VALUE = "present.{i}.key", "present.{i}.value"
 ATTENTION_KINDS = ("plain", "gqa")
 LOGITS_TO_KEEP = "logits_to_keep"
+# The input of the output head at the last position: the task-free signal the runtime's
+# thinking gate reads (runtime.backends.onnx.HIDDEN_OUTPUT, llama.cpp's eval_hidden).
+HIDDEN_LAST = "hidden_last"
 
 
 class _Graph:
@@ -297,7 +301,8 @@ def _layer(g: _Graph, spec: DecoderSpec, W: _Weights, sh: _Shared, i: int, x: st
 
 
 def _head(g: _Graph, spec: DecoderSpec, W: _Weights, x: str, embed: np.ndarray) -> None:
-    """Final norm and output head -> ``logits``, for the last ``logits_to_keep`` rows only.
+    """Final norm and output head -> ``logits``, for the last ``logits_to_keep`` rows only;
+    the final-norm state of the last position -> ``hidden_last``.
 
     ``logits_to_keep`` is an input with a default (0 = every position, k = the last k): a
     prompt's prefill needs only the last row, and the head is the biggest MatMul of a
@@ -307,6 +312,9 @@ def _head(g: _Graph, spec: DecoderSpec, W: _Weights, x: str, embed: np.ndarray) 
     start = g.op("Neg", [LOGITS_TO_KEEP])
     x = g.op("Slice", [x, start, g.const([np.iinfo(np.int64).max]), g.const([1])])  # [B, k or S, hidden]
     x = _rms_norm(g, x, g.init("norm.weight", W.norm("final_norm")), spec.rms_eps)
+    # hidden_last [B, hidden]: the last row is the last position whatever logits_to_keep is
+    last = g.op("Slice", [x, g.const([-1]), g.const([np.iinfo(np.int64).max]), g.const([1])])
+    g.op("Squeeze", [last, g.const([1])], outputs=[HIDDEN_LAST], name="hidden_last/Squeeze")
     head = W.get("lm_head")  # absent when tied (an adapter's replacement can untie it)
     if head is None:
         head = embed  # tied: a transposed copy, so the head stays a quantizable MatMul
@@ -327,7 +335,8 @@ def _graph_io(spec: DecoderSpec, vocab: int) -> tuple[list, list]:
               helper.make_tensor_value_info("attention_mask", i64, ["batch", "total_sequence_length"]),
               helper.make_tensor_value_info("position_ids", i64, ["batch", "sequence_length"]),
               helper.make_tensor_value_info(LOGITS_TO_KEEP, i64, [1])]
-    outputs = [helper.make_tensor_value_info("logits", f32, ["batch", "logits_length", vocab])]
+    outputs = [helper.make_tensor_value_info("logits", f32, ["batch", "logits_length", vocab]),
+               helper.make_tensor_value_info(HIDDEN_LAST, f32, ["batch", spec.hidden])]
     for i in range(spec.n_layers):
         for name in (PAST_KEY, PAST_VALUE):
             inputs.append(helper.make_tensor_value_info(name.format(i=i), f32, kv))

@@ -3,8 +3,8 @@
 The model folder is what ``thinkling convert --onnx`` writes (and what ONNX
 Runtime GenAI loads): ``<name>.onnx`` with ``input_ids``/``attention_mask``/
 ``position_ids``/``past_key_values.N.{key,value}`` in and ``logits``/
-``present.N.{key,value}`` out, plus ``tokenizer.json``, ``tokenizer_config.json``
-and ``genai_config.json``. The KV cache is a list of numpy arrays
+``present.N.{key,value}`` (and, when exported, ``hidden_last``) out, plus
+``tokenizer.json``, ``tokenizer_config.json`` and ``genai_config.json``. The KV cache is a list of numpy arrays
 ``[1, n_kv_heads, n_tokens, head_dim]`` per layer: ``present`` of one call is
 the ``past`` of the next, and ``truncate`` slices it (prefix reuse).
 """
@@ -24,7 +24,9 @@ from .base import BackendOptions, Capabilities
 log = logging.getLogger(__name__)
 
 _REQUIRED_INPUTS = ("input_ids", "attention_mask", "past_key_values.0.key")
-HIDDEN_OUTPUT = "hidden_last"  # [1, n, n_embd] final-norm hidden states (optional output)
+# optional output [batch, n_embd]: the last position's state after the final norm (the
+# output head's input), written by thinkling's converter (convert.onnx.graph.HIDDEN_LAST)
+HIDDEN_OUTPUT = "hidden_last"
 
 
 def _ort():
@@ -165,7 +167,7 @@ class OnnxBackend:
         self._past = [outs[f"present.{i}.{kind}"] for i in range(self._layers) for kind in ("key", "value")]
         self._kv.extend(part)
         hidden = outs.get(HIDDEN_OUTPUT)
-        self._last_hidden = None if hidden is None else np.array(hidden[0, -1], dtype=np.float32)
+        self._last_hidden = None if hidden is None else np.array(hidden[0], dtype=np.float32)
         return outs["logits"][0]  # [len(part), n_vocab], or [1, n_vocab] with last_only
 
     def eval(self, tokens: list[int]) -> np.ndarray:
