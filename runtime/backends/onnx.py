@@ -4,8 +4,8 @@ The model folder is what ``thinkling convert --onnx`` writes (and what ONNX
 Runtime GenAI loads): ``<name>.onnx`` with ``input_ids``/``attention_mask``/
 ``position_ids``/``past_key_values.N.{key,value}`` in and ``logits``/
 ``present.N.{key,value}`` (and, when exported, ``hidden_last``) out, plus
-``tokenizer.json``, ``tokenizer_config.json`` and ``genai_config.json``. The KV cache is a list of numpy arrays
-``[1, n_kv_heads, n_tokens, head_dim]`` per layer: ``present`` of one call is
+``tokenizer.json``, ``tokenizer_config.json`` and ``genai_config.json``. The KV
+cache is a list of numpy arrays ``[1, n_kv_heads, n_tokens, head_dim]`` per layer: ``present`` of one call is
 the ``past`` of the next, and ``truncate`` slices it (prefix reuse).
 """
 
