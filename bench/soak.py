@@ -51,7 +51,7 @@ class SoakOptions:
     clients: int = 4
     seed: int = 0
     contend: int = 0  # busy processes beside a second phase (0: one phase)
-    busy_kind: str = "python"
+    busy_kind: str = "python"  # bench.contend.BUSY_KINDS; "spin": each pinned to one core
     max_tokens: int = 24
     burst_size: int = 12
     request_timeout_s: float = 120.0  # a client gives up after this (counted as a failure)
@@ -320,5 +320,6 @@ def _soak_against(opts: SoakOptions, base: str, proc: subprocess.Popen | None) -
     record["wall_s"] = round(time.perf_counter() - t0, 1)
     record["agreement"] = report.agreement(results, before, report.scrape(base, auth))
     record["health_end"] = report.health(base, auth, pid)
+    record["threads_end"] = ((report.server_facts(base, auth)["health"] or {}).get("threads"))  # policy, count
     record.update(report.summarize(results, sampler.samples, opts))
     return record

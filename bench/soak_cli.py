@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from .contend import BUSY_KINDS
 from .files import write_text_atomic
 from .soak import SoakOptions, soak
 from .soak_report import plot, verdict
@@ -31,7 +32,10 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--contend", type=int, default=d.contend,
                    help="N busy processes beside a second phase of the same length (0: none)")
-    p.add_argument("--busy-kind", choices=("python", "blas"), default=d.busy_kind)
+    p.add_argument("--busy-kind", choices=BUSY_KINDS, default=d.busy_kind,
+                   help="python: interpreter loops; spin: each pinned to one core; blas: numpy BLAS threads; "
+                        "torch: 2 torch threads (e.g. --contend 1 --busy-kind spin "
+                        "--server-arg=--thread-policy=fixed)")
     p.add_argument("--max-tokens", type=int, default=d.max_tokens)
     p.add_argument("--burst-size", type=int, default=d.burst_size)
     p.add_argument("--request-timeout", dest="request_timeout_s", type=float, default=d.request_timeout_s)
@@ -52,7 +56,8 @@ def _table(record: dict) -> str:
     lines = []
     for phase, s in record["phases"].items():
         lat = s["latency"]
-        lines.append(f"[{phase}] {s['requests']} requests; outcomes: "
+        per_min = lat["n"] / (record["options"]["duration_s"] / 60)
+        lines.append(f"[{phase}] {s['requests']} requests ({per_min:.1f} served per minute); outcomes: "
                      + ", ".join(f"{k}={v}" for k, v in s["outcomes"].items()))
         if lat["n"]:
             lines.append(f"  200s: p50 {lat['p50_ms']:.0f} ms  p95 {lat['p95_ms']:.0f} ms  max {lat['max_ms']:.0f} ms")
@@ -75,6 +80,8 @@ def _table(record: dict) -> str:
                      f"{'ok' if cc['pass'] else 'FAIL'}")
     a = record["agreement"]
     lines.append("metrics agree with clients: " + (str(a["agree"]) if a["available"] else "n/a (" + a["why"] + ")"))
+    health = (record.get("server") or {}).get("health") or {}
+    lines.append(f"server threads at the start: {health.get('threads')}; at the end: {record.get('threads_end')}")
     lines.append(f"healthy at the end: {record['health_end']['ok']}; load avg start {record['loadavg_start']} "
                  f"end {record['loadavg_end']}")
     lines.append("PASS" if record["pass"] else "FAIL")

@@ -21,8 +21,8 @@ from typing import Any, Callable
 from thinkling.runtime import __version__ as runtime_version
 from thinkling.runtime import models
 from thinkling.runtime.api import chat_request
-from thinkling.runtime.api.limits import check_load
-from thinkling.runtime.engine import THREAD_POLICIES, Engine, EngineConfig
+from thinkling.runtime.api.limits import DEFAULT_THREAD_POLICY, THREAD_POLICIES, check_load
+from thinkling.runtime.engine import Engine, EngineConfig
 from thinkling.runtime.hardware import device_facts
 from thinkling.runtime.modelinfo import check_gguf
 from thinkling.runtime.speculative import SPECULATIVE_MODES
@@ -48,7 +48,7 @@ class LoadOptions:
     queue_size: int = 4
     cpu_affinity: tuple[int, ...] | None = None
     speculative: str = "off"  # the default for requests that do not say (runtime.speculative)
-    thread_policy: str = "fixed"  # or "adaptive" (runtime.threads): opt-in until measured on a device
+    thread_policy: str = DEFAULT_THREAD_POLICY  # "adaptive" (runtime.threads) or "fixed"
 
     @classmethod
     def from_json(cls, obj: dict) -> "LoadOptions":

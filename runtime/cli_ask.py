@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from . import models
+from .api.limits import THREAD_POLICIES
 from .engine import Engine, EngineConfig
 from .errors import InvalidRequest
 from .modelinfo import check_gguf, gguf_info, onnx_info
@@ -36,6 +37,9 @@ def register(sub) -> None:
     p.add_argument("--deadline-ms", type=float, default=None)
     p.add_argument("--threads", type=int, default=engine.n_threads)
     p.add_argument("--ctx", type=int, default=engine.n_ctx)
+    p.add_argument("--thread-policy", choices=THREAD_POLICIES, default=engine.thread_policy,
+                   help="adaptive: 1..threads by measured decode speed (steps down when a core is busy); "
+                        "fixed: always --threads")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
     f = p.add_mutually_exclusive_group()
     f.add_argument("--json-schema", metavar="FILE", default=None,
@@ -79,7 +83,7 @@ def request_from_args(args) -> GenerationRequest:
 
 
 def run_ask(args) -> int:
-    config = EngineConfig(n_ctx=args.ctx, n_threads=args.threads, queue_size=1)
+    config = EngineConfig(n_ctx=args.ctx, n_threads=args.threads, queue_size=1, thread_policy=args.thread_policy)
     request = request_from_args(args)
     with Engine(args.model, config) as engine:
         if args.json:

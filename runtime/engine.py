@@ -18,7 +18,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from . import models
-from .api.limits import LIMITS, MAX_DEADLINE_MS, SAMPLING, Limit, bad, check_load
+from .api.limits import (DEFAULT_THREAD_POLICY, LIMITS, MAX_DEADLINE_MS, SAMPLING, THREAD_POLICIES, Limit, bad,
+                         check_load)
 from .backends import BackendOptions, open_backend
 from .backends.base import Backend
 from .errors import EngineBusy, EngineClosed, InvalidRequest
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 _DONE = object()
 
 
-THREAD_POLICIES = ("fixed", "adaptive")
 DEADLINE_S = Limit("num", 0, MAX_DEADLINE_MS / 1000, low_open=True)  # the table's deadline_ms, in seconds
 
 
@@ -51,10 +51,9 @@ class EngineConfig:
     queue_size: int = 8
     cpu_affinity: tuple[int, ...] | None = None
     speculative: str = "off"  # default for requests that do not say: "ngram" or "off" (runtime.speculative)
-    # "fixed": always n_threads; "adaptive": between 1 and n_threads by measured decode speed
-    # (runtime.threads: steps down when another process takes a core). Opt-in everywhere until
-    # measured where the collapse it guards against happens (docs/runtime.md, "Adaptive threads").
-    thread_policy: str = "fixed"
+    # "adaptive": between 1 and n_threads by measured decode speed (runtime.threads: steps down
+    # when another process takes a core); "fixed": always n_threads. THREAD_POLICIES.
+    thread_policy: str = DEFAULT_THREAD_POLICY
     use_mmap: bool = True  # False: read the weights into memory (immune to the file changing)
 
 
@@ -245,10 +244,13 @@ class Engine:
                          size_bytes=path.stat().st_size if path.is_file() else 0)
 
     def threads(self) -> dict:
-        """The thread policy in force: ``fixed`` with its count, or the governor's state."""
+        """The thread policy in force: ``fixed`` with its count, or the governor's state.
+        Adaptive asked of a backend that cannot move its count (one thread, onnxruntime's
+        fixed pool) runs fixed and says so (``requested``)."""
         if self.backend.governor is not None:
             return self.backend.governor.describe()
-        return {"policy": "fixed", "threads": self._n_threads()}
+        fixed = {"policy": "fixed", "threads": self._n_threads()}
+        return fixed if self.config.thread_policy == "fixed" else {**fixed, "requested": self.config.thread_policy}
 
     def _n_threads(self) -> int | None:
         """The backend's thread count, or the configured one where the backend does not say."""

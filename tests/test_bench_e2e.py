@@ -59,14 +59,31 @@ def test_bench_latency_end_to_end(tmp_path, default_model_path):
 
 def test_bench_contend_end_to_end(tmp_path, capsys):
     out = tmp_path / "c.json"
-    assert main(["contend", "--requests", "2", "--max-tokens", "3", "--busy", "1", "--json", str(out)]) == 0
+    assert main(["contend", "--cases", "none,spin", "--case-seconds", "0.1", "--requests", "2", "--max-tokens", "3",
+                 "--json", str(out)]) == 0
     r = json.loads(out.read_text())
-    assert r["busy_processes"] == 1 and set(r["phases"]) == {"free", "busy"}
-    for phase in r["phases"].values():
-        assert set(phase) == {"fixed", "adaptive"} and all(s["n"] == 2 for s in phase.values())
+    assert list(r["cases"]) == ["none", "spin"]
+    assert r["cases"]["spin"]["busy_processes"] == 1 and r["cases"]["spin"]["busy_kind"] == "spin"
+    for case in r["cases"].values():
+        phase = case["policies"]
+        assert set(phase) == {"fixed", "adaptive"} and all(1 <= s["n"] <= 2 for s in phase.values())
+        assert all(s["requests_per_min"] > 0 and s["ttft_p50_ms"] > 0 for s in phase.values())
         assert phase["adaptive"]["threads_at_end"]["policy"] == "adaptive"
+        assert phase["fixed"]["threads_at_end"]["policy"] == "fixed"
     assert "threads at end" in capsys.readouterr().out
     import multiprocessing
 
     assert not multiprocessing.active_children()  # the busy processes were stopped
+    assert main(["contend", "--cases", "nothing"]) == 2  # an unknown case is one line, not a traceback
     assert main(["contend", "--requests", "0"]) == 2  # a bad flag is one line, not a traceback
+
+
+def test_spinners_hold_one_pinned_core_each():
+    import os
+
+    from thinkling.bench.contend import _spin_core, busy_processes
+
+    with busy_processes(2, "spin", settle_s=0.5) as procs:
+        held = [os.sched_getaffinity(p.pid) for p in procs]
+    assert held == [{_spin_core(0)}, {_spin_core(1)}]
+    assert len(os.sched_getaffinity(0)) < 2 or held[0] != held[1]

@@ -157,19 +157,21 @@ def test_garbage_file_is_invalid_model_file(tmp_path):
 
 
 def test_adaptive_threads_change_the_count_not_the_tokens(engine):
-    """The governor switches llama.cpp's thread count mid-generation (its first trial comes
-    after one 8-token window); greedy tokens stay those of the fixed-count engine."""
+    """The default policy is adaptive: the governor switches llama.cpp's thread count
+    mid-generation (its first trial comes after one 8-token window); greedy tokens stay
+    those of a fixed-count engine."""
     from thinkling.runtime import Engine, EngineConfig
 
-    prompt = req("The history of the printing press", max_tokens=40)
-    engine.reset_cache()
-    fixed = engine.generate(prompt)
-    with Engine("gemma-3-270m", EngineConfig(n_ctx=1024, n_threads=2, queue_size=1, thread_policy="adaptive")) as e:
+    assert EngineConfig().thread_policy == "adaptive"
+    with Engine("gemma-3-270m", EngineConfig(n_ctx=1024, n_threads=2, queue_size=1, thread_policy="fixed")) as e:
+        fixed = e.generate(req("The history of the printing press", max_tokens=40))
+        assert e.threads() == {"policy": "fixed", "threads": 2} and e.backend.governor is None
+    with Engine("gemma-3-270m", EngineConfig(n_ctx=1024, n_threads=2, queue_size=1)) as e:
         adaptive = e.generate(req("The history of the printing press", max_tokens=40))
         state = e.threads()
     assert state["policy"] == "adaptive" and state["max_threads"] == 2 and state["changes"] >= 1, state
     assert adaptive.tokens == fixed.tokens
-    assert engine.threads() == {"policy": "fixed", "threads": engine.describe().n_threads}
+    assert engine.threads()["policy"] == "adaptive"  # the session's engine, built with no policy given
 
 
 def test_unknown_thread_policy_is_refused():

@@ -301,6 +301,15 @@ def test_routing_auth_and_media_errors(server):
     assert httpx.get(server.url + "/health").json()["status"] == "ok"  # public, no key needed
 
 
+def test_health_shows_the_adaptive_thread_policy_by_default(tmp_path):
+    srv = start_server(tmp_path / "server.log", "--threads", "2")  # no --thread-policy; the last --threads wins
+    try:
+        threads = httpx.get(srv.url + "/health").json()["threads"]
+    finally:
+        stop_server(srv)
+    assert threads["policy"] == "adaptive" and threads["max_threads"] == 2, threads
+
+
 def test_cors_off_by_default(server):
     r = httpx.options(server.url + "/v1/chat/completions",
                       headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 import pytest
 
 from thinkling.runtime.threads import ThreadGovernor, ThreadPolicy
@@ -57,3 +59,56 @@ def test_more_cores_settle_on_the_fastest_count():
 def test_bad_policy_is_refused():
     with pytest.raises(ValueError):
         ThreadGovernor(ThreadPolicy(max_threads=2, min_threads=3))
+
+
+def trials(gov) -> list[int]:
+    """Decode steps at which a probe began."""
+    return [c.step for c in gov.history if c.reason == "trial"]
+
+
+def test_losing_trials_back_off_exponentially_on_a_free_machine():
+    p = ThreadPolicy(max_threads=2)
+    gov = ThreadGovernor(p, history=deque(maxlen=1000))
+    used = run(gov, FREE, 20_000)
+    starts = trials(gov)
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert all(b >= a for a, b in zip(gaps, gaps[1:])), gaps  # intervals never shrink while 2 holds
+    assert gaps[-1] >= p.explore_max and gov.interval == p.explore_max  # ... and reach the cap
+    assert len(starts) < 20_000 // p.explore_every // 2  # far fewer probes than a fixed 256-token interval
+    assert used[-1] == 2 and used.count(1) / len(used) < 0.005
+    assert all(c.reason in ("trial", "back") for c in gov.history)  # every probe lost
+
+
+def test_a_collapse_resets_the_back_off_and_recovery_still_comes():
+    p = ThreadPolicy(max_threads=2)
+    gov = ThreadGovernor(p)
+    run(gov, FREE, 10_000)
+    assert gov.interval == p.explore_max
+    run(gov, BUSY, 40)  # a job starts beside the engine after a long quiet spell
+    assert gov.threads == 1 and gov.history[-1].reason == "kept"
+    used = run(gov, FREE, 3 * p.explore_every)  # ... and ends: the first probe up finds 2 again
+    assert used.index(2) <= p.explore_every + p.window and used[-1] == 2
+    assert gov.interval <= 2 * p.explore_every  # back-off restarted from the base interval
+
+
+def test_prefill_follows_the_settled_count_not_a_trial():
+    gov = ThreadGovernor(ThreadPolicy(max_threads=2))
+    run(gov, FREE, 8)  # the first window ends: a trial at 1 thread starts
+    assert gov.threads == 1 and gov.settled == 2 and gov.describe()["batch_threads"] == 2
+    run(gov, FREE, 8)  # the trial lost
+    assert gov.threads == 2 and gov.settled == 2
+    run(gov, BUSY, 40)
+    assert gov.threads == gov.settled == 1  # a step-down that held moves prefill too
+
+
+def test_switches_are_recorded_with_their_reason():
+    gov = ThreadGovernor(ThreadPolicy(max_threads=2))
+    run(gov, BUSY, 16)
+    assert [c.to_dict() for c in gov.history] == [{"step": 8, "from": 2, "to": 1, "reason": "trial"},
+                                                  {"step": 16, "from": 2, "to": 1, "reason": "kept"}]
+    assert gov.describe()["recent_changes"][-1]["reason"] == "kept"
+
+
+def test_bad_back_off_is_refused():
+    with pytest.raises(ValueError):
+        ThreadGovernor(ThreadPolicy(max_threads=2, explore_every=512, explore_max=256))

@@ -22,7 +22,8 @@ from ..errors import InvalidRequest
 from ..types import DEFAULT_MAX_TOKENS
 
 __all__ = ["DEFAULT_MAX_TOKENS", "MAX_TOKENS_CAP", "ROLES", "MAX_STOPS", "MAX_STOP_CHARS", "MAX_DEADLINE_MS", "Limit",
-           "LIMITS", "COMPLETION_LIMITS", "SAMPLING", "LOAD_LIMITS", "check_load", "bad"]
+           "LIMITS", "COMPLETION_LIMITS", "SAMPLING", "LOAD_LIMITS", "THREAD_POLICIES", "DEFAULT_THREAD_POLICY",
+           "check_load", "bad"]
 MAX_TOKENS_CAP = 2048  # larger asks are clamped (the server's max_tokens_cap)
 ROLES = ("system", "developer", "user", "assistant")  # "developer" is treated as "system"
 MAX_STOPS, MAX_STOP_CHARS = 8, 256
@@ -86,6 +87,13 @@ LOAD_LIMITS: dict[str, Limit] = {
     "n_batch": Limit("int", 1, 1 << 16),
     "queue_size": Limit("int", 1, 1024),
 }
+
+# "fixed": always n_threads; "adaptive": decode between 1 and n_threads by measured speed
+# (runtime.threads), stepping down when another process takes a core. Adaptive is the
+# default because phones and laptops always run other work beside the engine; every edge
+# (EngineConfig, thinkling serve / ask, the bridge) reads its default from here.
+THREAD_POLICIES = ("fixed", "adaptive")
+DEFAULT_THREAD_POLICY = "adaptive"
 
 
 def check_load(name: str, value: Any, param: str | None = None) -> Any:

@@ -165,6 +165,7 @@ class LlamaCppBackend:
         threads = options.n_threads or os.cpu_count() or 1
         set_fields(cparams, context_param_values(self.n_ctx, min(options.n_batch, self.n_ctx), threads))
         self.n_threads = threads
+        self._counts = (threads, threads)  # (n_threads, n_threads_batch) llama.cpp was last given
         self.governor = (ThreadGovernor(ThreadPolicy(max_threads=threads))
                          if options.adaptive_threads and threads > 1 else None)
         self.capabilities = Capabilities(score_many=True, grammar=True, hidden_state=True, adaptive_threads=True)
@@ -250,14 +251,26 @@ class LlamaCppBackend:
         if self.governor is not None and len(tokens) == 1:  # a decode step: the governor's measure
             t0 = time.perf_counter()
             self._decode(tokens, all_logits=False)
-            changed = self.governor.observe(time.perf_counter() - t0)
-            if changed is not None:
-                self._C.llama_set_n_threads(self._ctx, changed, changed)
-                self.n_threads = changed
+            self.governor.observe(time.perf_counter() - t0)
+            if (self.governor.threads, self.governor.settled) != self._counts:  # a switch, or a trial kept
+                self._follow_governor()
         else:
             self._decode(tokens, all_logits=False)
         ptr = self._C.llama_get_logits_ith(self._ctx, -1)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+
+    def _follow_governor(self) -> None:
+        """Give llama.cpp the governor's counts: single-token steps use ``n_threads`` (a
+        trial's count during a trial), batches ``n_threads_batch`` (the settled count), so a
+        prompt evaluated after a step-down runs on the count that survived contention."""
+        g = self.governor
+        self._counts = (g.threads, g.settled)
+        self._C.llama_set_n_threads(self._ctx, *self._counts)
+        self.n_threads = g.threads
+
+    def native_threads(self) -> tuple[int, int]:
+        """llama.cpp's own ``(n_threads, n_threads_batch)`` for this context."""
+        return self._C.llama_n_threads(self._ctx), self._C.llama_n_threads_batch(self._ctx)
 
     def eval_hidden(self, tokens: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """``eval`` that also returns the final hidden state of the last token, ``[n_embd]``

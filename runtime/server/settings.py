@@ -14,7 +14,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (BaseSettings, JsonConfigSettingsSource, NoDecode, SettingsConfigDict,
                                TomlConfigSettingsSource)
 
-from ..api.limits import DEFAULT_MAX_TOKENS, MAX_TOKENS_CAP, check_load
+from ..api.limits import DEFAULT_MAX_TOKENS, DEFAULT_THREAD_POLICY, MAX_TOKENS_CAP, THREAD_POLICIES, check_load
 from ..api.requests import RequestDefaults
 from ..types import THINK_MODES
 
@@ -67,9 +67,10 @@ class ServerSettings(BaseSettings):
         300.0, gt=0, description="wall-clock budget per request from arrival (queue included); None: unlimited")
     n_ctx: int = Field(4096, description="context window in tokens")
     threads: int | None = Field(None, description="CPU threads for llama.cpp (default: physical cores)")
-    thread_policy: Literal["fixed", "adaptive"] = Field(
-        "fixed", description="fixed: always threads; adaptive: decode on 1..threads by measured speed, stepping "
-                             "down when another process takes a core (runtime/threads.py)")
+    thread_policy: Literal[THREAD_POLICIES] = Field(
+        DEFAULT_THREAD_POLICY, description="adaptive: decode and prefill on 1..threads by measured speed, stepping "
+                                           "down when another process takes a core (runtime/threads.py); "
+                                           "fixed: always threads")
     n_batch: int = Field(512, description="prompt evaluation batch size")
     mmap: bool = Field(False, description="map the model file instead of reading it (shares pages, loads faster); "
                                           "rewriting a mapped file in place crashes the server (SIGBUS)")
