@@ -95,13 +95,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> None:
-    """Run ``build`` from parsed flags (errors raise; ``python -m thinkling.distill`` prints them)."""
-    from thinkling.runtime.errors import ThinklingError
-
+    """Run ``build`` from parsed flags (errors raise; ``distill.cli`` prints them)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    try:
-        card = build(args.recipe, args.data, args.out, args.eval_tasks.split(","), args.name,
-                     trainer.options_from_args(args), args.eval_limit)
-    except ThinklingError as e:  # the evaluator's, converter's and card's typed errors: one line
-        raise ValueError(str(e)) from None
-    print(card)
+    print(build(args.recipe, args.data, args.out, args.eval_tasks.split(","), args.name,
+                trainer.options_from_args(args), args.eval_limit))

@@ -20,10 +20,8 @@ from pathlib import Path
 
 from thinkling.bench.files import write_text_atomic
 from thinkling.bench.modes import Outcome, random_gating, reach
+from thinkling.distill import cli
 from thinkling.runtime.errors import ThinklingError
-
-# The arith-student's old build writes its own card (goes with distill/build.py).
-from thinkling.distill.card_arith import render, render_runtime, stats_dict  # noqa: F401
 
 EVAL, STUDENT, MODES, RETENTION = "eval.json", "student.json", "modes.json", "retention.json"
 BUILDS = ("build_report.json", "train_report.json")  # the build's record, else the trainer's
@@ -311,31 +309,19 @@ def register(sub) -> None:
     """``python -m thinkling.distill card``."""
     p = sub.add_parser("card", help="write a student's MODEL_CARD.md from its records",
                        description=__doc__.splitlines()[0])
-    _arguments(p)
-    p.set_defaults(func=_cli)
-
-
-def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--student", required=True, help="the student's folder (with eval.json)")
     p.add_argument("--modes", help="a bench modes JSON (default: modes.json in the folder, if any)")
     p.add_argument("--retention", help="a retention record (default: retention.json in the folder, if any)")
+    p.set_defaults(func=_cli)
 
 
-def _cli(args: argparse.Namespace) -> int:
-    try:
-        out = write_card(args.student, args.modes, args.retention)
-    except (ThinklingError, OSError) as e:  # the edge: one line, no traceback
-        print(f"python -m thinkling.distill card: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
-    print(out)
-    return 0
+def _cli(args: argparse.Namespace) -> None:
+    print(write_card(args.student, args.modes, args.retention))
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m thinkling.distill.card`` (the same as ``python -m thinkling.distill card``)."""
-    parser = argparse.ArgumentParser(prog="python -m thinkling.distill card", description=__doc__.splitlines()[0])
-    _arguments(parser)
-    return _cli(parser.parse_args(argv))
+    return cli.command_main("card", argv)
 
 
 if __name__ == "__main__":

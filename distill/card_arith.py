@@ -1,7 +1,8 @@
 """The tiny arith-student's MODEL_CARD.md from the old build's report (pure Python).
 
-``distill/build.py`` writes this card; after conversion, re-render it with the runtime's
-numbers (it goes with that build; every other student's card is ``distill.card``'s):
+The old arith build (``distill/build.py`` before commit 4874947) wrote this card; after a
+conversion, re-render it with the runtime's numbers (every other student's card is
+``distill.card``'s):
 
     python -m thinkling.distill.card_arith distill/artifacts/arith-student \
         --modes bench/results/modes-arith-student.json

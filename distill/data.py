@@ -17,7 +17,7 @@ from thinkling.distill.chat import ARITH_FORMAT, EOS, THINK_CLOSE, THINK_OPEN, C
 from thinkling.distill.filter import verify_completion
 from thinkling.distill.noise import MISTAKES, inject
 from thinkling.distill.problems import Problem, sample_split_problem
-from thinkling.distill.teacher import FULLY_SPLIT, PLACE_SPLIT, Strategy, solve, steps_text, teach
+from thinkling.distill.teacher import FULLY_SPLIT, Strategy, solve, steps_text, teach
 
 
 @dataclass(frozen=True)
@@ -31,9 +31,6 @@ class Mix:
     preferred_rate: float = 0.6  # share on the preferred path; the rest pick any path
     preferred: Strategy = FULLY_SPLIT
     mistake_rate: float = 0.15  # the noisy teacher's error rate before filtering
-    # share of examples that are one step of a filtered chain ("173 + 6"), asked as a
-    # direct question: the chain's own building blocks, drilled where the student errs
-    step_drill_rate: float = 0.0
 
 
 # The base is mostly one-operation problems: direct answers to longer ones are
@@ -69,30 +66,7 @@ GEMMA_POLISH_MIX = replace(
     op_weights=(0.4, 0.2, 0.2, 0.2),
     mode_weights={"direct": 0.45, "think": 0.45, "post": 0.1},
 )
-# A third phase: of the polish adapter's 19 failing chains on 100 held-out problems, 15 broke
-# at one arithmetic step, every one an addition or subtraction on a two- or three-digit partial
-# (44 + 7 = 41, 173 + 6 = 180, 116 - 60 = 66, 153 + 30 = 283); the other 4 dropped or misplaced a
-# term. A fifth of the examples drill such steps, taken from filtered chains, as direct
-# questions; their operands go past the task's 0-99 (partials reach 999), as the chains' do.
-GEMMA_STEPS_MIX = replace(
-    GEMMA_MIX,
-    op_weights=(0.3, 0.2, 0.25, 0.25),
-    mode_weights={"direct": 0.35, "think": 0.55, "post": 0.1},
-    step_drill_rate=0.2,
-)
-# A phase that changes the chains rather than drilling them (tried, discarded: docs/distill.md).
-# Teacher-forced, the phase-2 student's steps on a three-digit partial held 79% of its step
-# errors. PLACE_SPLIT works every sum and difference below the hundreds (``46 - 6 = 40``,
-# ``400 + 40 = 440``); its new step kinds are what the phase teaches, so chains get the
-# larger share, on every depth.
-GEMMA_PLACE_MIX = replace(
-    GEMMA_MIX,
-    op_weights=(0.25, 0.25, 0.25, 0.25),
-    mode_weights={"direct": 0.35, "think": 0.55, "post": 0.1},
-    preferred=PLACE_SPLIT,
-)
-MIXES = {"gemma": GEMMA_MIX, "gemma-polish": GEMMA_POLISH_MIX, "gemma-steps": GEMMA_STEPS_MIX,
-         "gemma-place": GEMMA_PLACE_MIX}
+MIXES = {"gemma": GEMMA_MIX, "gemma-polish": GEMMA_POLISH_MIX}
 
 
 @dataclass(frozen=True)
@@ -147,15 +121,6 @@ def _write(rng: random.Random, problem: Problem, mode: str, mix: Mix) -> tuple[s
     return render_completion(str(answer), steps_text(steps), mode), mistake
 
 
-def _step_drill(rng: random.Random, completion: str, mix: Mix, fmt: ChatFormat) -> Example:
-    """One line of a chain that passed the filter, as a direct question and answer."""
-    reasoning, _ = split_completion(completion, "think")
-    line = rng.choice([ln for ln in reasoning.splitlines() if ln.strip()])
-    expression, _, value = line.partition(" = ")
-    prompt = fmt.render_prompt(question(rng, expression, mix.question_rate), "direct")
-    return Example(prompt, fmt.render_completion(value.strip(), "", "direct"), 1, "drill")
-
-
 def sample_example(rng: random.Random, mix: Mix, stats: DataStats,
                    fmt: ChatFormat = ARITH_FORMAT) -> Example | None:
     """One filtered example, or None when the filter rejected what the teacher wrote.
@@ -163,10 +128,8 @@ def sample_example(rng: random.Random, mix: Mix, stats: DataStats,
     The teacher writes and the filter checks in the task's canonical format; the
     kept example is then written in ``fmt``, the student's own chat format.
     """
-    # a mix without drills draws nothing here, so its data stay what they were for a seed
-    drill = mix.step_drill_rate > 0 and rng.random() < mix.step_drill_rate
     n_ops = rng.choices((1, 2, 3, 4), weights=mix.op_weights)[0]
-    mode = "think" if drill else rng.choices(list(mix.mode_weights), weights=list(mix.mode_weights.values()))[0]
+    mode = rng.choices(list(mix.mode_weights), weights=list(mix.mode_weights.values()))[0]
     problem = sample_split_problem(rng, n_ops, "train")
     completion, mistake = _write(rng, problem, mode, mix)
     ok = verify_completion(problem, completion, mode).ok
@@ -178,8 +141,6 @@ def sample_example(rng: random.Random, mix: Mix, stats: DataStats,
     if not ok:
         return None
     stats.kept += 1
-    if drill:
-        return _step_drill(rng, completion, mix, fmt)
     if mode == "think" and rng.random() < mix.truncate_rate:
         completion = _truncate(rng, completion)
     prompt = fmt.render_prompt(question(rng, problem.text, mix.question_rate), mode)

@@ -28,8 +28,8 @@ from thinkling.bench.files import write_text_atomic
 from thinkling.bench.fingerprint import load_average
 from thinkling.bench.modes import run_mode, take
 from thinkling.bench.tasksets import load_tasks, score
+from thinkling.distill import cli
 from thinkling.runtime import Engine, EngineConfig
-from thinkling.runtime.errors import ThinklingError
 from thinkling.runtime.hardware import device_facts
 
 MODES = ("off", "on", "post")
@@ -195,11 +195,6 @@ def register(sub) -> None:
     """``python -m thinkling.distill evaluate``."""
     p = sub.add_parser("evaluate", help="accuracy per skill, group and mode through the runtime",
                        description=__doc__.splitlines()[0])
-    _arguments(p)
-    p.set_defaults(func=_cli)
-
-
-def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="a registered name or a GGUF path")
     p.add_argument("--tasks", required=True, help="task sets, comma-separated: JSONL files, built-in "
                                                   "names (arith-test) or rg:<dataset>?seed=..&n=..")
@@ -210,119 +205,28 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--from-modes", default=None, metavar="FILE",
                    help="build the records from a bench modes JSON on --tasks instead of running the model")
+    p.set_defaults(func=_cli)
 
 
-def _cli(args: argparse.Namespace) -> int:
-    """Run, write the records, print the table; a bad input is one line on stderr, exit 2."""
+def _cli(args: argparse.Namespace) -> None:
+    """Run, write the records, print the table (errors raise; ``distill.cli`` prints them)."""
     modes = tuple(m for m in args.modes.split(",") if m)
-    try:
-        bad = [m for m in modes if m not in ("off", "on", "post", "auto")]
-        if bad or not modes:
-            raise ValueError(f"--modes: unknown mode(s) {', '.join(bad) or '(none)'} (off, on, post, auto)")
-        opts = EvalOptions(modes=modes, max_tokens=args.max_tokens, limit=args.limit, threads=args.threads)
-        specs = [t for t in args.tasks.split(",") if t]
-        if args.from_modes:
-            rec = records_from_modes(json.loads(Path(args.from_modes).read_text()), load_mix(specs))
-        else:
-            rec = evaluate(args.model, specs, opts)
-        write_records(rec, args.out)
-    except (ThinklingError, ValueError, OSError) as e:  # the edge: one line, no traceback
-        print(f"python -m thinkling.distill evaluate: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+    bad = [m for m in modes if m not in ("off", "on", "post", "auto")]
+    if bad or not modes:
+        raise ValueError(f"--modes: unknown mode(s) {', '.join(bad) or '(none)'} (off, on, post, auto)")
+    opts = EvalOptions(modes=modes, max_tokens=args.max_tokens, limit=args.limit, threads=args.threads)
+    specs = [t for t in args.tasks.split(",") if t]
+    if args.from_modes:
+        rec = records_from_modes(json.loads(Path(args.from_modes).read_text()), load_mix(specs))
+    else:
+        rec = evaluate(args.model, specs, opts)
+    write_records(rec, args.out)
     print(format_summary(rec))
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m thinkling.distill.evaluate`` (the same as ``python -m thinkling.distill evaluate``)."""
-    parser = argparse.ArgumentParser(prog="python -m thinkling.distill evaluate", description=__doc__.splitlines()[0])
-    _arguments(parser)
-    return _cli(parser.parse_args(argv))
-
-
-# --- the old builds' torch check (distill/build.py, distill/gemma_build.py) -------------
-# Arithmetic only, on the HF model in training. It stays while those two builds import it
-# and goes with them (the new trainer's hook is ``records_from_answers``).
-
-MAX_NEW_TOKENS = {"direct": 8, "think": 192, "post": 192}
-# The small fixed sample whose accuracy the old build records and tests/test_distill_student.py
-# reproduces from the committed artifacts.
-CHECK_PER_OP, CHECK_SEED = 25, 4321
-
-
-def eval_problems(per_op: int, seed: int = 1234) -> list:
-    """A fixed sample of held-out arithmetic problems: ``per_op`` for each of 1..4 operations."""
-    import random
-
-    from thinkling.distill.problems import sample_split_problem
-
-    rng = random.Random(seed)
-    return [sample_split_problem(rng, k, "eval") for k in (1, 2, 3, 4) for _ in range(per_op)]
-
-
-def generate(model, tok, prompts: list[str], max_new_tokens: int, batch_size: int = 100) -> list[str]:
-    """Greedy completions (text up to and without ``<|end|>``), left-padded batches."""
-    import torch
-
-    from thinkling.distill.chat import EOS, PAD
-
-    pad_id, eos_id = tok.token_to_id(PAD), tok.token_to_id(EOS)
-    out: list[str] = []
-    for start in range(0, len(prompts), batch_size):
-        rows = [tok.encode(p).ids for p in prompts[start : start + batch_size]]
-        width = max(len(r) for r in rows)
-        ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in rows])  # (B, T)
-        mask = (torch.arange(width)[None, :] >= torch.tensor([width - len(r) for r in rows])[:, None]).long()
-        with torch.no_grad():
-            gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                 do_sample=False, eos_token_id=eos_id, pad_token_id=pad_id)
-        for row in gen[:, width:].tolist():
-            if eos_id in row:
-                row = row[: row.index(eos_id)]
-            out.append(tok.decode(row, skip_special_tokens=False))
-    return out
-
-
-def accuracy_table(model, tok, problems: list, modes=("direct", "think", "post")) -> dict[str, dict[int, float]]:
-    """{mode: {n_ops: accuracy}} on arithmetic problems (bare-expression questions)."""
-    from thinkling.distill.chat import render_prompt, split_completion
-
-    table: dict[str, dict[int, float]] = {}
-    for mode in modes:
-        prompts = [render_prompt(p.text, mode) for p in problems]
-        done = generate(model, tok, prompts, MAX_NEW_TOKENS[mode])
-        ok = [split_completion(c, mode)[1] == str(p.value) for p, c in zip(problems, done)]
-        table[mode] = {}
-        for k in (1, 2, 3, 4):
-            hits = [o for p, o in zip(problems, ok) if p.n_ops == k]
-            if hits:
-                table[mode][k] = sum(hits) / len(hits)
-    return table
-
-
-def format_table(table: dict[str, dict[int, float]]) -> str:
-    """A markdown table: rows are formats, columns are numbers of operations."""
-    lines = ["| format | 1 op | 2 ops | 3 ops | 4 ops |", "|---|---|---|---|---|"]
-    names = {"direct": "direct", "think": "pre-thinking", "post": "post-thinking"}
-    for mode, row in table.items():
-        cells = " | ".join(f"{100 * row[k]:.1f}%" if k in row else "-" for k in (1, 2, 3, 4))
-        lines.append(f"| {names[mode]} | {cells} |")
-    return "\n".join(lines)
-
-
-def load_student(model_dir: str | Path, adapter_dir: str | Path | None = None):
-    """(merged model, tokenizers.Tokenizer) from an HF base and an optional PEFT adapter."""
-    import torch
-    from tokenizers import Tokenizer
-    from transformers import LlamaForCausalLM
-
-    model = LlamaForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32)
-    if adapter_dir is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
-    model.eval()
-    return model, Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
+    return cli.command_main("evaluate", argv)
 
 
 if __name__ == "__main__":

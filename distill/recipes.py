@@ -35,7 +35,7 @@ class Recipe:
     base_name: str  # written into the adapter's config (the runtime's name of the base)
     load_base: Callable[[], tuple]  # () -> (model in fp32, tokenizer)
     convert_source: Callable[[], Path]  # the base as the converter merges the adapter into it
-    chat_format: str  # a key of distill.formats.FORMATS; the data must be rendered in it
+    chat_format: str  # a key of distill.chat.FORMATS; the data must be rendered in it
     lora_r: int = 16
     lora_alpha: int = 16
     lora_targets: tuple[str, ...] = ATTENTION_MLP
@@ -60,7 +60,7 @@ class Recipe:
 
 def chat_format(name: str):
     """The ``distill.chat.ChatFormat`` registered under ``name``."""
-    from thinkling.distill.formats import FORMATS
+    from thinkling.distill.chat import FORMATS
 
     if name not in FORMATS:
         raise RecipeError(name, f"unknown chat format; known: {', '.join(sorted(FORMATS))}")

@@ -20,10 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NoReturn
 
 from thinkling.bench.files import write_text_atomic
 from thinkling.distill.tasks.general import ANSWERS_FILE, AnswersMissing, GeneralPrompt, load_answers, load_prompts
@@ -150,28 +148,13 @@ def register(sub) -> None:
 
 
 def _run_general(args: argparse.Namespace) -> None:
-    from thinkling.runtime.errors import ThinklingError
-
-    try:
-        rows = write_answers(args.model, args.out, args.max_tokens, args.threads)
-    except ThinklingError as e:
-        _fail("general", str(e))
+    rows = write_answers(args.model, args.out, args.max_tokens, args.threads)
     cut = sum(r["finish_reason"] == "length" for r in rows)
     print(f"{len(rows)} answers of {args.model} -> {args.out} ({cut} stopped at {args.max_tokens} tokens)")
 
 
 def _run_retention(args: argparse.Namespace) -> None:
-    from thinkling.runtime.errors import ThinklingError
-
-    try:
-        result = retention(args.model, args.answers, args.split, args.threads)
-    except (ThinklingError, AnswersMissing) as e:
-        _fail("retention", str(e))
+    result = retention(args.model, args.answers, args.split, args.threads)
     if args.json:
         write_text_atomic(args.json, json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "answers"}, indent=1))
-
-
-def _fail(cmd: str, message: str) -> NoReturn:
-    print(f"python -m thinkling.distill {cmd}: error: {message}", file=sys.stderr)
-    raise SystemExit(2)

@@ -27,10 +27,10 @@ import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import NoReturn
 
 from thinkling.bench.files import write_text_atomic
-from thinkling.distill.tasks import Chain, Problem, Task, TaskError, get_task
+from thinkling.distill import cli
+from thinkling.distill.tasks import Chain, Problem, Task, get_task
 from thinkling.distill.tasks.dataset import reason_kind
 
 log = logging.getLogger(__name__)
@@ -389,22 +389,14 @@ def run_cli(args: argparse.Namespace) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     for name in ("n_problems", "n", "concurrency"):
         if getattr(args, name) < 1:
-            _fail(f"--{name.replace('_', '-')} must be at least 1")
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     if not isinstance(args.extra_body, dict):
-        _fail("--extra-body must be a JSON object")
+        raise ValueError("--extra-body must be a JSON object")
     cfg = TeachConfig(**{f: getattr(args, f) for f in TeachConfig.__dataclass_fields__})
-    try:
-        stats = teach(cfg)
-    except (TeachError, TaskError) as e:
-        _fail(str(e))
+    stats = teach(cfg)  # TeachError, TaskError: ``distill.cli`` prints them
     print(json.dumps(stats.to_dict(), indent=1))
     if stats.errors:
-        print(f"python -m thinkling.distill teach: {sum(stats.errors.values())} requests failed after retries "
+        print(f"{cli.PROG} teach: {sum(stats.errors.values())} requests failed after retries "
               f"({', '.join(f'{k}: {v}' for k, v in stats.errors.items())}); run again to ask them",
               file=sys.stderr)
         raise SystemExit(1)
-
-
-def _fail(message: str) -> NoReturn:
-    print(f"python -m thinkling.distill teach: error: {message}", file=sys.stderr)
-    raise SystemExit(2)

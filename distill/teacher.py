@@ -43,8 +43,7 @@ class Strategy:
     products. lazy: compute a product only when the fold reaches it.
     split_mul / split_add: '' (no split), 'tens' (48 -> 40 + 8), 'halves'
     (48 -> 24 + 24) or, for additions only, 'bridge' (48 + 7 -> 48 + 2 + 5)
-    and 'ones' (37 - 2 -> 7 - 2 = 5, 30 + 5 = 35), or 'place': below 100 as 'tens', and a
-    three-digit sum or difference is worked below the hundreds (``_place``).
+    and 'ones' (37 - 2 -> 7 - 2 = 5, 30 + 5 = 35).
     commute: write ``b * a`` and ``t + acc``.
     """
 
@@ -55,20 +54,13 @@ class Strategy:
     commute: bool = False
 
 
-# Priority order: the first is the canonical path; later ones only fill up to
-# MAX_PATHS distinct paths. 'halves' comes last because it is the least natural
-# and exists so that small problems (``3 * 7``) still get several paths.
 # Every step of the fully split path touches one digit (``7 * 40``, ``280 + 50``,
 # ``330 + 6``): the easiest chain for a tiny student, so training prefers it.
 FULLY_SPLIT = Strategy(split_mul="tens", split_add="tens")
-# The fully split path, except that no addition or subtraction step carries a three-digit
-# number through. Teacher-forced on the phase-2 Gemma student (``distill.step_probe``, 400
-# held-out chains), its additions of two-digit numbers were right 96-100% of the time, its
-# subtractions 90-98%, and the steps on a three-digit partial 60-98% (``146 - 60 = 106``):
-# those held 79% of the step errors. Training on this path did not help (docs/distill.md).
-# Not in STRATEGIES: that would change which paths earlier mixes draw for a seed.
-PLACE_SPLIT = Strategy(split_mul="tens", split_add="place")
 
+# Priority order: the first is the canonical path; later ones only fill up to
+# MAX_PATHS distinct paths. 'halves' comes last because it is the least natural
+# and exists so that small problems (``3 * 7``) still get several paths.
 STRATEGIES = (
     Strategy(),
     FULLY_SPLIT,
@@ -116,58 +108,7 @@ def _mul(a: int, b: int, s: Strategy, steps: list[Step]) -> int:
     return _combine(products[0], "+", products[1], s, steps)
 
 
-def _place(acc: int, sign: str, t: int, steps: list[Step]) -> int:
-    """``acc sign t`` with a three-digit number in it, worked below the hundreds.
-
-    The hundreds of ``t`` go first, whole (``746 - 300 = 446``); then the remainders
-    meet as two-digit numbers and the hundreds come back by place (``46 - 6 = 40``,
-    ``400 + 40 = 440``). A subtraction that would borrow takes the remainder off,
-    then the rest from a hundred (``746 - 60``: ``746 - 46 = 700``, ``100 - 14 = 86``,
-    ``600 + 86 = 686``). Every operand stays grounded for the filter: each is a number
-    of the chain or one part of a two-part split of one.
-    """
-    if sign == "+" and acc < 100:
-        acc, t = t, acc  # 18 + 760 is worked as 760 + 18
-    split_t = t >= 100
-    if split_t:
-        hundreds = t - t % 100
-        steps.append(Step(acc, sign, hundreds, apply_op(acc, sign, hundreds)))
-        acc, t = steps[-1].c, t % 100
-        if t == 0:
-            return acc
-    # A borrow would split t's remainder again (three parts of one number, which the filter
-    # cannot ground): that rare step (~0.2% of chains) is written whole.
-    if acc < 100 or (split_t and sign == "-" and acc % 100 < t):
-        steps.append(Step(acc, sign, t, apply_op(acc, sign, t)))
-        return steps[-1].c
-    top, rest = acc - acc % 100, acc % 100
-    if sign == "+" or rest >= t:
-        if rest == 0 and sign == "+":
-            steps.append(Step(top, "+", t, top + t))
-            return top + t
-        low = apply_op(rest, sign, t)
-        steps.append(Step(rest, sign, t, low))
-        steps.append(Step(top, "+", low, top + low))
-        return top + low
-    if rest:
-        steps.append(Step(acc, "-", rest, top))
-    left = 100 - (t - rest)
-    steps.append(Step(100, "-", t - rest, left))
-    if top > 100:
-        steps.append(Step(top - 100, "+", left, top - 100 + left))
-    return top - 100 + left
-
-
 def _combine(acc: int, sign: str, t: int, s: Strategy, steps: list[Step]) -> int:
-    if s.split_add == "place":
-        # two-digit numbers split as 'tens'; a part that meets a three-digit number goes by place
-        for part in (_parts(t, "tens") if max(acc, t) < 100 else None) or (t,):
-            if max(acc, part) >= 100:
-                acc = _place(acc, sign, part, steps)
-            else:
-                steps.append(Step(acc, sign, part, apply_op(acc, sign, part)))
-                acc = steps[-1].c
-        return acc
     if s.split_add == "ones" and acc >= 10 and 0 <= apply_op(acc % 10, sign, t) <= 9:
         # Work on the ones digit only: 37 - 2 -> 7 - 2 = 5, 30 + 5 = 35.
         ones = apply_op(acc % 10, sign, t)

@@ -34,6 +34,7 @@ import types
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from thinkling.distill import cli
 from thinkling.distill.recipes import Recipe, get_recipe
 
 log = logging.getLogger(__name__)
@@ -382,19 +383,7 @@ def register(subparsers) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m thinkling.distill.trainer``: the same as ``python -m thinkling.distill train``."""
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(prog="python -m thinkling.distill train", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    try:
-        run(args)
-    except ValueError as e:  # DataError, CheckpointError, RecipeError: one line, no traceback
-        print(f"python -m thinkling.distill train: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return cli.command_main("train", argv)
 
 
 if __name__ == "__main__":

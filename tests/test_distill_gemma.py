@@ -8,12 +8,16 @@ import pytest
 
 from thinkling.distill.data import GEMMA_MIX, make_dataset
 from thinkling.distill.filter import verify_completion
-from thinkling.distill.gemma_chat import CHAT_TEMPLATE, EOT, GEMMA_FORMAT, MODES, render_completion, render_prompt, split_completion
+from thinkling.distill.chat import GEMMA_FORMAT, MODES
 from thinkling.distill.chat import render_completion as arith_completion
 from thinkling.distill.problems import parse_problem
 from thinkling.runtime.prompts import render_chat
 from thinkling.runtime.thinking.formats import FORMATS
 from thinkling.runtime.types import Message
+
+CHAT_TEMPLATE, EOT = GEMMA_FORMAT.chat_template, GEMMA_FORMAT.eos
+render_prompt, render_completion, split_completion = (
+    GEMMA_FORMAT.render_prompt, GEMMA_FORMAT.render_completion, GEMMA_FORMAT.split_completion)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -135,24 +139,3 @@ def test_a_second_phase_starts_from_the_saved_adapter(tmp_path):
     partial.save_pretrained(tmp_path / "q")
     with pytest.raises(ValueError, match="lacks"):
         load_adapter_weights(second, tmp_path / "q")  # an adapter for other modules is refused
-
-
-def test_steps_mix_drills_filtered_chain_steps_as_direct_questions():
-    from thinkling.distill.data import GEMMA_STEPS_MIX, MIXES
-
-    assert MIXES["gemma-steps"] is GEMMA_STEPS_MIX
-    examples, _ = make_dataset(2, GEMMA_STEPS_MIX, 1500, GEMMA_FORMAT)
-    assert examples == make_dataset(2, GEMMA_STEPS_MIX, 1500, GEMMA_FORMAT)[0]  # deterministic for a seed
-    drills = [e for e in examples if e.mode == "drill"]
-    assert 0.15 < len(drills) / len(examples) < 0.25
-    big = 0
-    for ex in drills:
-        assert ex.prompt.endswith("Answer directly.<end_of_turn>\n<start_of_turn>model\n")
-        question = ex.prompt.split("user\n", 1)[1].split("\n", 1)[0]
-        expression = question.removeprefix("What is ").removesuffix("?")
-        a, op, b = expression.split()
-        value = {"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b)}[op]
-        _, answer = split_completion(ex.completion, "direct")
-        assert answer == str(value), ex  # a drilled step is always right: it comes from a chain the filter passed
-        big += max(int(a), int(b)) > 99
-    assert big > 0.1 * len(drills)  # partials beyond the task's operands, as chains meet them

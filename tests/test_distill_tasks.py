@@ -10,9 +10,8 @@ import sys
 
 import pytest
 
-from thinkling.distill.chat import ARITH_FORMAT
+from thinkling.distill.chat import ARITH_FORMAT, GEMMA_FORMAT
 from thinkling.distill.data import ADAPTER_MIX, BASE_MIX, GEMMA_MIX, GEMMA_POLISH_MIX, make_dataset
-from thinkling.distill.gemma_chat import GEMMA_FORMAT
 from thinkling.distill.tasks import TASKS, Chain, TaskError, get_task
 from thinkling.distill.tasks.dataset import DataSpec, make_data
 

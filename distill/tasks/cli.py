@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from thinkling.distill.formats import FORMATS
+from thinkling.distill.chat import FORMATS
 from thinkling.distill.tasks.dataset import DEFAULT_MODES, DataSpec, export_rows, write_data
 
 

@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from thinkling.distill.formats import FORMATS
+from thinkling.distill.chat import FORMATS
 from thinkling.distill.tasks import get_task
 from thinkling.distill.tasks.base import Chain, Problem, Task, TaskError
 
