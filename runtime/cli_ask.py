@@ -82,6 +82,14 @@ def request_from_args(args) -> GenerationRequest:
     return GenerationRequest(prompt=args.prompt, **common)
 
 
+def _threads(state: dict) -> str:
+    """``2`` (fixed), or ``adaptive:1`` with the prefill count where it differs (mid-trial)."""
+    if state["policy"] != "adaptive":
+        return str(state["threads"])
+    extra = f"/prefill {state['batch_threads']}" if state["batch_threads"] != state["threads"] else ""
+    return f"adaptive:{state['threads']}{extra}"
+
+
 def run_ask(args) -> int:
     config = EngineConfig(n_ctx=args.ctx, n_threads=args.threads, queue_size=1, thread_policy=args.thread_policy)
     request = request_from_args(args)
@@ -111,7 +119,7 @@ def run_ask(args) -> int:
         print(f"[{engine.model_name}] finish={last.finish_reason} load={t.load_ms:.0f}ms "
               f"prompt={t.prompt_tokens}tok/{t.prompt_ms:.0f}ms ttft={t.ttft_ms:.0f}ms "
               f"out={t.completion_tokens}tok decode={t.decode_tok_s:.1f}tok/s total={t.total_ms:.0f}ms "
-              f"mode={last.decision.mode if last.decision else None}"
+              f"mode={last.decision.mode if last.decision else None} threads={_threads(engine.threads())}"
               + (f" drafted={t.drafted_tokens} accepted={t.accepted_tokens}" if t.drafted_tokens else ""),
               file=sys.stderr)
     return 0
