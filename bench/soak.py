@@ -19,6 +19,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -280,7 +281,8 @@ def soak(opts: SoakOptions) -> dict:
         raise ValueError("need duration > 0, clients >= 1, contend >= 0, dialect thinkling|openai")
     proc = None
     if opts.url is None:
-        log_path = Path(opts.log_path or f"soak-server-{os.getpid()}.log")
+        # the server log goes to the temp dir unless asked for, so a soak leaves nothing in the cwd
+        log_path = Path(opts.log_path or Path(tempfile.gettempdir()) / f"thinkling-soak-server-{os.getpid()}.log")
         base, proc = start_server(opts, log_path)
     else:
         base = opts.url.rstrip("/")

@@ -46,7 +46,8 @@ def register(sub) -> None:
     p.add_argument("--api-key", default=None)
     p.add_argument("--server-arg", dest="server_args", action="append", default=[],
                    help="extra `thinkling serve` flag (repeatable, e.g. --server-arg=--thread-policy=adaptive)")
-    p.add_argument("--server-log", dest="log_path", default=None)
+    p.add_argument("--server-log", dest="log_path", default=None,
+                   help="where the started server writes its log (default: a file in the temp dir)")
     p.add_argument("--json", dest="json_out", default=None)
     p.add_argument("--png", dest="png_out", default=None)
     p.set_defaults(func=_main)
