@@ -17,7 +17,6 @@ import importlib.util
 import json
 import multiprocessing as mp
 import os
-import statistics
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +26,7 @@ from thinkling.runtime import Engine, EngineConfig, GenerationRequest, Message, 
 
 from . import fingerprint as fp
 from .files import write_text_atomic
-from .stats import percentile
+from . import stats
 
 QUESTIONS = ["Why is the sky blue?", "Write a short poem about autumn.", "Tell me a fun fact about the ocean.",
              "How do plants grow?", "Describe a sunset over the mountains.", "What do bees do all day?"]
@@ -122,17 +121,16 @@ def _time(engine: Engine, question: str, max_tokens: int) -> dict:
             "decode_ms_per_token": 1000 / t.decode_tok_s if t.decode_tok_s else None, "tokens": len(r.tokens)}
 
 
-def _p50_p95(values: list[float]) -> tuple[float | None, float | None]:
-    if not values:
-        return None, None
-    return round(statistics.median(values), 1), round(percentile(values, 95), 1)
+def _p50_p95(values: list[float | None]) -> tuple[float | None, float | None]:
+    s = stats.summarize(values)
+    return (None, None) if s is None else (round(s.p50, 1), round(s.p95, 1))
 
 
-def summarize(rows: list[dict]) -> dict:
+def summarize_policy(rows: list[dict]) -> dict:
     """One policy's requests in one case: medians, p95s and requests per minute of serving."""
     e2e = [r["e2e_ms"] for r in rows]
-    decode = [r["decode_ms_per_token"] for r in rows if r["decode_ms_per_token"] is not None]
-    (e50, e95), (t50, t95), (d50, d95) = _p50_p95(e2e), _p50_p95([r["ttft_ms"] for r in rows]), _p50_p95(decode)
+    (e50, e95), (t50, t95), (d50, d95) = (_p50_p95(e2e), _p50_p95([r["ttft_ms"] for r in rows]),
+                                          _p50_p95([r["decode_ms_per_token"] for r in rows]))
     return {"n": len(rows), "requests_per_min": round(len(rows) / (sum(e2e) / 60_000), 1) if e2e else 0.0,
             "ttft_p50_ms": t50, "ttft_p95_ms": t95, "decode_p50_ms_per_token": d50, "decode_p95_ms_per_token": d95,
             "e2e_p50_ms": e50, "e2e_p95_ms": e95, "e2e_max_ms": round(max(e2e), 1) if e2e else None}
@@ -149,7 +147,7 @@ def _run_case(engines: dict[str, Engine], case_seconds: float, max_requests: int
         for p in order:
             rows[p].append(_time(engines[p], QUESTIONS[i % len(QUESTIONS)], max_tokens))
         i += 1
-    return {p: {**summarize(r), "threads_at_end": engines[p].threads()} for p, r in rows.items()}
+    return {p: {**summarize_policy(r), "threads_at_end": engines[p].threads()} for p, r in rows.items()}
 
 
 def run(model: str | None, threads: int, cases: list[str], case_seconds: float, max_tokens: int,
