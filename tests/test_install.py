@@ -129,17 +129,22 @@ def test_every_package_folder_is_listed_under_thinkling():
 def test_source_imports_the_project_under_one_name():
     """Every import of the project's own code goes through `thinkling.`: an import of a bare
     `runtime` would load a second copy of the module from a checkout, and fail from a wheel."""
-    import ast
+    from source_imports import absolute_imports
 
     bare = ("runtime", "convert", "bench", "distill", "mobile_bridge")
-    offenders = []
-    for top in (*bare, "tests", "thinkling", "scripts"):
-        for path in (ROOT / top).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text())):
-                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                         else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
-                offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in bare]
+    offenders = [f"{path}: {n}" for path, n in absolute_imports(*bare, "tests", "thinkling", "scripts")
+                 if n.split(".")[0] in bare]
     assert offenders == []
+
+
+def test_the_one_name_exports_the_runtime_entry_points():
+    """``thinkling.__all__`` is written out (so that importing ``thinkling.distill`` does not
+    load the engine): it must name exactly the runtime's public entry points, each resolving."""
+    import thinkling
+    import thinkling.runtime
+
+    assert thinkling.__all__ == thinkling.runtime.__all__
+    assert all(getattr(thinkling, name) is getattr(thinkling.runtime, name) for name in thinkling.__all__)
 
 
 def test_core_install_runs_without_any_extra(wheel, home, tmp_path):

@@ -4,7 +4,6 @@ no package above it (checked statically and in a fresh interpreter)."""
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import subprocess
@@ -12,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from source_imports import absolute_imports
 
 from thinkling.runtime import models
 from thinkling.runtime.cli import main as thinkling
@@ -109,13 +109,8 @@ _UPWARD = ("thinkling.convert", "thinkling.bench", "thinkling.distill", "thinkli
 
 
 def test_runtime_source_imports_nothing_above_it():
-    offenders = []
-    for path in (ROOT / "runtime").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
-            offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names
-                           if any(n == u or n.startswith(u + ".") for u in _UPWARD)]
+    offenders = [f"{path}: {n}" for path, n in absolute_imports("runtime")
+                 if any(n == u or n.startswith(u + ".") for u in _UPWARD)]
     assert offenders == []
 
 
