@@ -66,7 +66,8 @@ GEMMA_POLISH_MIX = replace(
     op_weights=(0.4, 0.2, 0.2, 0.2),
     mode_weights={"direct": 0.45, "think": 0.45, "post": 0.1},
 )
-MIXES = {"gemma": GEMMA_MIX, "gemma-polish": GEMMA_POLISH_MIX}
+# The phase mixes by name: `python -m thinkling.distill data --mix NAME` writes one to disk.
+MIXES = {"base": BASE_MIX, "adapter": ADAPTER_MIX, "gemma": GEMMA_MIX, "gemma-polish": GEMMA_POLISH_MIX}
 
 
 @dataclass(frozen=True)
@@ -162,3 +163,34 @@ def make_dataset(seed: int, mix: Mix, n: int,
         if ex is not None:
             examples.append(ex)
     return examples, stats
+
+
+def write_mix(name: str, rows: int, seed: int, fmt: ChatFormat, out) -> dict:
+    """``out/train.jsonl`` + ``out/stats.json`` of the phase mix ``name``, written atomically.
+
+    The rows are ``make_dataset(seed, MIXES[name], rows, fmt)``'s examples in order, as the
+    old in-memory build fed them to its loop, in the task pipeline's row shape, so
+    ``python -m thinkling.distill train`` reads them like any task's data.
+    """
+    import json
+    from pathlib import Path
+
+    from thinkling.bench.files import write_text_atomic
+    from thinkling.distill.card_arith import stats_dict  # it imports this module
+
+    if name not in MIXES:
+        raise ValueError(f"unknown mix {name!r}; known: {', '.join(MIXES)}")
+    if rows < 1:
+        raise ValueError("--rows must be at least 1")
+    examples, stats = make_dataset(seed, MIXES[name], rows, fmt)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = (json.dumps({"prompt": ex.prompt, "completion": ex.completion, "mode": ex.mode, "task": "arithmetic",
+                         "level": f"{ex.n_ops} ops", "path": f"mix:{name}", "id": f"mix:{name}/{seed}/{i}"},
+                        ensure_ascii=False) + "\n" for i, ex in enumerate(examples))
+    write_text_atomic(out / "train.jsonl", "".join(lines))
+    report = {"mix": name, "seed": seed, "chat": fmt.name, "rows": len(examples),
+              "rows_by_mode": dict(Counter(ex.mode for ex in examples)),
+              "filter": stats_dict(stats)}
+    write_text_atomic(out / "stats.json", json.dumps(report, indent=2) + "\n")
+    return report

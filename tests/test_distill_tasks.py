@@ -191,6 +191,32 @@ def test_cli_bad_task_is_one_error_line(tmp_path):
     assert r.stderr.count("\n") == 1 and "unknown task 'nope'" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_data_command_writes_a_phase_mix_as_make_dataset_makes_it(tmp_path):
+    # the arith-student's rebuild trains from disk on the rows its old build drew in memory
+    out = tmp_path / "mix"
+    r = _cli("data", "--mix", "adapter", "--rows", "300", "--seed", "7", "--chat", "arith", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+    examples, stats = make_dataset(7, ADAPTER_MIX, 300, ARITH_FORMAT)
+    assert [(r["prompt"], r["completion"], r["mode"], r["level"]) for r in rows] == \
+        [(e.prompt, e.completion, e.mode, f"{e.n_ops} ops") for e in examples]
+    report = json.loads((out / "stats.json").read_text())
+    assert report["rows"] == 300 and report["filter"]["written"] == stats.written
+    assert sum(report["rows_by_mode"].values()) == 300 and not list(out.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--mix", "nope"], "unknown mix 'nope'"),
+    (["--mix", "adapter", "--task", "calendar"], "give --task"),
+    ([], "give --task"),
+])
+def test_data_command_mix_errors_are_one_line(tmp_path, args, message):
+    r = _cli("data", *args, "--chat", "arith", "--out", str(tmp_path / "x"))
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and message in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "x").exists()
+
+
 def test_export_and_tasks_commands(tmp_path):
     out = tmp_path / "gsm-unseen.jsonl"
     r = _cli("export", "--task", "gsm_symbolic", "--split", "test-unseen", "--n", "5", "--out", str(out))

@@ -39,6 +39,14 @@ def list_tasks(args: argparse.Namespace) -> None:
 
 
 def data(args: argparse.Namespace) -> None:
+    if (args.task is None) == (args.mix is None):
+        raise ValueError("give --task (task problems) or --mix (an arithmetic phase mix), not both")
+    if args.mix is not None:
+        from thinkling.distill.data import write_mix
+
+        report = write_mix(args.mix, args.rows, args.seed, FORMATS[args.chat], args.out)
+        print(json.dumps({"out": args.out, **{k: report[k] for k in ("mix", "rows", "rows_by_mode")}}, indent=2))
+        return
     spec = DataSpec(tasks=tuple(t.strip() for t in args.task.split(",") if t.strip()), per_task=args.per_task,
                     seed=args.seed, chat=args.chat, k=args.k, mode_weights=args.modes,
                     mistake_rate=args.mistake_rate, truncate_rate=args.truncate_rate, paths=args.paths,
@@ -68,7 +76,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=list_tasks)
 
     p = sub.add_parser("data", help="write filtered training data: DIR/train.jsonl and DIR/stats.json")
-    p.add_argument("--task", required=True, help="comma-separated task names (python -m thinkling.distill tasks)")
+    p.add_argument("--task", help="comma-separated task names (python -m thinkling.distill tasks)")
+    p.add_argument("--mix", help="instead of --task: an arithmetic phase mix of distill.data.MIXES "
+                   "(adapter: the arith-student's adapter data; its old build drew it with --seed 1)")
+    p.add_argument("--rows", type=int, default=352_000, help="rows of a --mix (default: 11,000 steps of 32)")
     p.add_argument("--per-task", type=int, default=1000, help="train problems per task")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chat", choices=sorted(FORMATS), default="gemma", help="the student's chat format")
