@@ -15,7 +15,11 @@ What is ours is one loss (``completion_loss``):
   of the batch;
 - the LM head runs only at the completion positions. TRL's fused head does that on
   CUDA but scores every position on a CPU, and Gemma's 262k-row head costs more than
-  its 18 layers together (docs/distill.md has the measured steps/s).
+  its 18 layers together (docs/distill.md has the measured steps/s);
+- batches are grouped by length, as transformers' ``group_by_length`` groups them, but
+  taken in random order (``length_grouped_batches``). transformers runs each group of 50
+  batches from the longest to the shortest, so a mix of chains and direct answers
+  trains in a 50-step saw: chains, then post answers, then direct answers.
 
 OUTDIR gets ``checkpoints/`` (every ``save_every`` steps, the last two kept),
 ``adapter/`` (PEFT, fp16, with the student's ``chat_template.jinja`` and
@@ -124,6 +128,49 @@ def encode_rows(rows: list[dict], tok, max_length: int, source: Path = Path("tra
     return Dataset.from_dict({"input_ids": ids, "completion_mask": masks}), dropped
 
 
+def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, epoch: int) -> list[int]:
+    """Row indices: batches of similar length (transformers' grouping), in shuffled order.
+
+    transformers' ``get_length_grouped_indices`` sorts each mega-batch of 50 batches by
+    length, longest first, and the Trainer takes them in that order; on a mix of chains
+    and direct answers that is a curriculum nobody asked for, repeated every 50 steps,
+    and a run stopped at a mega-batch's end has just trained on direct answers only.
+    Here the full batches are shuffled (the last, short one stays last, since the data
+    loader cuts the index stream every ``batch_size``); the same (seed, epoch) gives the
+    same order, which is what resuming from a checkpoint needs.
+    """
+    import torch
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = get_length_grouped_indices(lengths, batch_size, generator=g)
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    full = [b for b in batches if len(b) == batch_size]
+    tail = [b for b in batches if len(b) < batch_size]
+    shuffled = [full[i] for i in torch.randperm(len(full), generator=g).tolist()] + tail
+    return [i for b in shuffled for i in b]
+
+
+def length_grouped_sampler(lengths: list[int], batch_size: int, seed: int):
+    """A ``torch`` Sampler over ``length_grouped_batches``; the Trainer calls ``set_epoch``."""
+    from torch.utils.data import Sampler
+
+    class LengthGroupedShuffled(Sampler):
+        def __init__(self):
+            self.epoch = 0
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = epoch
+
+        def __len__(self) -> int:
+            return len(lengths)
+
+        def __iter__(self):
+            return iter(length_grouped_batches(lengths, batch_size, seed, self.epoch))
+
+    return LengthGroupedShuffled()
+
+
 def add_completion_loss(model) -> None:
     """Patch ``model.forward``: ``completion_loss=True`` returns the mean per-example loss.
 
@@ -167,6 +214,12 @@ def make_trainer_class():
                 add_completion_loss(self.model.get_base_model())
                 # our loss is one micro-batch's mean: the Trainer divides it by the accumulation steps
                 self.loss_is_scaled_for_ga = False
+
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            return length_grouped_sampler([len(ids) for ids in dataset["input_ids"]],
+                                          self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                          self.args.seed)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if not self.head_at_completion_only or return_outputs:
@@ -240,7 +293,8 @@ def sft_config(recipe: Recipe, opts: TrainOptions, checkpoints: Path):
         # bf16 autocast over fp32 weights (on a CPU transformers wants use_cpu for it)
         bf16=cuda or (recipe.bf16_on_cpu and cpu_has_bf16()), use_cpu=not cuda, activation_checkpointing=False,
         completion_only_loss=True, max_length=None, packing=False,
-        train_sampling_strategy="group_by_length",  # short direct answers are not padded to chains
+        # batches by length, so short direct answers are not padded to chains: our own sampler
+        # (StudentTrainer._get_train_sampler), which takes them in random order
         save_strategy="steps", save_steps=opts.save_every, save_total_limit=2,
         logging_steps=opts.log_every, report_to="none", disable_tqdm=True,
         seed=opts.seed, data_seed=opts.seed, dataloader_num_workers=0,

@@ -107,6 +107,46 @@ def test_prompt_tokens_carry_no_loss(data_dir):
         assert example["labels"][n_prompt:] == completion == example["input_ids"][n_prompt:]
 
 
+def test_batches_are_grouped_by_length_and_taken_in_random_order():
+    import random
+
+    from thinkling.distill.trainer import length_grouped_batches
+
+    rng = random.Random(0)
+    lengths = [rng.randrange(5, 200) for _ in range(4003)]
+    bs = 16
+    order = length_grouped_batches(lengths, bs, seed=3, epoch=0)
+    assert sorted(order) == list(range(len(lengths)))  # every row once
+    batches = [order[i:i + bs] for i in range(0, len(order), bs)]
+    assert len(batches[-1]) == len(lengths) % bs  # the short batch last: the loader cuts every bs
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+    assert spread < 10  # grouped: random batches of these lengths spread ~170
+    # transformers' own order takes each 50 batches longest first (every adjacent pair falls);
+    # shuffled, about half fall
+    tops = [max(lengths[i] for i in b) for b in batches[:-1]]
+    falls = sum(a > b for a, b in zip(tops, tops[1:])) / (len(tops) - 1)
+    assert 0.35 < falls < 0.65, falls
+    assert length_grouped_batches(lengths, bs, seed=3, epoch=0) == order  # resumable
+    assert length_grouped_batches(lengths, bs, seed=3, epoch=1) != order
+
+
+def test_the_trainer_samples_through_the_shuffled_grouping(data_dir):
+    from thinkling.distill.recipes import get_recipe
+    from thinkling.distill.trainer import (encode_rows, length_grouped_batches, make_trainer_class, peft_model,
+                                           read_rows, sft_config)
+
+    recipe = get_recipe(RECIPE)
+    base, tok = recipe.load_base()
+    dataset, _ = encode_rows(read_rows(data_dir), tok, recipe.max_length)
+    trainer = make_trainer_class()(model=peft_model(base, recipe, None), processing_class=tok,
+                                   args=sft_config(recipe, OPTS, data_dir / "unused"), train_dataset=dataset)
+    sampler = trainer._get_train_sampler()
+    lengths = [len(ids) for ids in dataset["input_ids"]]
+    assert list(sampler) == length_grouped_batches(lengths, OPTS.batch_size, OPTS.seed, 0)
+    sampler.set_epoch(2)
+    assert list(sampler) == length_grouped_batches(lengths, OPTS.batch_size, OPTS.seed, 2)
+
+
 def test_completion_loss_is_the_per_example_mean_of_full_logits():
     """The head-at-completion-positions loss against the model's full logits, computed independently."""
     import torch
