@@ -180,10 +180,13 @@ def test_json_schema_answer_validates_through_the_official_client(client, stream
 
 
 def test_json_object_through_the_official_client(client):
-    r = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Reply in JSON."}],
+    # A question with one short answer: an open "Reply in JSON." lets greedy decoding wander into
+    # a key-repeating object whose length turned on the server's prompt cache (seen on one CPU).
+    r = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": 'Reply in JSON with one key, "capital": what is the capital of France?'}],
                                        max_tokens=64, temperature=0, response_format={"type": "json_object"},
                                        extra_body={"think": "off"})
-    assert r.choices[0].finish_reason == "stop" and isinstance(json.loads(r.choices[0].message.content), dict)
+    assert r.choices[0].finish_reason == "stop", r.choices[0].message.content
+    assert isinstance(json.loads(r.choices[0].message.content), dict)
 
 
 def test_completions_both_ways(client):
