@@ -9,9 +9,11 @@ Pure Python on purpose: CI runs these tests without torch.
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from thinkling.distill.chat import ARITH_FORMAT, EOS, THINK_CLOSE, THINK_OPEN, ChatFormat, render_completion, split_completion
 from thinkling.distill.filter import verify_completion
@@ -165,16 +167,13 @@ def make_dataset(seed: int, mix: Mix, n: int,
     return examples, stats
 
 
-def write_mix(name: str, rows: int, seed: int, fmt: ChatFormat, out) -> dict:
+def write_mix(name: str, rows: int, seed: int, fmt: ChatFormat, out: str | Path) -> dict:
     """``out/train.jsonl`` + ``out/stats.json`` of the phase mix ``name``, written atomically.
 
     The rows are ``make_dataset(seed, MIXES[name], rows, fmt)``'s examples in order, as the
     old in-memory build fed them to its loop, in the task pipeline's row shape, so
     ``python -m thinkling.distill train`` reads them like any task's data.
     """
-    import json
-    from pathlib import Path
-
     from thinkling.bench.files import write_text_atomic
     from thinkling.distill.card_arith import stats_dict  # it imports this module
 
